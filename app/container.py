@@ -1,0 +1,25 @@
+"""The services one running app holds; built by the lifespan in ``app.main``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.metrics import ServiceMetrics
+from app.services.model_service import ModelService
+from app.services.prediction_log import PredictionLog
+from app.services.predictions import PredictionService
+from app.services.registry import ModelRegistry
+
+
+@dataclass
+class Container:
+    settings: Settings
+    metrics: ServiceMetrics
+    engine: AsyncEngine
+    registry: ModelRegistry
+    models: ModelService
+    prediction_log: PredictionLog
+    predictions: PredictionService

@@ -1,0 +1,1 @@
+"""Persistence: ORM tables, engine and sessions. Schema changes go through Alembic only."""

@@ -1,0 +1,34 @@
+"""Run Alembic migrations from code (``future-skills db upgrade``), as a one-shot step."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+import app
+
+_PROJECT_ROOT = Path(app.__file__).resolve().parent.parent
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(_PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(_PROJECT_ROOT / "alembic"))
+    config.attributes["url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def _upgrade(url: str, revision: str) -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Upgrade in a worker thread: Alembic's env runs its own event loop."""
+    await asyncio.to_thread(_upgrade, url, revision)
+
+
+def upgrade_sync(url: str, revision: str = "head") -> None:
+    _upgrade(url, revision)

@@ -1,0 +1,35 @@
+"""FastAPI dependencies as ``Annotated`` aliases, so route signatures read like data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.container import Container
+from app.services.model_service import ModelService
+from app.services.predictions import PredictionService
+
+
+def get_container(request: Request) -> Container:
+    return request.app.state.container
+
+
+def get_request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+RequestIdDep = Annotated[str | None, Depends(get_request_id)]
+
+
+def get_predictions(container: ContainerDep) -> PredictionService:
+    return container.predictions
+
+
+def get_models(container: ContainerDep) -> ModelService:
+    return container.models
+
+
+PredictionsDep = Annotated[PredictionService, Depends(get_predictions)]
+ModelsDep = Annotated[ModelService, Depends(get_models)]

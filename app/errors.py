@@ -1,0 +1,124 @@
+"""Domain errors and the one table that maps them to HTTP responses.
+
+Services raise these; only ``install_error_handlers`` knows about status codes. Every error body
+has the shape ``{"error": {"code", "message", "details"?}}`` (PROTOCOLS.md section 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class PredictionNotFound(NotFound):
+    code = "prediction_not_found"
+
+
+class ModelNotReady(DomainError):
+    code = "model_not_ready"
+
+
+class RegistryUnavailable(DomainError):
+    code = "registry_unavailable"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+# Most specific class first: the first isinstance match wins.
+STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (ModelNotReady, 503),
+    (RegistryUnavailable, 503),
+)
+
+
+def status_for(exc: DomainError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic errors reduced to location and message; submitted values are never echoed."""
+    return [
+        {
+            "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body",
+            "type": err.get("type", "invalid"),
+            "message": err.get("msg", "invalid value"),
+        }
+        for err in errors
+    ]
+
+
+async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    status = status_for(exc)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers=headers)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return JSONResponse(error_body("invalid_json", "the request body is not valid JSON"), 400)
+    details = validation_details(errors)
+    fields = sorted({d["field"] for d in details})
+    message = "invalid request: " + ", ".join(fields[:10]) + (" ..." if len(fields) > 10 else "")
+    return JSONResponse(error_body("validation_error", message, details), 422)
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(error_body("internal_error", "internal server error"), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,1 @@
+"""Machine-learning code shared by training and serving: schema, data, pipeline, evaluation."""

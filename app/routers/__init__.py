@@ -1,0 +1,9 @@
+"""HTTP adapters, one module per resource, collected here."""
+
+from fastapi import APIRouter
+
+from app.routers import health, predictions
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(predictions.router)

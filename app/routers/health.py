@@ -1,0 +1,55 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+from app.deps import ContainerDep
+from app.errors import error_body
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live", operation_id="health_live")
+async def live() -> dict:
+    """The process is up and answering."""
+    return {"status": "alive"}
+
+
+@router.get(
+    "/health/ready",
+    operation_id="health_ready",
+    responses={503: {"description": "No model loaded yet"}},
+)
+async def ready(container: ContainerDep) -> JSONResponse:
+    """Ready once a model is loaded; names the serving version. No connection details."""
+    model = container.models.current
+    if model is None:
+        body = error_body("model_not_ready", "no model is loaded yet")
+        return JSONResponse(body, 503, headers={"Retry-After": "5"})
+    return JSONResponse(
+        {
+            "status": "ready",
+            "model": {
+                "name": model.name,
+                "version": model.version,
+                "semver": model.semver,
+                "alias": container.settings.model.alias,
+                "resolved_via": model.ref.via,
+            },
+        }
+    )
+
+
+@router.get("/metrics", include_in_schema=True, operation_id="metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format (all workers' series in multiprocess mode)."""
+    registry = request.app.state.metrics.registry
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

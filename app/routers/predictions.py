@@ -1,0 +1,57 @@
+"""The HR API's prediction resource."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from app.deps import ContainerDep, PredictionsDep, RequestIdDep
+from app.schemas import (
+    LoggedPrediction,
+    ModelRefOut,
+    PredictionOut,
+    PredictionRequest,
+    PredictionResponse,
+)
+from app.services.privacy import hash_subject
+
+router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+
+
+@router.post("", response_model=PredictionResponse, operation_id="create_predictions")
+async def create_predictions(
+    body: PredictionRequest,
+    predictions: PredictionsDep,
+    container: ContainerDep,
+    request_id: RequestIdDep,
+) -> PredictionResponse:
+    """Score 1..N job role x skill x horizon items with the Production model."""
+    key = container.settings.privacy.subject_hmac_key.get_secret_value().encode()
+    outcome = await predictions.predict(
+        [item.model_dump() for item in body.items],
+        request_id=request_id,
+        protocol="v1",
+        subject_hash=hash_subject(key, body.subject_id),
+    )
+    model = outcome.model
+    return PredictionResponse(
+        model=ModelRefOut(
+            name=model.name, version=model.version, semver=model.semver,
+            alias=container.settings.model.alias,
+        ),
+        predictions=[
+            PredictionOut(
+                prediction_id=r.prediction_id, level=r.level, score=r.score,
+                probabilities=r.probabilities,
+            )
+            for r in outcome.results
+        ],
+    )
+
+
+@router.get("/{prediction_id}", response_model=LoggedPrediction, operation_id="get_prediction")
+async def get_prediction(prediction_id: uuid.UUID, predictions: PredictionsDep) -> LoggedPrediction:
+    """A logged prediction with the model version that made it."""
+    row = await predictions.get(prediction_id)
+    return LoggedPrediction(prediction_id=row["id"], **{k: v for k, v in row.items() if k != "id"})

@@ -1,0 +1,98 @@
+"""Pydantic request/response models of the HR API, generated from the feature schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from app.ml.features import FEATURES, Feature, Level
+
+
+def _field(feature: Feature) -> tuple[Any, Any]:
+    common: dict[str, Any] = {"description": feature.description, "strict": True}
+    if feature.is_categorical:
+        examples = list(feature.vocabulary[:3])
+        return str, Field(min_length=1, max_length=feature.max_length, examples=examples, **common)
+    bounds = {
+        "ge": feature.minimum,
+        "le": feature.maximum,
+        "gt": feature.exclusive_minimum,
+    }
+    bounds = {k: v for k, v in bounds.items() if v is not None}
+    if feature.kind == "integer":
+        return int, Field(**bounds, **common)
+    return float, Field(allow_inf_nan=False, **bounds, **common)
+
+
+PredictionItem = create_model(
+    "PredictionItem",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="One job role x skill x horizon to score.",
+    **{f.name: _field(f) for f in FEATURES},
+)
+
+EXAMPLE_ITEM = {
+    "job_role": "Data Engineer",
+    "skill": "Cloud Computing",
+    "skill_category": "Technical",
+    "department": "Data",
+    "horizon_years": 3,
+    "trend_score": 0.82,
+    "internal_usage": 0.4,
+    "training_requests": 35,
+    "scarcity_index": 0.7,
+    "hiring_difficulty": 0.65,
+    "avg_salary_k": 68.0,
+    "economic_indicator": 0.55,
+}
+
+
+class PredictionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_ITEM]}]}
+    )
+
+    items: Annotated[list[PredictionItem], Field(min_length=1)]  # type: ignore[valid-type]
+    subject_id: Annotated[str | None, Field(max_length=200, description="Employee or team id")] = None
+
+
+class Probabilities(BaseModel):
+    LOW: float
+    MEDIUM: float
+    HIGH: float
+
+
+class ModelRefOut(BaseModel):
+    name: str
+    version: str
+    semver: str | None
+    alias: str
+
+
+class PredictionOut(BaseModel):
+    prediction_id: uuid.UUID
+    level: Level
+    score: float = Field(description="Expected need, 0-100: 100 * (0.5 P(MEDIUM) + P(HIGH))")
+    probabilities: Probabilities
+
+
+class PredictionResponse(BaseModel):
+    model: ModelRefOut
+    predictions: list[PredictionOut]
+
+
+class LoggedPrediction(BaseModel):
+    prediction_id: uuid.UUID
+    created_at: datetime
+    model_name: str
+    model_version: str
+    features: dict[str, Any]
+    level: Level
+    score: float
+    probabilities: Probabilities
+    latency_ms: float
+    request_id: str | None
+    protocol: str

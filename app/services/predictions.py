@@ -1,0 +1,98 @@
+"""The prediction core shared by every protocol: validate once, predict off the loop, log, count."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.errors import InvalidInput, PredictionNotFound
+from app.metrics import ServiceMetrics
+from app.ml.features import BY_NAME, CATEGORICAL, LEVELS
+from app.services.loaded_model import LoadedModel, score_of, to_frame
+from app.services.model_service import ModelService
+from app.services.prediction_log import PredictionLog, PredictionRecord
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    prediction_id: uuid.UUID
+    level: str
+    score: float
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    model: LoadedModel
+    results: list[PredictionResult]
+
+
+class PredictionService:
+    def __init__(
+        self,
+        models: ModelService,
+        prediction_log: PredictionLog,
+        metrics: ServiceMetrics,
+        max_items: int,
+    ) -> None:
+        self.models = models
+        self.log = prediction_log
+        self.metrics = metrics
+        self.max_items = max_items
+
+    async def predict(
+        self,
+        rows: list[dict],
+        *,
+        request_id: str | None = None,
+        protocol: str = "v1",
+        subject_hash: str | None = None,
+    ) -> PredictionOutcome:
+        """Predict validated rows with the serving model and log every result."""
+        if len(rows) > self.max_items:
+            raise InvalidInput(
+                f"too many items: at most {self.max_items} per request",
+                [{"field": "items", "type": "too_long", "message": f"at most {self.max_items} items"}],
+            )
+        model = self.models.require()  # one reference for the whole request
+        started = time.perf_counter()
+        self._count_unknown_categories(rows)
+        proba = await asyncio.to_thread(model.predict_proba, to_frame(rows))
+        scores = score_of(proba)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        now = datetime.now(UTC)
+
+        results, records = [], []
+        for row, p, score in zip(rows, proba, scores):
+            probabilities = {level: float(v) for level, v in zip(LEVELS, p)}
+            level = LEVELS[int(p.argmax())]
+            result = PredictionResult(uuid.uuid4(), level, float(score), probabilities)
+            results.append(result)
+            records.append(
+                PredictionRecord(
+                    id=result.prediction_id, created_at=now, model_name=model.name,
+                    model_version=model.version, features=row, level=level,
+                    probabilities=probabilities, score=result.score, latency_ms=latency_ms,
+                    request_id=request_id, protocol=protocol, subject_hash=subject_hash,
+                )
+            )
+            self.metrics.predictions.labels(model.name, model.version, level, protocol).inc()
+        self.metrics.prediction_latency.labels(protocol).observe(latency_ms / 1000.0)
+        await self.log.record(records)
+        return PredictionOutcome(model, results)
+
+    async def get(self, prediction_id: uuid.UUID) -> dict:
+        row = await self.log.get(prediction_id)
+        if row is None:
+            raise PredictionNotFound("no prediction with this id")
+        return row
+
+    def _count_unknown_categories(self, rows: list[dict]) -> None:
+        for name in CATEGORICAL:
+            vocabulary = BY_NAME[name].vocabulary
+            unknown = sum(1 for row in rows if row[name] not in vocabulary)
+            if unknown:
+                self.metrics.unknown_categories.labels(name).inc(unknown)

@@ -1,0 +1,195 @@
+"""The MLflow registry seen by the service: experiments, resolving Production, downloading versions.
+
+Every method is synchronous (the MLflow client is); async callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException, RestException
+
+from app.errors import ModelNotFound, RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+# The four experiments the platform expects to exist.
+DEFAULT_EXPERIMENTS = (
+    "future-skills-prediction",
+    "model-training",
+    "model-evaluation",
+    "production-monitoring",
+)
+LEGACY_STAGE = "Production"
+_CACHE_MARKER = "fs-cache.json"
+
+# MLflow's own telemetry is off for anything this package runs.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """One registered model version as the service needs it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    aliases: tuple[str, ...] = ()
+    stage: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at_ms: int | None = None
+    via: str = "alias"  # how it was resolved: "alias", "stage" or "cache"
+
+    @property
+    def semver(self) -> str | None:
+        return self.tags.get("semver")
+
+    @classmethod
+    def from_mlflow(cls, mv: ModelVersion, via: str = "alias") -> VersionRef:
+        return cls(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id,
+            source=mv.source,
+            aliases=tuple(mv.aliases or ()),
+            stage=mv.current_stage,
+            tags=dict(mv.tags or {}),
+            created_at_ms=mv.creation_timestamp,
+            via=via,
+        )
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        tracking_uri: str,
+        registry_uri: str,
+        artifact_root: str | None,
+        cache_dir: Path,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri
+        self.artifact_root = artifact_root
+        self.cache_dir = cache_dir
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+    # -- experiments -------------------------------------------------------------------------
+    def ensure_experiments(self, names=DEFAULT_EXPERIMENTS) -> dict[str, str]:
+        """Create missing experiments; return name -> experiment id."""
+        ids = {}
+        for name in names:
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                location = f"{self.artifact_root}/{name}" if self.artifact_root else None
+                ids[name] = self.client.create_experiment(name, artifact_location=location)
+                log.info("created MLflow experiment %s", name)
+            else:
+                ids[name] = experiment.experiment_id
+        return ids
+
+    # -- resolving ---------------------------------------------------------------------------
+    def resolve(self, name: str, alias: str, stage_fallback: bool = True) -> VersionRef:
+        """The version the alias points at, else (with a warning) the legacy Production stage."""
+        try:
+            try:
+                return VersionRef.from_mlflow(self.client.get_model_version_by_alias(name, alias))
+            except MlflowException as exc:
+                if not _is_not_found(exc):
+                    raise
+            if stage_fallback:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    versions = self.client.get_latest_versions(name, stages=[LEGACY_STAGE])
+                if versions:
+                    log.warning(
+                        "model %s has no alias %r; serving the deprecated stage %r (version %s)",
+                        name, alias, LEGACY_STAGE, versions[0].version,
+                    )
+                    return VersionRef.from_mlflow(versions[0], via="stage")
+        except MlflowException as exc:
+            if isinstance(exc, RestException) or not _is_not_found(exc):
+                raise RegistryUnavailable(f"the model registry could not be read: {exc.error_code}") from exc
+        except Exception as exc:  # connection refused, DNS, database locked, ...
+            raise RegistryUnavailable(f"the model registry could not be read: {type(exc).__name__}") from exc
+        raise ModelNotFound(f"model {name!r} has no version with alias {alias!r}")
+
+    def get_version(self, name: str, version: str) -> VersionRef:
+        try:
+            return VersionRef.from_mlflow(self.client.get_model_version(name, version))
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise ModelNotFound(f"model {name!r} has no version {version!r}") from exc
+            raise RegistryUnavailable("the model registry could not be read") from exc
+
+    def list_versions(self, name: str) -> list[VersionRef]:
+        versions = self.client.search_model_versions(f"name = '{name}'")
+        return sorted((VersionRef.from_mlflow(v) for v in versions), key=lambda v: int(v.version))
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    # -- downloading -------------------------------------------------------------------------
+    def cached_path(self, name: str, version: str) -> Path:
+        return self.cache_dir / name / version
+
+    def download(self, ref: VersionRef) -> Path:
+        """Download a version into the local cache (complete or not at all) and return its path."""
+        target = self.cached_path(ref.name, ref.version)
+        if (target / _CACHE_MARKER).exists():
+            return target / json.loads((target / _CACHE_MARKER).read_text())["model_dir"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
+        try:
+            # Resolved with our client: MLflow's models:/ resolution reads the process-global registry URI.
+            download_uri = self.client.get_model_version_download_uri(ref.name, ref.version)
+            local = download_artifacts(
+                artifact_uri=download_uri,
+                dst_path=str(staging),
+                tracking_uri=self.tracking_uri,
+                registry_uri=self.registry_uri,
+            )
+            model_dir = Path(local).relative_to(staging).as_posix()
+            (staging / _CACHE_MARKER).write_text(
+                json.dumps({"name": ref.name, "version": ref.version, "run_id": ref.run_id,
+                            "tags": ref.tags, "aliases": list(ref.aliases), "model_dir": model_dir})
+            )
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target / model_dir
+
+    def last_cached(self, name: str, alias: str) -> VersionRef | None:
+        """The most recently cached complete version that carried ``alias`` when cached."""
+        root = self.cache_dir / name
+        if not root.is_dir():
+            return None
+        candidates = []
+        for marker in root.glob(f"*/{_CACHE_MARKER}"):
+            meta = json.loads(marker.read_text())
+            candidates.append((marker.stat().st_mtime, meta))
+        for _, meta in sorted(candidates, key=lambda c: c[0], reverse=True):
+            if alias in meta.get("aliases", []):
+                return VersionRef(
+                    name=meta["name"], version=meta["version"], run_id=meta.get("run_id"),
+                    source="cache", aliases=tuple(meta["aliases"]), tags=meta.get("tags", {}),
+                    via="cache",
+                )
+        return None
