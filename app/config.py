@@ -7,10 +7,10 @@ Groups are separate ``BaseSettings`` classes with their own env prefix, so ``FS_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _group(prefix: str) -> SettingsConfigDict:
@@ -68,6 +68,45 @@ class PrivacySettings(BaseSettings):
     )
 
 
+class LimitsSettings(BaseSettings):
+    """Protection of the request path: sizes, time and concurrency."""
+
+    model_config = _group("FS_LIMIT_")
+
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413 above)")
+    max_in_flight: int = Field(256, ge=1, description="Predictions admitted at once per worker (503 above)")
+    deadline_s: float = Field(10.0, gt=0, description="Longest a prediction may take (504 above)")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="Time in-flight requests get on SIGTERM")
+    shutdown_delay_s: float = Field(
+        0.0, ge=0, description="On SIGTERM, answer /health/ready with 503 this long before closing"
+    )
+
+
+class SecuritySettings(BaseSettings):
+    model_config = _group("FS_")
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Client API keys for prediction routes (X-API-Key); empty: no key needed",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS")
+    docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("FS_CORS_ORIGINS must list explicit origins, not '*'")
+        return value
+
+
 class TrainingSettings(BaseSettings):
     model_config = _group("FS_TRAIN_")
 
@@ -102,6 +141,8 @@ class Settings(BaseSettings):
     log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("data_dir")
     @classmethod
@@ -113,6 +154,9 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.privacy.subject_hmac_key.get_secret_value() == DEV_PLACEHOLDER_SECRET:
                 raise ValueError("FS_SUBJECT_HMAC_KEY must be set to a real secret in production")
+            weak = [k for k in self.security.api_keys if len(k.get_secret_value()) < 16]
+            if weak or any(k.get_secret_value() == DEV_PLACEHOLDER_SECRET for k in self.security.api_keys):
+                raise ValueError("FS_API_KEYS must be real secrets (16+ characters) in production")
         return self
 
     @property

@@ -54,6 +54,26 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class Overloaded(DomainError):
+    code = "overloaded"
+
+
+class DeadlineExceeded(DomainError):
+    code = "deadline_exceeded"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+    def __init__(self, message: str, scheme: str = "Bearer") -> None:
+        super().__init__(message)
+        self.scheme = scheme
+
+
+class PermissionDenied(DomainError):
+    code = "permission_denied"
+
+
 # Most specific class first: the first isinstance match wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),
@@ -61,6 +81,10 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (Conflict, 409),
     (ModelNotReady, 503),
     (RegistryUnavailable, 503),
+    (Overloaded, 503),
+    (DeadlineExceeded, 504),
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
 )
 
 
@@ -92,7 +116,9 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
     status = status_for(exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": "1" if isinstance(exc, Overloaded) else "5"} if status == 503 else None
+    if isinstance(exc, Unauthenticated):
+        headers = {"WWW-Authenticate": exc.scheme}
     return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers=headers)
 
 
@@ -107,7 +133,9 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
+import uvicorn
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app.config import Settings
@@ -18,8 +21,9 @@ from app.container import Container
 from app.db.engine import create_engine
 from app.errors import DomainError, install_error_handlers
 from app.metrics import ServiceMetrics
-from app.middleware import RequestIdMiddleware
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from app.routers import api_router
+from app.services.admission import Admission
 from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
@@ -48,11 +52,41 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
     )
     models = ModelService(registry, settings.model, metrics)
     prediction_log = PredictionLog(engine, settings.log, metrics)
-    predictions = PredictionService(models, prediction_log, metrics, settings.predict.max_items)
+    admission = Admission(settings.limits.max_in_flight)
+    predictions = PredictionService(
+        models, prediction_log, metrics, settings.predict.max_items, admission,
+        settings.limits.deadline_s,
+    )
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
-        prediction_log=prediction_log, predictions=predictions,
+        prediction_log=prediction_log, predictions=predictions, admission=admission,
     )
+
+
+def _drain_on_sigterm(container: Container) -> None:
+    """Turn readiness to 503 as soon as SIGTERM arrives, then let uvicorn shut down.
+
+    uvicorn (which owns the signal) stops accepting connections and waits for in-flight requests
+    (``timeout_graceful_shutdown``); the lifespan's exit then drains the prediction log. With
+    ``FS_LIMIT_SHUTDOWN_DELAY_S`` the listener stays open that long first, so a load balancer sees
+    the 503 and stops routing before connections are refused. Only a uvicorn server's handler is
+    wrapped: in tests or other hosts the process's signals are left alone.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if not isinstance(getattr(previous, "__self__", None), uvicorn.Server):
+        return
+    loop = asyncio.get_running_loop()
+    delay = container.settings.limits.shutdown_delay_s
+
+    def on_sigterm(sig, frame) -> None:
+        container.draining = True
+        log.info("SIGTERM: draining (readiness now 503)")
+        if delay > 0:
+            loop.call_soon_threadsafe(loop.call_later, delay, previous, sig, frame)
+        else:
+            previous(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         container = _build_container(settings, metrics)
         app.state.container = container
         await container.prediction_log.start()
+        _drain_on_sigterm(container)
         follower = asyncio.create_task(
             _follow_registry(container.models, settings.model.poll_interval_s), name="registry-poller"
         )
@@ -75,7 +110,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await container.prediction_log.stop()
             await container.engine.dispose()
 
+    docs = settings.security.docs_enabled
     app = FastAPI(
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
         title="Future Skills model service",
         version="0.1.0",
         summary="Serves the Production future-skills model, logs every prediction, follows the registry.",
@@ -85,6 +124,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router)
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app)
+    # Added last = outermost: ids and limits apply before anything else runs.
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.security.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.security.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -50,6 +50,13 @@ class ServiceMetrics:
             "fs_prediction_log_flush_failures", "Failed attempts to write a batch", registry=r
         )
 
+        self.rejected = Counter(
+            "fs_requests_rejected",
+            "Prediction requests refused to protect the service, by reason and protocol",
+            ["reason", "protocol"],
+            registry=r,
+        )
+
     def set_serving(self, name: str, version: str, semver: str | None) -> None:
         self.model_info.clear()
         self.model_info.labels(name, version, semver or "").set(1)

@@ -6,6 +6,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
+from app.config import LimitsSettings
 from app.db.engine import create_engine
 from app.db.tables import Prediction
 from tests.conftest import RunningApp, make_settings
@@ -46,7 +47,8 @@ async def _rows(url: str):
 
 async def test_thousand_predictions_leave_thousand_rows(registry_dir, db_url):
     url = db_url
-    settings = make_settings(registry_dir, database_url=url)
+    # The burst below has ~410 requests in flight at once: admit them all.
+    settings = make_settings(registry_dir, database_url=url, limits=LimitsSettings(max_in_flight=1000))
     async with RunningApp(settings) as client:
         ids = await _post_thousand(client)
     # The lifespan has ended: the log was drained on shutdown.

@@ -28,6 +28,9 @@ async def live() -> dict:
 async def ready(container: ContainerDep) -> JSONResponse:
     """Ready once a model is loaded; names the serving version. No connection details."""
     model = container.models.current
+    if container.draining:
+        body = error_body("shutting_down", "the service is shutting down")
+        return JSONResponse(body, 503)
     if model is None:
         body = error_body("model_not_ready", "no model is loaded yet")
         return JSONResponse(body, 503, headers={"Retry-After": "5"})

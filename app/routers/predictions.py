@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app.deps import ContainerDep, PredictionsDep, RequestIdDep
 from app.schemas import (
@@ -14,9 +14,12 @@ from app.schemas import (
     PredictionRequest,
     PredictionResponse,
 )
+from app.security import require_client_key
 from app.services.privacy import hash_subject
 
-router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+router = APIRouter(
+    prefix="/v1/predictions", tags=["predictions"], dependencies=[Depends(require_client_key)]
+)
 
 
 @router.post("", response_model=PredictionResponse, operation_id="create_predictions")

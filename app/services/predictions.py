@@ -8,7 +8,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.errors import InvalidInput, PredictionNotFound
+from app.errors import DeadlineExceeded, InvalidInput, Overloaded, PredictionNotFound
+from app.services.admission import Admission
 from app.metrics import ServiceMetrics
 from app.ml.features import BY_NAME, CATEGORICAL, LEVELS
 from app.services.loaded_model import LoadedModel, score_of, to_frame
@@ -37,11 +38,15 @@ class PredictionService:
         prediction_log: PredictionLog,
         metrics: ServiceMetrics,
         max_items: int,
+        admission: Admission,
+        deadline_s: float,
     ) -> None:
         self.models = models
         self.log = prediction_log
         self.metrics = metrics
         self.max_items = max_items
+        self.admission = admission
+        self.deadline_s = deadline_s
 
     async def predict(
         self,
@@ -60,7 +65,7 @@ class PredictionService:
         model = self.models.require()  # one reference for the whole request
         started = time.perf_counter()
         self._count_unknown_categories(rows)
-        proba = await asyncio.to_thread(model.predict_proba, to_frame(rows))
+        proba = await self._predict_within_deadline(model, rows, protocol)
         scores = score_of(proba)
         latency_ms = (time.perf_counter() - started) * 1000.0
         now = datetime.now(UTC)
@@ -83,6 +88,29 @@ class PredictionService:
         self.metrics.prediction_latency.labels(protocol).observe(latency_ms / 1000.0)
         await self.log.record(records)
         return PredictionOutcome(model, results)
+
+    async def _predict_within_deadline(self, model: LoadedModel, rows: list[dict], protocol: str):
+        """Admit the request, predict in a thread, give up waiting at the deadline.
+
+        A thread cannot be interrupted, so a timed-out prediction keeps its admission slot until
+        the thread really finishes: the cap counts the work actually running.
+        """
+        try:
+            self.admission.enter()
+        except Overloaded:
+            self.metrics.rejected.labels("overload", protocol).inc()
+            raise
+        work = asyncio.ensure_future(
+            asyncio.to_thread(lambda: model.predict_proba(to_frame(rows)))
+        )
+        work.add_done_callback(lambda _: self.admission.leave())
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), self.deadline_s)
+        except TimeoutError:
+            self.metrics.rejected.labels("deadline", protocol).inc()
+            raise DeadlineExceeded(
+                f"the prediction did not finish within {self.deadline_s:g}s"
+            ) from None
 
     async def get(self, prediction_id: uuid.UUID) -> dict:
         row = await self.log.get(prediction_id)
