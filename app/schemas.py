@@ -6,9 +6,20 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from app.ml.features import FEATURES, Feature, Level
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0 are both integers; "3" and true are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+JsonInteger = Annotated[int, BeforeValidator(_json_integer), Field(strict=False)]
 
 
 def _field(feature: Feature) -> tuple[Any, Any]:
@@ -23,7 +34,7 @@ def _field(feature: Feature) -> tuple[Any, Any]:
     }
     bounds = {k: v for k, v in bounds.items() if v is not None}
     if feature.kind == "integer":
-        return int, Field(**bounds, **common)
+        return JsonInteger, Field(**bounds, **(common | {"strict": False}))
     return float, Field(allow_inf_nan=False, **bounds, **common)
 
 
@@ -96,3 +107,57 @@ class LoggedPrediction(BaseModel):
     latency_ms: float
     request_id: str | None
     protocol: str
+
+
+class Liveness(BaseModel):
+    status: str
+
+
+class ServingModel(BaseModel):
+    name: str
+    version: str
+    semver: str | None
+    alias: str
+    resolved_via: str = Field(description="alias, stage (legacy fallback) or cache (registry down)")
+
+
+class Readiness(BaseModel):
+    status: str
+    model: ServingModel
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the HR API; submitted values are never echoed."""
+
+    error: ErrorBody
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid JSON",
+    401: "API key or token missing",
+    403: "API key or token not valid",
+    404: "Not found",
+    413: "Request body too large",
+    422: "Validation failed; details name each offending field",
+    503: "No model loaded, at capacity or shutting down (see Retry-After)",
+    504: "The prediction did not finish within the deadline",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` entries for the given error status codes."""
+    return {
+        code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
+    }

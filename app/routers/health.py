@@ -10,11 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from app.deps import ContainerDep
 from app.errors import error_body
+from app.schemas import Liveness, Readiness, error_responses
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health/live", operation_id="health_live")
+@router.get("/health/live", operation_id="health_live", response_model=Liveness)
 async def live() -> dict:
     """The process is up and answering."""
     return {"status": "alive"}
@@ -23,7 +24,8 @@ async def live() -> dict:
 @router.get(
     "/health/ready",
     operation_id="health_ready",
-    responses={503: {"description": "No model loaded yet"}},
+    response_model=Readiness,
+    responses=error_responses(503),
 )
 async def ready(container: ContainerDep) -> JSONResponse:
     """Ready once a model is loaded; names the serving version. No connection details."""
@@ -48,7 +50,13 @@ async def ready(container: ContainerDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", include_in_schema=True, operation_id="metrics")
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                     "description": "Prometheus text exposition format"}},
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text format (all workers' series in multiprocess mode)."""
     registry = request.app.state.metrics.registry

@@ -13,16 +13,25 @@ from app.schemas import (
     PredictionOut,
     PredictionRequest,
     PredictionResponse,
+    error_responses,
 )
 from app.security import require_client_key
 from app.services.privacy import hash_subject
 
 router = APIRouter(
-    prefix="/v1/predictions", tags=["predictions"], dependencies=[Depends(require_client_key)]
+    prefix="/v1/predictions",
+    tags=["predictions"],
+    dependencies=[Depends(require_client_key)],
+    responses=error_responses(401, 403, 413, 422),
 )
 
 
-@router.post("", response_model=PredictionResponse, operation_id="create_predictions")
+@router.post(
+    "",
+    response_model=PredictionResponse,
+    operation_id="create_predictions",
+    responses=error_responses(400, 503, 504),
+)
 async def create_predictions(
     body: PredictionRequest,
     predictions: PredictionsDep,
@@ -53,7 +62,12 @@ async def create_predictions(
     )
 
 
-@router.get("/{prediction_id}", response_model=LoggedPrediction, operation_id="get_prediction")
+@router.get(
+    "/{prediction_id}",
+    response_model=LoggedPrediction,
+    operation_id="get_prediction",
+    responses=error_responses(404),
+)
 async def get_prediction(prediction_id: uuid.UUID, predictions: PredictionsDep) -> LoggedPrediction:
     """A logged prediction with the model version that made it."""
     row = await predictions.get(prediction_id)

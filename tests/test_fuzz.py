@@ -1,0 +1,104 @@
+"""Schemathesis over every operation of the OpenAPI schema, and hypothesis properties of the API.
+
+Runs against a real server process: no 5xx, no response that violates its documented schema,
+no unhandled exception; any valid row is predicted, any invalid row is refused with a 4xx.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from app.ml.features import FEATURES, LEVELS
+from tests.live_server import LiveServer
+
+
+@pytest.fixture(scope="module")
+def live(registry_dir, tmp_path_factory):
+    db = tmp_path_factory.mktemp("fuzz") / "p.db"
+    server = LiveServer(registry_dir, f"sqlite:///{db}").start()
+    yield server
+    code = server.stop()
+    assert code == 0, server.output
+    assert "Traceback" not in server.output, server.output
+
+
+@pytest.fixture(scope="module")
+def api_schema(live):
+    return schemathesis.openapi.from_url(f"{live.base_url}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_conforms(case):
+    case.call_and_validate()
+
+
+# -- hypothesis properties over the feature schema ------------------------------------------
+
+def _value(feature):
+    if feature.is_categorical:
+        # Known vocabulary and arbitrary unseen categories are both valid.
+        unseen = st.text(min_size=1, max_size=feature.max_length)
+        return st.one_of(st.sampled_from(feature.vocabulary), unseen)
+    if feature.kind == "integer":
+        return st.integers(int(feature.minimum), int(feature.maximum))
+    low = feature.minimum if feature.minimum is not None else feature.exclusive_minimum
+    return st.floats(low, feature.maximum, allow_nan=False, allow_infinity=False,
+                     exclude_min=feature.exclusive_minimum is not None)
+
+
+valid_rows = st.fixed_dictionaries({f.name: _value(f) for f in FEATURES})
+
+
+def _invalid_value(feature):
+    if feature.is_categorical:
+        return st.one_of(st.just(""), st.integers(), st.none(), st.text(min_size=feature.max_length + 1, max_size=feature.max_length + 20))
+    above = st.floats(feature.maximum + 1, 1e12) if feature.maximum is not None else st.nothing()
+    below_bound = feature.minimum if feature.minimum is not None else feature.exclusive_minimum
+    below = st.floats(-1e12, below_bound - 0.5) if below_bound is not None else st.nothing()
+    wrong = st.one_of(st.text(max_size=5), st.booleans(), st.none(), st.lists(st.integers(), max_size=2))
+    return st.one_of(above, below, wrong)
+
+
+@st.composite
+def invalid_rows(draw):
+    row = draw(valid_rows)
+    feature = draw(st.sampled_from(FEATURES))
+    how = draw(st.sampled_from(["value", "missing", "extra"]))
+    if how == "missing":
+        del row[feature.name]
+    elif how == "extra":
+        row[draw(st.text(min_size=1, max_size=10).filter(lambda k: k not in row))] = 1
+    else:
+        row[feature.name] = draw(_invalid_value(feature))
+    return row
+
+
+@given(row=valid_rows)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_valid_row_gets_a_level(live, row):
+    response = httpx.post(f"{live.base_url}/v1/predictions", json={"items": [row]}, timeout=10)
+    assert response.status_code == 200, response.text
+    prediction = response.json()["predictions"][0]
+    assert prediction["level"] in LEVELS
+    assert 0.0 <= prediction["score"] <= 100.0
+    assert math.isclose(sum(prediction["probabilities"].values()), 1.0, abs_tol=1e-9)
+
+
+@given(row=invalid_rows())
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_invalid_row_gets_a_4xx(live, row):
+    body = json.dumps({"items": [row]}, allow_nan=True)
+    response = httpx.post(f"{live.base_url}/v1/predictions", content=body,
+                          headers={"content-type": "application/json"}, timeout=10)
+    assert 400 <= response.status_code < 500, (row, response.text)
+    assert response.json()["error"]["code"] in ("validation_error", "invalid_json")
