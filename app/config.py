@@ -68,6 +68,16 @@ class PrivacySettings(BaseSettings):
     )
 
 
+class ScoringSettings(BaseSettings):
+    """The MLflow scoring (/invocations) and V2 (/v2) protocol routes."""
+
+    model_config = _group("FS_SCORING_")
+
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Longest an /invocations or V2 infer request may take (then 504)"
+    )
+
+
 class TrainingSettings(BaseSettings):
     model_config = _group("FS_TRAIN_")
 
@@ -102,6 +112,7 @@ class Settings(BaseSettings):
     log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
 
     @field_validator("data_dir")
     @classmethod
