@@ -64,8 +64,6 @@ async def invocations(
             body = await request.body()
             content_type = request.headers.get("content-type")
             parsed = await asyncio.to_thread(parse_invocation, body, content_type, model.signature)
-            if not parsed.rows:
-                return JSONResponse({"predictions": []})
             outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="mlflow")
     except TimeoutError:
         raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.deps import ContainerDep, ModelsDep, PredictionsDep, RequestIdDep
@@ -49,19 +49,27 @@ async def _infer(
     request_id: RequestIdDep,
     name: str,
     version: str | None,
-) -> JSONResponse:
-    if BINARY_HEADER in request.headers:
-        raise ProtocolInputError("the binary tensor data extension is not supported; send JSON data")
+) -> Response:
+    json_length = request.headers.get(BINARY_HEADER)
+    if json_length is not None and not json_length.isdigit():
+        raise ProtocolInputError("Inference-Header-Content-Length must be a byte count")
     timeout = container.settings.scoring.request_timeout_s
     try:
         async with asyncio.timeout(timeout):
             model = v2.find_model(container.models, name, version)
             body = await request.body()
-            parsed = await asyncio.to_thread(v2.parse_infer, body, model.signature)
+            parsed = await asyncio.to_thread(
+                v2.parse_infer, body, model.signature, int(json_length) if json_length else None
+            )
             outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="v2")
     except TimeoutError:
         raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None
-    return JSONResponse(v2.infer_response(parsed, outcome))
+    body, json_length = v2.encode_infer_response(parsed, outcome)
+    if json_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body, media_type="application/octet-stream", headers={BINARY_HEADER: str(json_length)}
+    )
 
 
 METADATA = {"summary": "Model metadata: input tensors from the MLflow signature; outputs", "responses": ERRORS}
@@ -97,7 +105,7 @@ async def model_version_ready(name: str, version: str, models: ModelsDep) -> dic
 async def infer(
     name: str, request: Request, container: ContainerDep, predictions: PredictionsDep,
     request_id: RequestIdDep,
-) -> JSONResponse:
+) -> Response:
     return await _infer(request, container, predictions, request_id, name, None)
 
 
@@ -105,5 +113,5 @@ async def infer(
 async def version_infer(
     name: str, version: str, request: Request, container: ContainerDep,
     predictions: PredictionsDep, request_id: RequestIdDep,
-) -> JSONResponse:
+) -> Response:
     return await _infer(request, container, predictions, request_id, name, version)

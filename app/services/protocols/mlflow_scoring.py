@@ -159,4 +159,6 @@ def parse_invocation(
         # The model declares no params schema; MLflow ignores params then, and so do we.
         log.info("ignoring params %s: the model takes none", sorted(params) if isinstance(params, dict) else "")
     frame = _to_frame(data, signature)
+    if frame.empty:  # the model cannot score zero rows: MLflow's server answers BAD_REQUEST too
+        raise ProtocolInputError("the input holds no rows", "BAD_REQUEST")
     return ParsedInvocation(validate_records(frame.to_dict("records")), params)

@@ -17,6 +17,7 @@ from app.services.model_service import ModelService
 from app.services.predictions import PredictionOutcome
 from app.services.protocols.errors import ProtocolInputError
 from app.services.protocols.rows import validate_records
+from app.services.protocols.v2_binary import decode_binary, encode_binary
 
 # MLflow signature type -> V2 tensor datatype (PROTOCOLS.md section 2).
 DATATYPE_OF = {
@@ -63,7 +64,7 @@ def input_tensors(signature: ModelSignature | None) -> list[dict[str, Any]]:
 
 
 def server_metadata(name: str, version: str) -> dict[str, Any]:
-    return {"name": name, "version": version, "extensions": []}
+    return {"name": name, "version": version, "extensions": ["binary_tensor_data"]}
 
 
 def model_metadata(model: LoadedModel) -> dict[str, Any]:
@@ -96,6 +97,7 @@ class InferRequest:
     id: str
     rows: list[dict[str, Any]]
     outputs: tuple[str, ...]
+    binary_outputs: frozenset[str] = frozenset()
 
 
 def _flatten(data: Any, depth: int = 0) -> list[Any]:
@@ -109,7 +111,10 @@ def _flatten(data: Any, depth: int = 0) -> list[Any]:
     return flat
 
 
-def _column(tensor: Any, expected: dict[str, str]) -> tuple[str, list[Any]]:
+def _column(
+    tensor: Any, expected: dict[str, str], binary: memoryview | None, offset: int
+) -> tuple[str, list[Any], int]:
+    """One input tensor -> (column name, values, offset of the next binary tensor)."""
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise ProtocolInputError("each input must be an object with a name, shape, datatype and data")
     name = tensor["name"]
@@ -125,12 +130,19 @@ def _column(tensor: Any, expected: dict[str, str]) -> tuple[str, list[Any]]:
         or (len(shape) == 2 and shape[1] != 1)
     ):
         raise ProtocolInputError(f"input '{name}' must have shape [n] or [n, 1]")
-    if data is None:
-        raise ProtocolInputError(f"input '{name}' has no data (binary tensor data is not supported)")
-    values = _flatten(data)
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if binary is None or not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise ProtocolInputError(f"input '{name}' announces binary data the body does not hold")
+        values = decode_binary(name, datatype, bytes(binary[offset : offset + size]))
+        offset += size
+    elif data is None:
+        raise ProtocolInputError(f"input '{name}' has no data")
+    else:
+        values = _flatten(data)
     if len(values) != shape[0]:
         raise ProtocolInputError(f"input '{name}' has {len(values)} values for shape {shape}")
-    return name, [_value(name, v, expected[name]) for v in values]
+    return name, [_value(name, v, expected[name]) for v in values], offset
 
 
 def _value(name: str, value: Any, datatype: str) -> Any:
@@ -150,8 +162,19 @@ def _value(name: str, value: Any, datatype: str) -> Any:
     return value
 
 
-def parse_infer(body: bytes, signature: ModelSignature | None) -> InferRequest:
-    """An inference request body -> validated rows (blocking for large bodies: call it in a thread)."""
+def parse_infer(
+    body: bytes, signature: ModelSignature | None, json_length: int | None = None
+) -> InferRequest:
+    """An inference request body -> validated rows (blocking for large bodies: call it in a thread).
+
+    ``json_length`` (the ``Inference-Header-Content-Length`` header) marks a body of the binary
+    tensor data extension: that many bytes of JSON, then the raw tensors in input order.
+    """
+    binary = None
+    if json_length is not None:
+        if not 0 < json_length <= len(body):
+            raise ProtocolInputError("Inference-Header-Content-Length does not fit the body")
+        body, binary = body[:json_length], memoryview(body)[json_length:]
     try:
         request = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -166,8 +189,9 @@ def parse_infer(body: bytes, signature: ModelSignature | None) -> InferRequest:
         raise ProtocolInputError("'inputs' must be a non-empty list of tensors")
     expected = {t["name"]: t["datatype"] for t in input_tensors(signature)}
     columns: dict[str, list[Any]] = {}
+    offset = 0
     for tensor in tensors:
-        name, values = _column(tensor, expected)
+        name, values, offset = _column(tensor, expected, binary, offset)
         if name in columns:
             raise ProtocolInputError(f"input '{name}' is given twice")
         columns[name] = values
@@ -179,22 +203,35 @@ def parse_infer(body: bytes, signature: ModelSignature | None) -> InferRequest:
         raise ProtocolInputError("all inputs must hold the same, non-zero number of rows")
     n = lengths.pop()
     rows = [{name: values[i] for name, values in columns.items()} for i in range(n)]
+    outputs, binary_outputs = _requested_outputs(request)
     return InferRequest(
         id=request_id if request_id is not None else uuid.uuid4().hex,
         rows=validate_records(rows),
-        outputs=_requested_outputs(request.get("outputs")),
+        outputs=outputs,
+        binary_outputs=binary_outputs,
     )
 
 
-def _requested_outputs(outputs: Any) -> tuple[str, ...]:
+def _binary_flag(holder: Any, key: str, default: bool) -> bool:
+    parameters = holder.get("parameters") if isinstance(holder, dict) else None
+    value = parameters.get(key, default) if isinstance(parameters, dict) else default
+    return value is True
+
+
+def _requested_outputs(request: dict[str, Any]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """Output names, and which of them the client wants as binary tensor data."""
     known = tuple(o["name"] for o in OUTPUTS)
+    all_binary = _binary_flag(request, "binary_data_output", False)
+    outputs = request.get("outputs")
     if outputs is None:
-        return known
+        return known, frozenset(known if all_binary else ())
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and o.get("name") in known for o in outputs
     ):
         raise ProtocolInputError("'outputs' must be a list of objects named among: " + ", ".join(known))
-    return tuple(dict.fromkeys(o["name"] for o in outputs))
+    names = tuple(dict.fromkeys(o["name"] for o in outputs))
+    binary = frozenset(o["name"] for o in outputs if _binary_flag(o, "binary_data", all_binary))
+    return names, binary
 
 
 def infer_response(request: InferRequest, outcome: PredictionOutcome) -> dict[str, Any]:
@@ -216,3 +253,21 @@ def infer_response(request: InferRequest, outcome: PredictionOutcome) -> dict[st
         "id": request.id,
         "outputs": [tensors[name] for name in request.outputs],
     }
+
+
+def encode_infer_response(
+    request: InferRequest, outcome: PredictionOutcome
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON part's length when binary outputs follow it."""
+    response = infer_response(request, outcome)
+    raw: list[bytes] = []
+    for tensor in response["outputs"]:
+        if tensor["name"] in request.binary_outputs:
+            data = encode_binary(tensor)
+            del tensor["data"]
+            tensor.setdefault("parameters", {})["binary_data_size"] = len(data)
+            raw.append(data)
+    header = json.dumps(response, separators=(",", ":")).encode()
+    if not raw:
+        return header, None
+    return header + b"".join(raw), len(header)
