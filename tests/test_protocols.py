@@ -87,6 +87,9 @@ async def test_protocol_specific_refusals(settings):
         cases = {
             "out of range": {"dataframe_records": [dict(row, trend_score=7.5)]},
             "null category": {"dataframe_records": [dict(row, job_role=None)]},
+            "null category, columns": {"inputs": {k: [None if k == "skill" else v] for k, v in row.items()}},
+            "boolean number": {"instances": [dict(row, horizon_years=True)]},
+            "nested value": {"dataframe_split": {"columns": list(row), "data": [[{}, *list(row.values())[1:]]]}},
             "too many rows": {"dataframe_records": [row] * (settings.predict.max_items + 1)},
         }
         for label, body in cases.items():

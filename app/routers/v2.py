@@ -72,7 +72,10 @@ async def _infer(
     )
 
 
-METADATA = {"summary": "Model metadata: input tensors from the MLflow signature; outputs", "responses": ERRORS}
+METADATA = {
+    "summary": "Model metadata: input tensors from the MLflow signature; outputs",
+    "responses": ERRORS,
+}
 READY = {"summary": "200 when this model (version) is loaded", "responses": ERRORS}
 INFER = {
     "summary": "Predict: the label and the class probabilities (LOW, MEDIUM, HIGH) per row",

@@ -83,6 +83,43 @@ def check_content_type(content_type: str | None) -> str:
     return mime
 
 
+def _cells(form: str, value: Any) -> list[tuple[Any, Any, Any]]:
+    """(row, column, value) of every cell of a JSON payload, for the shapes MLflow reads as tables."""
+    if form == "dataframe_split":
+        value = value if isinstance(value, dict) else {}
+        names = value.get("columns") if isinstance(value.get("columns"), list) else []
+        data = value.get("data") if isinstance(value.get("data"), list) else []
+        return [
+            (i, names[j] if j < len(names) else j, cell)
+            for i, row in enumerate(data) if isinstance(row, list)
+            for j, cell in enumerate(row)
+        ]
+    if isinstance(value, dict):  # "inputs" as columns (or one row of scalars)
+        return [
+            (i, name, cell)
+            for name, column in value.items()
+            for i, cell in enumerate(column if isinstance(column, list) else [column])
+        ]
+    if isinstance(value, list):
+        return [
+            (i, name, cell)
+            for i, row in enumerate(value) if isinstance(row, dict)
+            for name, cell in row.items()
+        ]
+    return []
+
+
+def _check_cells(form: str, value: Any) -> None:
+    """Refuse null, boolean and nested cells before MLflow's cast turns them into "None", 1, "{}".
+
+    The HR API refuses them; so does /invocations (MLflow would predict on the cast values).
+    """
+    for row, column, cell in _cells(form, value):
+        if cell is None or isinstance(cell, (bool, dict, list)):
+            kind = "a missing" if cell is None else "a non-scalar or boolean"
+            raise ProtocolInputError(f"{kind} value in column '{column}' (row {row})")
+
+
 def _parse_json(body: bytes, schema) -> tuple[Any, dict[str, Any] | None]:
     try:
         decoded = json.loads(body)
@@ -96,6 +133,7 @@ def _parse_json(body: bytes, schema) -> tuple[Any, dict[str, Any] | None]:
     if len(present) != 1:
         raise ProtocolInputError(f"{REQUIRED_FORMAT}; received {len(present)} of them")
     params = decoded.get(PARAMS_KEY)
+    _check_cells(present[0], decoded[present[0]])
     try:
         data = mlflow_server.infer_and_parse_data({present[0]: decoded[present[0]]}, schema)
     except MlflowException as exc:
@@ -157,7 +195,8 @@ def parse_invocation(
         data = _parse_parquet(body)
     if params:
         # The model declares no params schema; MLflow ignores params then, and so do we.
-        log.info("ignoring params %s: the model takes none", sorted(params) if isinstance(params, dict) else "")
+        names = sorted(params) if isinstance(params, dict) else []
+        log.info("ignoring params %s: the model takes none", names)
     frame = _to_frame(data, signature)
     if frame.empty:  # the model cannot score zero rows: MLflow's server answers BAD_REQUEST too
         raise ProtocolInputError("the input holds no rows", "BAD_REQUEST")

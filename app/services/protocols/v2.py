@@ -130,7 +130,8 @@ def _column(
         or (len(shape) == 2 and shape[1] != 1)
     ):
         raise ProtocolInputError(f"input '{name}' must have shape [n] or [n, 1]")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    parameters = tensor.get("parameters")
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
         if binary is None or not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise ProtocolInputError(f"input '{name}' announces binary data the body does not hold")
@@ -151,7 +152,10 @@ def _value(name: str, value: Any, datatype: str) -> Any:
         ok = isinstance(value, str)
     elif datatype in ("FP32", "FP64"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        try:
+            value = float(value) if ok else value
+        except OverflowError:  # an integer too large for a double
+            ok = False
         ok = ok and math.isfinite(value)
     elif datatype == "BOOL":
         ok = isinstance(value, bool)

@@ -24,7 +24,9 @@ def decode_binary(name: str, datatype: str, raw: bytes) -> list[Any]:
     if datatype != "BYTES":
         dtype = np.dtype(NUMPY_DTYPE[datatype])
         if len(raw) % dtype.itemsize:
-            raise ProtocolInputError(f"input '{name}' has a binary size that is not a whole number of elements")
+            raise ProtocolInputError(
+                f"input '{name}' has a binary size that is not a whole number of elements"
+            )
         return np.frombuffer(raw, dtype=dtype).tolist()
     values, offset = [], 0
     try:
