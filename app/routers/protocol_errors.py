@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from app.errors import Conflict, DomainError, InvalidInput, ModelNotReady, NotFound, RegistryUnavailable
+from app.errors import DomainError, InvalidInput, status_for
 from app.services.protocols.errors import DeadlineExceeded, ProtocolInputError, UnsupportedContentType
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,31 @@ def mlflow_error(code: str, message: str, status: int | None = None) -> JSONResp
     return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
 
 
+# HTTP status -> MLflow error code, for domain errors mapped by the shared table in app.errors.
+MLFLOW_CODE_OF_STATUS = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    409: "RESOURCE_CONFLICT",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    503: "TEMPORARILY_UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def _status(exc: Exception) -> int:
+    """Both protocols answer bad input with 400 (the HR API's 422 is its own convention)."""
+    if isinstance(exc, (InvalidInput, RequestValidationError)):
+        return 400
+    if isinstance(exc, DeadlineExceeded):
+        return 504
+    if isinstance(exc, DomainError):
+        status = status_for(exc)
+        return 400 if status == 422 else status
+    return 500
+
+
 def _mlflow_response(exc: Exception) -> Response:
     if isinstance(exc, UnsupportedContentType):
         return mlflow_error("BAD_REQUEST", exc.message, 415)
@@ -49,40 +74,21 @@ def _mlflow_response(exc: Exception) -> Response:
         return mlflow_error(exc.mlflow_code, exc.message)
     if isinstance(exc, InvalidInput):
         return mlflow_error("INVALID_PARAMETER_VALUE", exc.message)
-    if isinstance(exc, RequestValidationError):
-        return mlflow_error("BAD_REQUEST", "invalid request")
-    if isinstance(exc, NotFound):
-        return mlflow_error("RESOURCE_DOES_NOT_EXIST", exc.message)
-    if isinstance(exc, Conflict):
-        return mlflow_error("RESOURCE_CONFLICT", exc.message)
-    if isinstance(exc, (ModelNotReady, RegistryUnavailable)):
-        return mlflow_error("TEMPORARILY_UNAVAILABLE", exc.message)
-    if isinstance(exc, DeadlineExceeded):
-        return mlflow_error("DEADLINE_EXCEEDED", exc.message)
-    log.error("unhandled error on an MLflow scoring route", exc_info=exc)
-    return mlflow_error("INTERNAL_ERROR", "internal server error")
-
-
-def _v2_status(exc: Exception) -> int:
-    if isinstance(exc, (InvalidInput, RequestValidationError)):
-        return 400
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, (ModelNotReady, RegistryUnavailable)):
-        return 503
-    if isinstance(exc, DeadlineExceeded):
-        return 504
-    return 500
+    status = _status(exc)
+    if status >= 500 and status not in MLFLOW_CODE_OF_STATUS:
+        log.error("unhandled error on an MLflow scoring route", exc_info=exc)
+        return mlflow_error("INTERNAL_ERROR", "internal server error")
+    message = exc.message if isinstance(exc, DomainError) else "invalid request"
+    return mlflow_error(MLFLOW_CODE_OF_STATUS.get(status, "BAD_REQUEST"), message, status)
 
 
 def v2_error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status, headers=RETRY_AFTER if status == 503 else None)
+    headers = RETRY_AFTER if status in (429, 503) else None
+    return JSONResponse({"error": message}, status, headers=headers)
 
 
 def _v2_response(exc: Exception) -> Response:
-    status = _v2_status(exc)
+    status = _status(exc)
     if status == 500:
         log.error("unhandled error on a V2 route", exc_info=exc)
         return v2_error("internal server error", 500)
