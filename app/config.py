@@ -75,7 +75,9 @@ class LimitsSettings(BaseSettings):
 
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413 above)")
     max_in_flight: int = Field(256, ge=1, description="Predictions admitted at once per worker (503 above)")
-    deadline_s: float = Field(10.0, gt=0, description="Longest a prediction may take (504 above)")
+    deadline_s: float = Field(
+        10.0, gt=0, description="Longest a prediction request may take, parsing included (504 above)"
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="Time in-flight requests get on SIGTERM")
     shutdown_delay_s: float = Field(
         0.0, ge=0, description="On SIGTERM, answer /health/ready with 503 this long before closing"

@@ -81,6 +81,15 @@ async def test_client_api_keys_when_configured(settings):
         assert "nope" not in wrong.text
         ok = await client.post("/v1/predictions", json=body, headers={"X-API-Key": key})
         assert ok.status_code == 200
+        # The other protocols' prediction routes are guarded the same way, in their own shapes.
+        records = {"dataframe_records": valid_items(1)}
+        invocations = await client.post("/invocations", json=records)
+        assert invocations.status_code == 401
+        assert invocations.json()["error_code"] == "UNAUTHENTICATED"
+        assert (await client.post("/invocations", json=records, headers={"X-API-Key": key})).status_code == 200
+        v2 = await client.post("/v2/models/future-skills-model/infer", json={"inputs": []})
+        assert v2.status_code == 401 and "error" in v2.json()
+        assert (await client.get("/ping")).status_code == 200
         # Health and metrics never need a key.
         assert (await client.get("/health/ready")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200

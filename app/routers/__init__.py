@@ -2,8 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.routers import health, predictions
+from app.routers import health, mlflow_scoring, predictions, v2
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(predictions.router)
+api_router.include_router(mlflow_scoring.router)
+api_router.include_router(v2.router)

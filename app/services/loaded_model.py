@@ -46,6 +46,15 @@ class LoadedModel:
             proba = proba[:, [classes.index(level) for level in LEVELS]]
         return proba
 
+    def labels(self, proba: np.ndarray) -> list[str]:
+        """Top level per row of LEVELS-ordered ``proba``, ties broken in the classifier's class order.
+
+        That is what the classifier's own ``predict`` (and so MLflow's pyfunc) returns, even on ties.
+        """
+        classes = [str(c) for c in self.pipeline.classes_]
+        order = [LEVELS.index(c) for c in classes]
+        return [classes[i] for i in proba[:, order].argmax(axis=1)]
+
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
     """Validated rows -> a model input frame in schema column order."""

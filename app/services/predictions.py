@@ -67,13 +67,13 @@ class PredictionService:
         self._count_unknown_categories(rows)
         proba = await self._predict_within_deadline(model, rows, protocol)
         scores = score_of(proba)
+        levels = model.labels(proba)
         latency_ms = (time.perf_counter() - started) * 1000.0
         now = datetime.now(UTC)
 
         results, records = [], []
-        for row, p, score in zip(rows, proba, scores):
-            probabilities = {level: float(v) for level, v in zip(LEVELS, p)}
-            level = LEVELS[int(p.argmax())]
+        for row, p, score, level in zip(rows, proba, scores, levels):
+            probabilities = {name: float(v) for name, v in zip(LEVELS, p)}
             result = PredictionResult(uuid.uuid4(), level, float(score), probabilities)
             results.append(result)
             records.append(

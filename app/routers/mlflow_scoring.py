@@ -1,0 +1,74 @@
+"""MLflow's scoring protocol: a drop-in for ``mlflow models serve`` (PROTOCOLS.md section 1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from mlflow.version import VERSION as MLFLOW_VERSION
+
+from app.deps import ContainerDep, PredictionsDep, RequestIdDep
+from app.routers.protocol_errors import MlflowRoute, mlflow_error
+from app.security import require_client_key
+from app.errors import DeadlineExceeded
+from app.services.protocols.mlflow_scoring import parse_invocation
+from app.services.protocols.schemas import invocations_request_body, invocations_response_schema
+
+router = APIRouter(tags=["mlflow scoring protocol"], route_class=MlflowRoute)
+NOT_READY = {503: {"description": "No model is loaded yet"}}
+
+
+async def _ping(container: ContainerDep) -> Response:
+    if container.models.current is None:
+        return mlflow_error("TEMPORARILY_UNAVAILABLE", "no model is loaded yet")
+    # MLflow's body, byte for byte: clients only look at the status.
+    return Response("\n", 200, media_type="application/json")
+
+
+router.add_api_route(
+    "/ping", _ping, methods=["GET"], operation_id="mlflow_ping", responses=NOT_READY,
+    summary="200 once a model is loaded (MLflow scoring server health check)",
+)
+router.add_api_route(
+    "/health", _ping, methods=["GET"], operation_id="mlflow_health", responses=NOT_READY,
+    summary="Same as /ping",
+)
+
+
+@router.get("/version", operation_id="mlflow_version")
+async def version() -> Response:
+    """The MLflow version, as MLflow's scoring server answers it (bare, not a JSON string)."""
+    return Response(MLFLOW_VERSION, 200, media_type="application/json")
+
+
+@router.post(
+    "/invocations",
+    operation_id="mlflow_invocations",
+    dependencies=[Depends(require_client_key)],
+    openapi_extra={"requestBody": invocations_request_body()},
+    responses={
+        200: {"content": {"application/json": {"schema": invocations_response_schema()}}},
+        400: {"description": "Input the model signature or the feature schema refuses"},
+        415: {"description": "Missing or unsupported Content-Type or charset"},
+        503: {"description": "No model is loaded yet"},
+        401: {"description": "API key missing (when FS_API_KEYS is set)"},
+        403: {"description": "API key not valid"},
+        504: {"description": "The request took longer than FS_LIMIT_DEADLINE_S"},
+    },
+)
+async def invocations(
+    request: Request, container: ContainerDep, predictions: PredictionsDep, request_id: RequestIdDep
+) -> Response:
+    """Score a table in any of MLflow's formats; answers ``{"predictions": [level, ...]}``."""
+    timeout = container.settings.limits.deadline_s
+    try:
+        async with asyncio.timeout(timeout):
+            model = container.models.require()
+            body = await request.body()
+            content_type = request.headers.get("content-type")
+            parsed = await asyncio.to_thread(parse_invocation, body, content_type, model.signature)
+            outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="mlflow")
+    except TimeoutError:
+        raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None
+    return JSONResponse({"predictions": [r.level for r in outcome.results]})

@@ -1,0 +1,130 @@
+"""Open Inference Protocol V2 REST (KServe / Triton clients), PROTOCOLS.md section 2."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.deps import ContainerDep, ModelsDep, PredictionsDep, RequestIdDep
+from app.routers.protocol_errors import V2Route, v2_error
+from app.services.protocols import v2
+from app.errors import DeadlineExceeded
+from app.security import require_client_key
+from app.services.protocols.errors import ProtocolInputError
+from app.services.protocols.schemas import infer_request_body, infer_response_schema
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=V2Route)
+BINARY_HEADER = "inference-header-content-length"
+ERRORS = {
+    400: {"description": "Bad input: `{\"error\": \"...\"}`"},
+    404: {"description": "Unknown model or a version that is not loaded"},
+    503: {"description": "No model is loaded yet"},
+}
+
+
+@router.get("/health/live", operation_id="v2_live")
+async def live() -> dict:
+    """200 while the process answers."""
+    return {"live": True}
+
+
+@router.get("/health/ready", operation_id="v2_ready", responses={503: ERRORS[503]})
+async def ready(models: ModelsDep) -> JSONResponse:
+    """200 once a model is loaded and usable, else 503."""
+    if models.current is None:
+        return v2_error("the model is not loaded yet", 503)
+    return JSONResponse({"ready": True})
+
+
+@router.get("", operation_id="v2_server_metadata")
+async def server_metadata(request: Request) -> dict:
+    """Server name, version and the protocol extensions supported (none)."""
+    return v2.server_metadata(request.app.title, request.app.version)
+
+
+async def _infer(
+    request: Request,
+    container: ContainerDep,
+    predictions: PredictionsDep,
+    request_id: RequestIdDep,
+    name: str,
+    version: str | None,
+) -> Response:
+    json_length = request.headers.get(BINARY_HEADER)
+    if json_length is not None and not json_length.isdigit():
+        raise ProtocolInputError("Inference-Header-Content-Length must be a byte count")
+    timeout = container.settings.limits.deadline_s
+    try:
+        async with asyncio.timeout(timeout):
+            model = v2.find_model(container.models, name, version)
+            body = await request.body()
+            parsed = await asyncio.to_thread(
+                v2.parse_infer, body, model.signature, int(json_length) if json_length else None
+            )
+            outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="v2")
+    except TimeoutError:
+        raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None
+    body, json_length = v2.encode_infer_response(parsed, outcome)
+    if json_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body, media_type="application/octet-stream", headers={BINARY_HEADER: str(json_length)}
+    )
+
+
+METADATA = {
+    "summary": "Model metadata: input tensors from the MLflow signature; outputs",
+    "responses": ERRORS,
+}
+READY = {"summary": "200 when this model (version) is loaded", "responses": ERRORS}
+CLIENT_KEY = [Depends(require_client_key)]
+INFER = {
+    "summary": "Predict: the label and the class probabilities (LOW, MEDIUM, HIGH) per row",
+    "openapi_extra": {"requestBody": infer_request_body()},
+    "responses": {200: {"content": {"application/json": {"schema": infer_response_schema()}}}, **ERRORS},
+}
+
+
+@router.get("/models/{name}", operation_id="v2_model_metadata", **METADATA)
+async def model_metadata(name: str, models: ModelsDep) -> dict:
+    return v2.model_metadata(v2.find_model(models, name, None))
+
+
+@router.get("/models/{name}/versions/{version}", operation_id="v2_model_version_metadata", **METADATA)
+async def model_version_metadata(name: str, version: str, models: ModelsDep) -> dict:
+    return v2.model_metadata(v2.find_model(models, name, version))
+
+
+@router.get("/models/{name}/ready", operation_id="v2_model_ready", **READY)
+async def model_ready(name: str, models: ModelsDep) -> dict:
+    return {"name": v2.find_model(models, name, None).name, "ready": True}
+
+
+@router.get("/models/{name}/versions/{version}/ready", operation_id="v2_model_version_ready", **READY)
+async def model_version_ready(name: str, version: str, models: ModelsDep) -> dict:
+    return {"name": v2.find_model(models, name, version).name, "ready": True}
+
+
+@router.post(
+    "/models/{name}/infer", operation_id="v2_infer", dependencies=CLIENT_KEY, **INFER
+)
+async def infer(
+    name: str, request: Request, container: ContainerDep, predictions: PredictionsDep,
+    request_id: RequestIdDep,
+) -> Response:
+    return await _infer(request, container, predictions, request_id, name, None)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    operation_id="v2_version_infer",
+    dependencies=CLIENT_KEY,
+    **INFER,
+)
+async def version_infer(
+    name: str, version: str, request: Request, container: ContainerDep,
+    predictions: PredictionsDep, request_id: RequestIdDep,
+) -> Response:
+    return await _infer(request, container, predictions, request_id, name, version)
