@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.metrics import ServiceMetrics
+from app.services.feedback import FeedbackService
 from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
@@ -23,3 +24,4 @@ class Container:
     models: ModelService
     prediction_log: PredictionLog
     predictions: PredictionService
+    feedback: FeedbackService | None = None

@@ -54,6 +54,16 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class PredictionLogFull(DomainError):
+    """The spool is at its size limit: answering would mean not recording (503, Retry-After)."""
+
+    code = "prediction_log_full"
+
+
+class DatabaseUnavailable(DomainError):
+    code = "database_unavailable"
+
+
 # Most specific class first: the first isinstance match wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),
@@ -61,6 +71,8 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (Conflict, 409),
     (ModelNotReady, 503),
     (RegistryUnavailable, 503),
+    (PredictionLogFull, 503),
+    (DatabaseUnavailable, 503),
 )
 
 

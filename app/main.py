@@ -20,6 +20,7 @@ from app.errors import DomainError, install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import RequestIdMiddleware
 from app.routers import api_router
+from app.services.feedback import FeedbackService
 from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
@@ -47,11 +48,12 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
         settings.tracking_uri, settings.registry_uri, settings.artifact_root, settings.model_cache_dir
     )
     models = ModelService(registry, settings.model, metrics)
-    prediction_log = PredictionLog(engine, settings.log, metrics)
+    prediction_log = PredictionLog(engine, settings.spool, metrics, settings.spool_dir)
     predictions = PredictionService(models, prediction_log, metrics, settings.predict.max_items)
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
         prediction_log=prediction_log, predictions=predictions,
+        feedback=FeedbackService(engine, prediction_log),
     )
 
 
