@@ -142,3 +142,27 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# --- pytest fixtures (imported by tests/conftest.py) ---------------------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One private cluster for the session; tests may stop or kill it (it is restarted after)."""
+    cluster = PgCluster.create()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+async def cluster_db(pg_cluster):
+    """A fresh migrated database on the private cluster; the cluster is running again afterwards."""
+    pg_cluster.ensure_running()
+    url = await pg_cluster.create_database()
+    yield url
+    pg_cluster.ensure_running()

@@ -216,6 +216,7 @@ class SpoolFiles:
     segment_max_bytes: int
     active: Segment | None = None
     own: set[Path] = field(default_factory=set)
+    created: int = 0  # segments created by this worker so far
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -235,6 +236,7 @@ class SpoolFiles:
             return current, None
         self.active = create_segment(self.directory, self.worker, day, self.sync)
         self.own.add(self.active.path)
+        self.created += 1
         return self.active, current
 
     def forget(self, segment: Segment) -> None:
