@@ -64,7 +64,9 @@ class SpoolSettings(BaseSettings):
     )
     max_bytes: int = Field(64 * 2**20, ge=1024, description="Undrained bytes before predictions get 503")
     fail_open: bool = Field(False, description="When full, answer anyway and drop (and count) the record")
-    group_commit_wait_ms: float = Field(2.0, ge=0, description="Longest wait to share one fsync")
+    group_commit_wait_ms: float = Field(
+        0.0, ge=0, description="Extra wait for company before an fsync (writes arriving during one are grouped anyway)"
+    )
     segment_max_bytes: int = Field(16 * 2**20, ge=1024, description="Size at which a segment is rotated")
     worker_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.]{1,40}$", description="Segment owner name (default p<pid>)"
