@@ -48,6 +48,12 @@ class Drainer:
     def start(self) -> None:
         self._more = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="spool-drainer")
+        self._task.add_done_callback(self._died)
+
+    @staticmethod
+    def _died(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("prediction log: the drainer stopped", exc_info=task.exception())
 
     def notify(self) -> None:
         if self._more is not None:
@@ -91,7 +97,10 @@ class Drainer:
                 return
             if self.scan_orphans is not None and loop.time() >= next_scan:
                 next_scan = loop.time() + self.settings.orphan_scan_interval_s
-                await self.scan_orphans()
+                try:
+                    await self.scan_orphans()
+                except Exception:  # a bad file must not stop the drainer; the next scan retries
+                    log.exception("prediction log: scanning for orphaned segments failed")
                 continue
             timeout = self.settings.drain_interval_s - age if pending else 1.0
             self._more.clear()
