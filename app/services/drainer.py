@@ -83,6 +83,14 @@ class Drainer:
         self.metrics.spool_bytes.set(self.buffer.bytes)
         self.metrics.spool_oldest_age.set(self.buffer.oldest_age())
 
+    async def _sleep_updating_gauges(self, seconds: float) -> None:
+        # The oldest-record age must keep rising on dashboards while the database is down.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.5))
+            self.update_gauges()
+
     async def _wait_for_batch(self) -> None:
         loop = asyncio.get_running_loop()
         next_scan = loop.time() + self.settings.orphan_scan_interval_s
@@ -123,7 +131,7 @@ class Drainer:
                 pause = delay * (0.5 + random.random() / 2)
                 log.warning("prediction log: batch of %d not written (%s); retrying in %.2fs",
                             len(batch), type(exc).__name__, pause)
-                await asyncio.sleep(pause)
+                await self._sleep_updating_gauges(pause)
                 delay = min(delay * 2, self.settings.backoff_max_s)
                 continue
             if self.failing:

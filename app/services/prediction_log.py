@@ -127,6 +127,7 @@ class PredictionLog:
         finally:
             self._reserved -= size
         self.buffer.add([r.id for r in records], lines, segment)
+        self.drainer.update_gauges()
         self.drainer.notify()
 
     def _reject(self, count: int, message: str) -> None:
