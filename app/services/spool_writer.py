@@ -50,6 +50,8 @@ class SpoolWriter:
                 raise SpoolWriteError(str(exc)) from exc
             self._closed(closed)
             return segment
+        if self._task is None:  # stopped (shutdown): refuse rather than wait forever
+            raise SpoolWriteError("spool is closed")
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((data, future))
         self._wake.set()
