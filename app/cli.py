@@ -1,4 +1,4 @@
-"""The ``future-skills`` command: serve, bootstrap, train, data, db."""
+"""The ``future-skills`` command: serve, bootstrap, train, data, db, spool."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ data_app = typer.Typer(help="Synthetic data.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
+spool_app = typer.Typer(help="The local prediction spool.", no_args_is_help=True)
+app.add_typer(spool_app, name="spool")
 console = Console(stderr=True)
 
 
@@ -53,6 +55,79 @@ def db_upgrade(revision: str = "head") -> None:
 
     upgrade_sync(_settings().db_url, revision)
     console.print("database schema is up to date")
+
+
+@db_app.command("purge")
+def db_purge(
+    older_than: Annotated[str, typer.Option(help="Age of the rows to delete, e.g. 90d, 12h, 2w")],
+) -> None:
+    """Delete predictions (and their feedback) older than the given age."""
+    from app.db.engine import create_engine
+    from app.services.retention import parse_age, purge_older_than
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = _settings()
+
+    async def run() -> tuple[int, int]:
+        engine = create_engine(settings.db_url)
+        try:
+            return await purge_older_than(engine, age)
+        finally:
+            await engine.dispose()
+
+    predictions, feedback = asyncio.run(run())
+    console.print(f"deleted {predictions} predictions and {feedback} feedback rows older than {older_than}")
+
+
+@spool_app.command("status")
+def spool_status() -> None:
+    """List spool segments: size, records, and whether a live worker holds each."""
+    from app.services.spool import describe
+
+    settings = _settings()
+    infos = describe(settings.spool_dir)
+    table = Table(title=f"spool {settings.spool_dir}")
+    for column in ("segment", "bytes", "records", "owner"):
+        table.add_column(column, justify="left" if column in ("segment", "owner") else "right")
+    for info in infos:
+        table.add_row(info.path.name, str(info.size), str(info.lines), "live" if info.live else "orphan")
+    Console().print(table)
+    orphans = [i for i in infos if not i.live]
+    Console().print(
+        f"{len(infos)} segments, {sum(i.lines for i in infos)} records, "
+        f"{sum(i.size for i in infos)} bytes; {len(orphans)} orphaned "
+        f"({sum(i.lines for i in orphans)} records)"
+    )
+
+
+@spool_app.command("drain")
+def spool_drain() -> None:
+    """Write segments left by dead workers into the database and delete them (safe to repeat)."""
+    from app.db.engine import create_engine
+    from app.services.spool_admin import drain_orphans
+
+    settings = _settings()
+
+    async def run():
+        engine = create_engine(settings.db_url)
+        try:
+            return await drain_orphans(engine, settings.spool_dir, settings.spool)
+        finally:
+            await engine.dispose()
+
+    try:
+        report = asyncio.run(run())
+    except Exception as exc:  # the segments are kept; say why and fail
+        console.print(f"drain failed ({type(exc).__name__}); segments kept, run it again later")
+        raise typer.Exit(1) from None
+    console.print(
+        f"drained {report.rows} records from {report.segments} segments; "
+        f"{report.live_skipped} segments held by live workers left alone"
+        + (f"; {report.damaged} damaged lines quarantined" if report.damaged else "")
+    )
 
 
 def _train_with_progress(settings: Settings, **kwargs):

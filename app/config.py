@@ -51,12 +51,35 @@ class PredictionSettings(BaseSettings):
     max_items: int = Field(100, ge=1, description="Most items accepted in one prediction request")
 
 
-class PredictionLogSettings(BaseSettings):
-    model_config = _group("FS_LOG_")
+class SpoolSettings(BaseSettings):
+    """The prediction log: a local spool (JSONL segments) drained into the database."""
 
-    batch_size: int = Field(500, ge=1, description="Most rows written in one database insert")
-    flush_interval_s: float = Field(0.2, gt=0, description="Longest wait before a partial batch")
-    queue_max: int = Field(100_000, ge=1, description="Records held in memory before requests wait")
+    model_config = _group("FS_SPOOL_")
+
+    dir: Path | None = Field(None, description="Spool directory (default: <data dir>/spool)")
+    durability: Literal["fsync", "os", "none"] = Field(
+        "fsync",
+        description="fsync: on disk before the response (group commit); os: written, not synced; "
+        "none: in memory only",
+    )
+    max_bytes: int = Field(64 * 2**20, ge=1024, description="Undrained bytes before predictions get 503")
+    fail_open: bool = Field(False, description="When full, answer anyway and drop (and count) the record")
+    group_commit_wait_ms: float = Field(
+        0.0, ge=0, description="Extra wait for company before an fsync (writes arriving during one are grouped anyway)"
+    )
+    segment_max_bytes: int = Field(16 * 2**20, ge=1024, description="Size at which a segment is rotated")
+    worker_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.]{1,40}$", description="Segment owner name (default p<pid>)"
+    )
+    drain_batch_size: int = Field(1000, ge=1, description="Most rows in one database write")
+    drain_interval_s: float = Field(0.2, gt=0, description="Longest wait for a full batch")
+    ingest_method: Literal["copy", "insert"] = Field(
+        "copy", description="Postgres: COPY into a staging table, or multi-row INSERT"
+    )
+    backoff_initial_s: float = Field(0.1, gt=0)
+    backoff_max_s: float = Field(5.0, gt=0, description="Cap of the retry delay while the database is down")
+    drain_timeout_s: float = Field(30.0, ge=0, description="Shutdown waits this long for the drain")
+    orphan_scan_interval_s: float = Field(30.0, gt=0, description="How often dead workers' segments are looked for")
 
 
 class PrivacySettings(BaseSettings):
@@ -140,7 +163,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     predict: PredictionSettings = Field(default_factory=PredictionSettings)
-    log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
@@ -186,6 +209,10 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.spool.dir or self.data_dir / "spool"
 
     @property
     def model_cache_dir(self) -> Path:

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.metrics import ServiceMetrics
+from app.services.feedback import FeedbackService
 from app.services.admission import Admission
 from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
@@ -24,6 +25,7 @@ class Container:
     models: ModelService
     prediction_log: PredictionLog
     predictions: PredictionService
+    feedback: FeedbackService
     admission: Admission
     # Set on SIGTERM: readiness answers 503 while in-flight work finishes.
     draining: bool = False

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.container import Container
+from app.services.feedback import FeedbackService
 from app.services.model_service import ModelService
 from app.services.predictions import PredictionService
 
@@ -33,3 +34,10 @@ def get_models(container: ContainerDep) -> ModelService:
 
 PredictionsDep = Annotated[PredictionService, Depends(get_predictions)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
+
+
+def get_feedback(container: ContainerDep) -> FeedbackService:
+    return container.feedback
+
+
+FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]

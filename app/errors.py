@@ -74,6 +74,16 @@ class PermissionDenied(DomainError):
     code = "permission_denied"
 
 
+class PredictionLogFull(DomainError):
+    """The spool is at its size limit: answering would mean not recording (503, Retry-After)."""
+
+    code = "prediction_log_full"
+
+
+class DatabaseUnavailable(DomainError):
+    code = "database_unavailable"
+
+
 # Most specific class first: the first isinstance match wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),
@@ -85,6 +95,8 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (DeadlineExceeded, 504),
     (Unauthenticated, 401),
     (PermissionDenied, 403),
+    (PredictionLogFull, 503),
+    (DatabaseUnavailable, 503),
 )
 
 

@@ -24,6 +24,7 @@ from app.metrics import ServiceMetrics
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from app.routers import api_router
 from app.services.admission import Admission
+from app.services.feedback import FeedbackService
 from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
@@ -51,7 +52,7 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
         settings.tracking_uri, settings.registry_uri, settings.artifact_root, settings.model_cache_dir
     )
     models = ModelService(registry, settings.model, metrics)
-    prediction_log = PredictionLog(engine, settings.log, metrics)
+    prediction_log = PredictionLog(engine, settings.spool, metrics, settings.spool_dir)
     admission = Admission(settings.limits.max_in_flight)
     predictions = PredictionService(
         models, prediction_log, metrics, settings.predict.max_items, admission,
@@ -60,6 +61,7 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
+        feedback=FeedbackService(engine, prediction_log),
     )
 
 

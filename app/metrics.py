@@ -40,14 +40,26 @@ class ServiceMetrics:
         self.log_written = Counter(
             "fs_prediction_log_written", "Prediction records committed to the database", registry=r
         )
-        self.log_pending = Gauge(
-            "fs_prediction_log_pending",
-            "Prediction records waiting to be written",
-            registry=r,
-            multiprocess_mode="livesum",
+        # The spool in front of the prediction log (dashboards depend on these names).
+        self.spool_pending = Gauge(
+            "fs_spool_pending_records", "Prediction records spooled, not yet in the database",
+            registry=r, multiprocess_mode="livesum",
         )
-        self.log_failures = Counter(
-            "fs_prediction_log_flush_failures", "Failed attempts to write a batch", registry=r
+        self.spool_bytes = Gauge(
+            "fs_spool_bytes", "Bytes of spooled records not yet in the database",
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.spool_oldest_age = Gauge(
+            "fs_spool_oldest_record_age_seconds", "Age of the oldest record not yet in the database",
+            registry=r, multiprocess_mode="livemax",
+        )
+        self.spool_flush_failures = Counter(
+            "fs_spool_flush_failures", "Failed attempts to write a batch to the database", registry=r
+        )
+        self.spool_dropped = Counter(
+            "fs_spool_dropped_records",
+            "Prediction records answered but not recorded (only with fail-open, or durability none at exit)",
+            registry=r,
         )
 
         self.rejected = Counter(

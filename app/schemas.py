@@ -95,6 +95,24 @@ class PredictionResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actual_level: Level = Field(description="The level that turned out to be right")
+
+
+class FeedbackOut(BaseModel):
+    prediction_id: uuid.UUID
+    actual_level: Level
+    created_at: datetime
+
+
+class LoggedFeedback(BaseModel):
+    actual_level: Level
+    created_at: datetime
+    submissions: int = Field(description="Feedback received for this prediction; the latest counts")
+
+
 class LoggedPrediction(BaseModel):
     prediction_id: uuid.UUID
     created_at: datetime
@@ -107,6 +125,7 @@ class LoggedPrediction(BaseModel):
     latency_ms: float
     request_id: str | None
     protocol: str
+    feedback: LoggedFeedback | None = None
 
 
 class Liveness(BaseModel):

@@ -154,3 +154,7 @@ class RunningApp:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with RunningApp(settings) as client:
         yield client
+
+
+# The private Postgres cluster that failure tests stop and kill (tests/pgcluster.py).
+from tests.pgcluster import cluster_db, pg_cluster  # noqa: E402, F401

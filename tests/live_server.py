@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,12 +44,15 @@ class LiveServer:
         self.env = clean_env(data_dir, DATABASE_URL=database_url, **env)
         self.proc: subprocess.Popen | None = None
         self.output = ""
+        # A file, not a pipe: nobody reads a pipe while the test runs, and a full pipe blocks the
+        # server's next log write (and with it every request).
+        self._log = tempfile.NamedTemporaryFile("w+", prefix="live-server-", suffix=".log")
 
     def start(self, timeout: float = 60) -> LiveServer:
         cli = [sys.executable, "-m", "app.cli"]
         subprocess.run([*cli, "db", "upgrade"], env=self.env, check=True, capture_output=True, timeout=120)
         self.proc = subprocess.Popen([*cli, "serve", "--port", str(self.port)], env=self.env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=self._log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -67,8 +71,10 @@ class LiveServer:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            self.output, _ = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.output, _ = self.proc.communicate()
+            self.proc.wait()
+        self._log.seek(0)
+        self.output = self._log.read()
         return self.proc.returncode

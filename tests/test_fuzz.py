@@ -12,6 +12,11 @@ import math
 import httpx
 import pytest
 import schemathesis
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    positive_data_acceptance,
+    response_schema_conformance,
+)
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app.ml.features import FEATURES, LEVELS
@@ -36,10 +41,27 @@ def api_schema(live):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+# /ping, /health and /version answer MLflow's bodies byte for byte ("\n" and a bare "3.17.2", both
+# labelled application/json) because MLflow clients and probes rely on them: only those bodies are
+# exempt from JSON parsing.
+MLFLOW_BYTE_COMPATIBLE = {"/ping", "/health", "/version"}
+# /invocations casts cells to the model signature the way MLflow does ("0.5" for a double, 3.0 for
+# a long, any `params`), so values the typed schema calls invalid are accepted there on purpose, and
+# its columnar form needs equal column lengths, which JSON Schema cannot state. Acceptance is held
+# to MLflow's own behaviour by tests/test_mlflow_oracle.py; no 5xx and response conformance still
+# apply here.
+MLFLOW_COERCING = {"/invocations"}
+
+
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms(case):
-    case.call_and_validate()
+    excluded = []
+    if case.path in MLFLOW_BYTE_COMPATIBLE:
+        excluded.append(response_schema_conformance)
+    if case.path in MLFLOW_COERCING:
+        excluded += [negative_data_rejection, positive_data_acceptance]
+    case.call_and_validate(excluded_checks=excluded)
 
 
 # -- hypothesis properties over the feature schema ------------------------------------------

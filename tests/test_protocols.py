@@ -154,3 +154,14 @@ async def test_openapi_documents_typed_request_bodies(client):
     ]
     assert "/v2/models/{name}/versions/{version}/infer" in spec["paths"]
     json.dumps(spec)  # serialisable as served
+
+
+async def test_unreadable_table_shapes_are_400_not_500(client):
+    """Found by schemathesis: MLflow's parser raises TypeError on an object as a column name."""
+    for body in (
+        {"dataframe_split": {"columns": [{}], "data": [], "index": []}},
+        {"dataframe_split": {"columns": [[1]], "data": [[1]]}},
+    ):
+        response = await client.post("/invocations", json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error_code"] in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE")

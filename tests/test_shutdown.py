@@ -4,49 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
-import time
 
 import httpx
 from sqlalchemy import select
 
 from app.db.engine import create_engine
-from app.db.migrate import upgrade
 from app.db.tables import Prediction
 from tests.helpers import valid_items
-from tests.test_cli_and_server import _env, _free_port
-
-CLI = [sys.executable, "-m", "app.cli"]
-
-
-async def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while True:
-            try:
-                if (await client.get(f"{base}/health/ready")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            await asyncio.sleep(0.2)
+from tests.live_server import LiveServer
 
 
 async def test_sigterm_under_load_loses_nothing(registry_dir, tmp_path):
     db = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
-    await upgrade(db)
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = _env(registry_dir, DATABASE_URL=db, FS_LIMIT_SHUTDOWN_DELAY_S="1.5")
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = LiveServer(registry_dir, db, FS_LIMIT_SHUTDOWN_DELAY_S="1.5")
+    base = server.base_url
     statuses: list[int] = []
     ids: list[str] = []
     saw_not_ready = asyncio.Event()
     items = valid_items(50, seed=9)
+    await asyncio.to_thread(server.start)
+    proc = server.proc
     try:
-        await _wait_ready(base, proc)
 
         async def client_loop(n: int) -> None:
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -75,11 +53,9 @@ async def test_sigterm_under_load_loses_nothing(registry_dir, tmp_path):
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(watcher, 20)
         await asyncio.wait_for(asyncio.gather(*clients), 30)
-        output, _ = await asyncio.to_thread(proc.communicate, timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        await asyncio.to_thread(server.stop)
+    output = server.output
 
     assert saw_not_ready.is_set(), "readiness never turned 503 during shutdown"
     assert proc.returncode == 0, output

@@ -1,10 +1,11 @@
-"""The one seam where Postgres and SQLite differ: idempotent bulk inserts."""
+"""The one seam where Postgres and SQLite differ: idempotent bulk inserts (INSERT or COPY)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Table
+import orjson
+from sqlalchemy import JSON, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: list[dict]) -> None:
@@ -14,3 +15,50 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
     await conn.execute(stmt, rows)
+
+
+async def copy_ignoring_duplicates(engine: AsyncEngine, table: Table, rows: list[dict]) -> None:
+    """Postgres only: COPY (binary) into a session temp table, then one INSERT ... SELECT that
+    skips rows whose primary key exists. COPY cannot skip conflicts itself, hence the staging table.
+
+    Runs in its own asyncpg transaction on a pooled connection; the staging table lives as long as
+    the connection and is emptied at each commit.
+    """
+    if not rows:
+        return
+    columns = [c.name for c in table.columns]
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    records = [
+        tuple(
+            orjson.dumps(row[c]).decode() if c in json_columns and row.get(c) is not None else row.get(c)
+            for c in columns
+        )
+        for row in rows
+    ]
+    stage = f"_stage_{table.name}"
+    column_list = ", ".join(f'"{c}"' for c in columns)
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        async with raw.transaction():
+            await raw.execute(
+                f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
+            )
+            await raw.copy_records_to_table(stage, records=records, columns=columns)
+            await raw.execute(
+                f'INSERT INTO "{table.name}" ({column_list}) SELECT {column_list} FROM "{stage}" '
+                "ON CONFLICT DO NOTHING"
+            )
+
+
+async def ingest_ignoring_duplicates(
+    engine: AsyncEngine, table: Table, rows: list[dict], method: str = "copy"
+) -> None:
+    """Write ``rows`` in one transaction, skipping ids already stored (replaying is harmless).
+
+    ``method`` picks COPY or a multi-row INSERT on Postgres; SQLite always gets batched inserts.
+    """
+    if engine.dialect.name == "postgresql" and method == "copy":
+        await copy_ignoring_duplicates(engine, table, rows)
+        return
+    async with engine.begin() as conn:
+        await insert_ignoring_duplicates(conn, table, rows)

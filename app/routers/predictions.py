@@ -6,8 +6,11 @@ import uuid
 
 from fastapi import APIRouter, Depends
 
-from app.deps import ContainerDep, PredictionsDep, RequestIdDep
+from app.deps import ContainerDep, FeedbackDep, PredictionsDep, RequestIdDep
 from app.schemas import (
+    FeedbackIn,
+    FeedbackOut,
+    LoggedFeedback,
     LoggedPrediction,
     ModelRefOut,
     PredictionOut,
@@ -68,7 +71,32 @@ async def create_predictions(
     operation_id="get_prediction",
     responses=error_responses(404),
 )
-async def get_prediction(prediction_id: uuid.UUID, predictions: PredictionsDep) -> LoggedPrediction:
-    """A logged prediction with the model version that made it."""
+async def get_prediction(
+    prediction_id: uuid.UUID, predictions: PredictionsDep, feedback: FeedbackDep
+) -> LoggedPrediction:
+    """A logged prediction with the model version that made it, and its latest feedback."""
     row = await predictions.get(prediction_id)
-    return LoggedPrediction(prediction_id=row["id"], **{k: v for k, v in row.items() if k != "id"})
+    latest, count = await feedback.latest(prediction_id)
+    logged = None
+    if latest is not None:
+        logged = LoggedFeedback(
+            actual_level=latest.actual_level, created_at=latest.created_at, submissions=count
+        )
+    fields = {k: v for k, v in row.items() if k not in ("id", "subject_hash")}
+    return LoggedPrediction(prediction_id=row["id"], feedback=logged, **fields)
+
+
+@router.post(
+    "/{prediction_id}/feedback",
+    response_model=FeedbackOut,
+    operation_id="submit_feedback",
+    responses=error_responses(400, 404, 503),
+)
+async def submit_feedback(
+    prediction_id: uuid.UUID, body: FeedbackIn, feedback: FeedbackDep
+) -> FeedbackOut:
+    """Ground truth for a prediction. Resubmitting is allowed: history is kept, the latest counts."""
+    saved = await feedback.submit(prediction_id, body.actual_level.value)
+    return FeedbackOut(
+        prediction_id=saved.prediction_id, actual_level=saved.actual_level, created_at=saved.created_at
+    )

@@ -1,139 +1,201 @@
-"""The prediction log: every answered prediction becomes a ``prediction`` row.
+"""The prediction log: every answered prediction becomes exactly one ``prediction`` row.
 
-Requests hand records to an in-memory queue and return; a background task writes them in
-multi-row batches. A failed batch is kept and retried with capped backoff, never dropped; on
-shutdown the queue is drained. The queue is bounded, so a dead database slows requests down
-instead of growing memory without limit.
+``record`` appends the request's records to the local spool and returns once they are as durable
+as ``FS_SPOOL_DURABILITY`` promises; only then is the response sent. A drainer task moves spooled
+records into the database (``app.services.drainer``); segments left by dead workers or a crashed
+process are adopted and drained at start-up and every ``orphan_scan_interval_s``. The spool is
+bounded: when full, ``record`` raises ``PredictionLogFull`` (503 + Retry-After) unless fail-open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import os
 import uuid
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import PredictionLogSettings
-from app.db.dialect import insert_ignoring_duplicates
+from app.config import SpoolSettings
+from app.db.dialect import ingest_ignoring_duplicates
 from app.db.tables import Prediction
+from app.errors import DatabaseUnavailable, PredictionLogFull
 from app.metrics import ServiceMetrics
+from app.services.drainer import Drainer
+from app.services.pending import PendingBuffer
+from app.services.records import PredictionRecord, decode, encode, record_id
+from app.services.spool import Segment, SpoolFiles, adopt, orphan_paths
+from app.services.spool_writer import SpoolWriteError, SpoolWriter
+
+__all__ = ["PredictionLog", "PredictionRecord"]
 
 log = logging.getLogger(__name__)
 
+DB_ERRORS = (OSError, DBAPIError, OperationalError, InterfaceError, asyncio.TimeoutError)
 
-@dataclass(frozen=True)
-class PredictionRecord:
-    id: uuid.UUID
-    created_at: datetime
-    model_name: str
-    model_version: str
-    features: dict
-    level: str
-    probabilities: dict[str, float]
-    score: float
-    latency_ms: float
-    request_id: str | None
-    protocol: str
-    subject_hash: str | None = None
 
-    def as_row(self) -> dict:
-        return asdict(self)
+def default_worker_id() -> str:
+    return f"p{os.getpid()}"
 
 
 class PredictionLog:
     def __init__(
-        self, engine: AsyncEngine, settings: PredictionLogSettings, metrics: ServiceMetrics
+        self,
+        engine: AsyncEngine,
+        settings: SpoolSettings,
+        metrics: ServiceMetrics,
+        directory: Path,
     ) -> None:
         self._engine = engine
-        self._settings = settings
+        self.settings = settings
         self._metrics = metrics
-        self._queue: asyncio.Queue[PredictionRecord] | None = None
-        self._pending: dict[uuid.UUID, PredictionRecord] = {}
-        self._task: asyncio.Task | None = None
-        self._stopping = False
+        self.directory = directory
+        self.worker = settings.worker_id or default_worker_id()
+        durable = settings.durability != "none"
+        self.files = (
+            SpoolFiles(directory, self.worker, settings.durability == "fsync", settings.segment_max_bytes)
+            if durable else None
+        )
+        self.buffer = PendingBuffer()
+        self.writer = SpoolWriter(self.files, settings.durability, settings.group_commit_wait_ms)
+        self.writer.on_closed = self._segment_closed
+        self.drainer = Drainer(
+            self.buffer, self._write_rows, settings, metrics, self._retire,
+            self._scan_orphans if durable else None,
+        )
+        self._reserved = 0  # bytes being written to the spool, not yet in the buffer
+        self._started = False
+
+    # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        # The queue belongs to the running loop, so it is made here and not in __init__.
-        self._queue = asyncio.Queue(maxsize=self._settings.queue_max)
-        self._task = asyncio.create_task(self._run(), name="prediction-log-writer")
+        if self.files is not None:
+            await asyncio.to_thread(self.files.open)
+        # Segments of dead workers (or of this worker's previous life) are drained first.
+        await self._scan_orphans()
+        self.writer.start()
+        self.drainer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Drain everything to the database (bounded by ``drain_timeout_s``), then close.
+
+        Whatever cannot be written stays in the spool segments for the next start to adopt.
+        """
+        if not self._started:
+            return
+        self._started = False
+        await self.writer.stop()
+        drained = await self.drainer.drain(self.settings.drain_timeout_s)
+        await self.drainer.stop()
+        if not drained:
+            left = len(self.buffer)
+            if self.settings.durability == "none":
+                self._metrics.spool_dropped.inc(left)
+                log.error("prediction log: %d records lost at shutdown (durability none)", left)
+            else:
+                log.error("prediction log: %d records left in the spool for the next start", left)
+        for segment in self.buffer.segments():
+            segment.release()
+        if self.files is not None and self.files.active is not None:
+            active = self.files.active
+            if active.outstanding == 0:
+                active.retire()
+            else:
+                active.release()
+        self.drainer.update_gauges()
+
+    # --- the request path ------------------------------------------------------------------------
 
     async def record(self, records: list[PredictionRecord]) -> None:
-        assert self._queue is not None, "PredictionLog.start() was not called"
-        for rec in records:
-            self._pending[rec.id] = rec
-            await self._queue.put(rec)
-        self._metrics.log_pending.set(len(self._pending))
+        """Spool ``records``; returns once they are durable per the setting (before the response)."""
+        assert self._started, "PredictionLog.start() was not called"
+        lines = [encode(r) for r in records]
+        size = sum(len(line) for line in lines)
+        if self.buffer.bytes + self._reserved + size > self.settings.max_bytes:
+            self._reject(len(records), "the prediction log is full; retry shortly")
+            return
+        self._reserved += size
+        try:
+            segment = await self.writer.append(b"".join(lines))
+        except SpoolWriteError:
+            self._reject(len(records), "the prediction log cannot be written; retry shortly")
+            return
+        finally:
+            self._reserved -= size
+        self.buffer.add([r.id for r in records], lines, segment)
+        self.drainer.update_gauges()
+        self.drainer.notify()
 
-    def pending(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
-        return self._pending.get(prediction_id)
+    def _reject(self, count: int, message: str) -> None:
+        if self.settings.fail_open:
+            self._metrics.spool_dropped.inc(count)
+            log.error("prediction log: %d records dropped (fail-open): %s", count, message)
+            return
+        raise PredictionLogFull(message)
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def pending(self, prediction_id: uuid.UUID) -> dict | None:
+        rec = self.buffer.get(prediction_id)
+        return decode(rec.line) if rec is not None else None
 
     async def get(self, prediction_id: uuid.UUID) -> dict | None:
-        """A logged prediction, from the queue if it is not written yet."""
-        if (rec := self._pending.get(prediction_id)) is not None:
-            return rec.as_row()
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(select(Prediction.__table__).where(Prediction.id == prediction_id))
-            ).mappings().first()
+        """A logged prediction, from the spool if it is not in the database yet."""
+        if (row := self.pending(prediction_id)) is not None:
+            return row
+        try:
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(Prediction.__table__).where(Prediction.id == prediction_id)
+                    )
+                ).mappings().first()
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the prediction database is unavailable; retry shortly") from exc
         return dict(row) if row else None
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Write everything still queued, then stop the writer."""
-        if self._task is None:
+    async def exists(self, prediction_id: uuid.UUID) -> bool:
+        return await self.get(prediction_id) is not None
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.buffer)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    async def _write_rows(self, rows: list[dict]) -> None:
+        await ingest_ignoring_duplicates(
+            self._engine, Prediction.__table__, rows, self.settings.ingest_method
+        )
+
+    def _segment_closed(self, segment: Segment) -> None:
+        segment.closed = True
+        if segment.outstanding == 0:
+            self._retire(segment)
+
+    def _retire(self, segment: Segment) -> None:
+        segment.retire()
+        if self.files is not None:
+            self.files.forget(segment)
+
+    async def _scan_orphans(self) -> None:
+        if self.files is None:
             return
-        self._stopping = True
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout)
-        except TimeoutError:
-            log.error("prediction log: %d records not written at shutdown", len(self._pending))
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
-
-    async def _next_batch(self) -> list[PredictionRecord]:
-        queue, batch = self._queue, []
-        batch.append(await queue.get())
-        deadline = asyncio.get_running_loop().time() + self._settings.flush_interval_s
-        while len(batch) < self._settings.batch_size:
-            if not queue.empty():
-                batch.append(queue.get_nowait())
+        own = set(self.files.own)
+        paths = await asyncio.to_thread(orphan_paths, self.directory, own)
+        for path in paths:
+            adopted = await asyncio.to_thread(adopt, path, self.directory / "quarantine", record_id)
+            if adopted is None:
+                continue  # its owner is alive
+            segment = adopted.segment
+            self.files.own.add(segment.path)
+            if not adopted.lines:
+                self._retire(segment)
                 continue
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0 or self._stopping:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except TimeoutError:
-                break
-        return batch
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            await self._write_with_retry(batch)
-            for rec in batch:
-                self._pending.pop(rec.id, None)
-                self._queue.task_done()
-            self._metrics.log_written.inc(len(batch))
-            self._metrics.log_pending.set(len(self._pending))
-
-    async def _write_with_retry(self, batch: list[PredictionRecord]) -> None:
-        delay = 0.1
-        while True:
-            try:
-                async with self._engine.begin() as conn:
-                    await insert_ignoring_duplicates(
-                        conn, Prediction.__table__, [r.as_row() for r in batch]
-                    )
-                return
-            except Exception as exc:  # the database is down or refused the batch: keep it, retry
-                self._metrics.log_failures.inc()
-                log.warning("prediction log: batch of %d not written (%s); retrying in %.1fs",
-                            len(batch), type(exc).__name__, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 10.0)
+            self.buffer.add([record_id(line) for line in adopted.lines], adopted.lines, segment)
+            log.info("prediction log: adopted %d records from %s", len(adopted.lines), path.name)
+        self.drainer.notify()

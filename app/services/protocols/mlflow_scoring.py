@@ -139,6 +139,12 @@ def _parse_json(body: bytes, schema) -> tuple[Any, dict[str, Any] | None]:
     except MlflowException as exc:
         message = _safe_message(exc, f"the '{present[0]}' payload does not fit the model signature")
         raise ProtocolInputError(message, exc.error_code) from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+        # Shapes MLflow's parser does not anticipate (e.g. an object as a column name): it would
+        # answer 500; the payload is the client's mistake, so it is a 400 here.
+        raise ProtocolInputError(
+            f"the '{present[0]}' payload is not a table MLflow can read"
+        ) from None
     return data, params
 
 

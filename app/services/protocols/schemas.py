@@ -34,7 +34,8 @@ def _columns_schema(row: dict[str, Any]) -> dict[str, Any]:
 def invocations_request_body() -> dict[str, Any]:
     row = _row_schema()
     rows = {"type": "array", "items": row, "minItems": 1}
-    params = {"type": "object", "description": "Accepted and ignored: the model takes no params"}
+    # Any JSON value: MLflow pops it whatever its type and ignores it for a model without params.
+    params = {"description": "Accepted and ignored: the model takes no params"}
     cell_types = [{"type": prop["type"]} for prop in row["properties"].values()]
     forms = {
         "dataframe_split": {
