@@ -125,9 +125,11 @@ def mlflow_server(backend_uri: str, artifacts: Path, env: dict[str, str], log: P
            "--artifacts-destination", str(artifacts),
            "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
     url = f"http://127.0.0.1:{port}"
+    begin = time.monotonic()
     with started(cmd, env, log) as proc:
         wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 120,
                    f"mlflow server (log {log})", proc)
+        print(f"mlflow server ready: {time.monotonic() - begin:.1f}s")
         yield url
 
 

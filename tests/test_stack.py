@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -36,8 +37,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    start = time.monotonic()
     result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"future-skills {' '.join(args)}:\n{result.stderr[-3000:]}"
+    print(f"future-skills {args[0]}: {time.monotonic() - start:.1f}s")
     return result
 
 
