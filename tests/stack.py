@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy_checks import ROOT, tool
 
@@ -164,3 +165,13 @@ def prom_query(url: str, expr: str) -> list[dict]:
     body = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
     assert body["status"] == "success", f"{expr}: {body}"
     return body["data"]["result"]
+
+
+def serving_versions(base: str) -> dict[str, str]:
+    """pid -> model version that each live worker of a service reports in fs_model_info."""
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return {
+        s.labels["pid"]: s.labels["model_version"]
+        for f in text_string_to_metric_families(text) for s in f.samples
+        if s.name == "fs_model_info" and s.value == 1
+    }

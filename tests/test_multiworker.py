@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.server import _NoDelayMixin
 from tests.helpers import valid_items
+from tests.stack import serving_versions, wait_until
 
 CLI = [sys.executable, "-m", "app.cli"]
 
@@ -87,6 +88,8 @@ async def test_two_workers_share_one_metrics_scrape(registry_dir, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http_ready(base, proc)
+        # Ready on one worker is not ready on both: wait until each reports its model.
+        wait_until(lambda: len(serving_versions(base)) == 2, 90, "both workers serving", proc)
         assert not (multiproc_dir / "counter_4242.db").exists(), "stale metric files were kept"
         items = valid_items(10, seed=5)
         sent = 0

@@ -16,12 +16,12 @@ import asyncpg
 import httpx
 import pytest
 from mlflow import MlflowClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy_checks import DASHBOARD, dashboard_queries
 from tests.helpers import valid_items
 from tests.stack import (
-    free_port, mlflow_server, private_postgres, prom_query, prometheus, started, wait_until,
+    free_port, mlflow_server, private_postgres, prom_query, prometheus, serving_versions, started,
+    wait_until,
 )
 
 CLI = [sys.executable, "-m", "app.cli"]
@@ -42,16 +42,6 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     assert result.returncode == 0, f"future-skills {' '.join(args)}:\n{result.stderr[-3000:]}"
     print(f"future-skills {args[0]}: {time.monotonic() - start:.1f}s")
     return result
-
-
-def _serving_versions(base: str) -> dict[str, str]:
-    """pid -> model version each live worker reports in fs_model_info."""
-    text = httpx.get(f"{base}/metrics", timeout=5).text
-    return {
-        s.labels["pid"]: s.labels["model_version"]
-        for f in text_string_to_metric_families(text) for s in f.samples
-        if s.name == "fs_model_info" and s.value == 1
-    }
 
 
 def _predict(base: str, rounds: int, seed: int) -> tuple[int, set[str]]:
@@ -104,7 +94,7 @@ def test_the_stack_runs_natively(tmp_path):
             base = f"http://127.0.0.1:{port}"
             serve = [*CLI, "serve", "--port", str(port), "--workers", "2"]
             with started(serve, env, tmp_path / "service.log") as service:
-                wait_until(lambda: len(_serving_versions(base)) == 2, 120,
+                wait_until(lambda: len(serving_versions(base)) == 2, 120,
                            "both workers serving", service)
                 with prometheus(f"127.0.0.1:{port}", tmp_path / "prometheus", base_env) as prom:
                     _run_scenario(base, mlflow_url, prom, pg_port, env, service)
@@ -122,8 +112,8 @@ def _run_scenario(base, mlflow_url, prom, pg_port, env, service):
     client.set_model_version_tag(MODEL, "2", "semver", "1.1.0")
     client.set_registered_model_alias(MODEL, "production", "2")
     # Each worker follows the registry on its own and converges.
-    wait_until(lambda: set(_serving_versions(base).values()) == {"2"}
-               and len(_serving_versions(base)) == 2, 60, "both workers on version 2", service)
+    wait_until(lambda: set(serving_versions(base).values()) == {"2"}
+               and len(serving_versions(base)) == 2, 60, "both workers on version 2", service)
     rows_v2, versions = _predict(base, rounds=5, seed=200)
     assert versions == {"2"}
     total = rows_v1 + rows_v2
