@@ -165,3 +165,23 @@ async def test_accepted_connections_get_tcp_nodelay():
     assert await _nodelay_seen(_Probe) == 0
     # ... and the serving protocol turns it off.
     assert await _nodelay_seen(_NoDelayProbe) == 1
+
+
+def test_multiprocess_dir_from_the_environment_is_emptied_of_metric_files_only(tmp_path):
+    from app.server import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    assert MULTIPROC_ENV not in os.environ
+    chosen = tmp_path / "metrics"
+    chosen.mkdir()
+    (chosen / "counter_1.db").write_bytes(b"stale")
+    (chosen / "notes.txt").write_text("not ours")
+    try:
+        os.environ[MULTIPROC_ENV] = str(chosen)
+        assert prepare_multiprocess_dir(tmp_path / "data") == chosen
+        assert sorted(p.name for p in chosen.iterdir()) == ["notes.txt"]
+        del os.environ[MULTIPROC_ENV]
+        default = tmp_path / "data" / "prometheus-multiproc"
+        assert prepare_multiprocess_dir(tmp_path / "data") == default
+        assert os.environ[MULTIPROC_ENV] == str(default) and default.is_dir()
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)  # the app's /metrics switches on this variable
