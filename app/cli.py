@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -206,7 +207,13 @@ def serve(
 
     import uvicorn
 
+    from app.server import NoDelayHttpProtocol, prepare_multiprocess_dir
+
     settings = _settings()
+    workers = workers or settings.server.workers
+    if workers > 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        # Before any worker starts: each one writes its metric files there, /metrics sums them.
+        prepare_multiprocess_dir(settings.data_dir)
     # uvicorn re-raises the signal it handled once shutdown is complete; by then the service has
     # drained, so that re-raise lands in a no-op handler and the process exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -216,7 +223,8 @@ def serve(
         factory=True,
         host=host or settings.server.host,
         port=port or settings.server.port,
-        workers=workers or settings.server.workers,
+        workers=workers,
+        http=NoDelayHttpProtocol,
         log_config=None,
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.limits.shutdown_grace_s),

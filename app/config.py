@@ -30,19 +30,23 @@ _ASYNC_DRIVERS = {
 class ModelSettings(BaseSettings):
     model_config = _group("FS_MODEL_")
 
-    name: str = "future-skills-model"
-    alias: str = "production"
+    name: str = Field("future-skills-model", description="Registered model to serve")
+    alias: str = Field("production", description="Registry alias that marks the Production version")
     # Honour the deprecated "Production" stage when the alias is missing (with a warning).
-    stage_fallback: bool = True
+    stage_fallback: bool = Field(
+        True, description="Serve the legacy `Production` stage when the alias is missing (logs a warning)"
+    )
     poll_interval_s: float = Field(10.0, gt=0, description="How often the registry is polled")
 
 
 class ServerSettings(BaseSettings):
     model_config = _group("FS_")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1)
+    host: str = Field("127.0.0.1", description="Bind address")
+    port: int = Field(8000, ge=1, le=65535, description="Port")
+    workers: int = Field(
+        1, ge=1, description="Worker processes; above 1, /metrics aggregates them (Prometheus multiprocess)"
+    )
 
 
 class PredictionSettings(BaseSettings):
@@ -135,29 +139,36 @@ class SecuritySettings(BaseSettings):
 class TrainingSettings(BaseSettings):
     model_config = _group("FS_TRAIN_")
 
-    rows: int = Field(20_000, ge=100)
-    seed: int = 42
-    algorithm: str = "random_forest"
-    n_estimators: int = Field(100, ge=1)
-    test_size: float = Field(0.2, gt=0, lt=1)
+    rows: int = Field(20_000, ge=100, description="Synthetic rows to train on")
+    seed: int = Field(42, description="Seed of the data generator, the split and the model")
+    algorithm: str = Field("random_forest", description="Estimator of the pipeline")
+    n_estimators: int = Field(100, ge=1, description="Trees of the forest")
+    test_size: float = Field(0.2, gt=0, lt=1, description="Held-out share for evaluation")
     reference_rows: int = Field(5_000, ge=10, description="Rows of training data kept for drift")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FS_", extra="ignore", env_file=None)
 
-    environment: Literal["development", "production"] = "development"
-    data_dir: Path = Path("./var")
-    log_level: str = "INFO"
-    log_json: bool = False
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses placeholder secrets"
+    )
+    data_dir: Path = Field(
+        Path("./var"), description="Embedded stores, the model cache, the Prometheus multiprocess dir"
+    )
+    log_level: str = Field("INFO", description="Service log level")
+    log_json: bool = Field(False, description="JSON log lines (else readable lines)")
     mlflow_tracking_uri: str | None = Field(
-        None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri")
+        None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description="MLflow tracking store or server (`http://...`, `databricks`, `azureml://...`)",
     )
     mlflow_registry_uri: str | None = Field(
-        None, validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "mlflow_registry_uri")
+        None, validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "mlflow_registry_uri"),
+        description="MLflow model registry (`databricks-uc` for Unity Catalog)",
     )
     database_url: str | None = Field(
-        None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+        None, validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="Prediction log: `postgresql://user:pass@host/db` or `sqlite:///path`",
     )
 
     model: ModelSettings = Field(default_factory=ModelSettings)

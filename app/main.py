@@ -29,6 +29,7 @@ from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
+from app.server import mark_worker_dead
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(follower, return_exceptions=True)
             await container.prediction_log.stop()
             await container.engine.dispose()
+            mark_worker_dead()
 
     docs = settings.security.docs_enabled
     app = FastAPI(

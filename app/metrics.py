@@ -70,5 +70,9 @@ class ServiceMetrics:
         )
 
     def set_serving(self, name: str, version: str, semver: str | None) -> None:
+        # In multiprocess mode clear() forgets a series in memory but not in the worker's metric
+        # file, so the old version would still read 1: write 0 into it first.
+        for labels in list(self.model_info._metrics):
+            self.model_info.labels(*labels).set(0)
         self.model_info.clear()
         self.model_info.labels(name, version, semver or "").set(1)

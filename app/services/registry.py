@@ -124,7 +124,11 @@ class ModelRegistry:
                     )
                     return VersionRef.from_mlflow(versions[0], via="stage")
         except MlflowException as exc:
-            if isinstance(exc, RestException) or not _is_not_found(exc):
+            # A tracking server says "no such model" as a RestException: that is not an outage.
+            missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+                not isinstance(exc, RestException) and _is_not_found(exc)
+            )
+            if not missing:
                 raise RegistryUnavailable(f"the model registry could not be read: {exc.error_code}") from exc
         except Exception as exc:  # connection refused, DNS, database locked, ...
             raise RegistryUnavailable(f"the model registry could not be read: {type(exc).__name__}") from exc
