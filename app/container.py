@@ -12,6 +12,8 @@ from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
+from app.services.lifecycle import LifecycleService
+from app.services.reloader import Reloader
 
 
 @dataclass
@@ -23,3 +25,5 @@ class Container:
     models: ModelService
     prediction_log: PredictionLog
     predictions: PredictionService
+    reloader: Reloader
+    lifecycle: LifecycleService

@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from app.container import Container
 from app.services.model_service import ModelService
 from app.services.predictions import PredictionService
+from app.services.lifecycle import LifecycleService
+from app.services.reloader import Reloader
 
 
 def get_container(request: Request) -> Container:
@@ -33,3 +35,15 @@ def get_models(container: ContainerDep) -> ModelService:
 
 PredictionsDep = Annotated[PredictionService, Depends(get_predictions)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
+
+
+def get_lifecycle(container: ContainerDep) -> LifecycleService:
+    return container.lifecycle
+
+
+def get_reloader(container: ContainerDep) -> Reloader:
+    return container.reloader
+
+
+LifecycleDep = Annotated[LifecycleService, Depends(get_lifecycle)]
+ReloaderDep = Annotated[Reloader, Depends(get_reloader)]

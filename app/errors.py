@@ -54,11 +54,27 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class PromotionRefused(Conflict):
+    """The promotion policy (or a precondition such as 'a previous version exists') said no."""
+
+    code = "promotion_refused"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+
+class PermissionDenied(DomainError):
+    code = "permission_denied"
+
+
 # Most specific class first: the first isinstance match wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),
     (NotFound, 404),
     (Conflict, 409),
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
     (ModelNotReady, 503),
     (RegistryUnavailable, 503),
 )
@@ -93,6 +109,8 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
     status = status_for(exc)
     headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers=headers)
 
 

@@ -5,7 +5,6 @@ Run with ``uvicorn --factory app.main:create_app_from_env`` or ``future-skills s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from app.config import Settings
 from app.container import Container
 from app.db.engine import create_engine
-from app.errors import DomainError, install_error_handlers
+from app.errors import install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import RequestIdMiddleware
 from app.routers import api_router
@@ -24,20 +23,11 @@ from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
+from app.services.audit import PromotionAudit
+from app.services.lifecycle import LifecycleService
+from app.services.reloader import Reloader
 
 log = logging.getLogger(__name__)
-
-
-async def _follow_registry(models: ModelService, interval: float) -> None:
-    """Keep serving whatever the registry marks as Production; a failed attempt keeps the old one."""
-    while True:
-        try:
-            await models.load_production()
-        except DomainError as exc:
-            log.warning("no Production model could be loaded: %s", exc.message)
-        except Exception:
-            log.exception("loading the Production model failed; still serving the previous one")
-        await asyncio.sleep(interval)
 
 
 def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
@@ -49,9 +39,12 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
     models = ModelService(registry, settings.model, metrics)
     prediction_log = PredictionLog(engine, settings.log, metrics)
     predictions = PredictionService(models, prediction_log, metrics, settings.predict.max_items)
+    audit = PromotionAudit(engine)
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
         prediction_log=prediction_log, predictions=predictions,
+        reloader=Reloader(models, audit, metrics, settings.lifecycle, settings.model.poll_interval_s),
+        lifecycle=LifecycleService(registry, audit, settings.model, settings.lifecycle, metrics),
     )
 
 
@@ -64,14 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         container = _build_container(settings, metrics)
         app.state.container = container
         await container.prediction_log.start()
-        follower = asyncio.create_task(
-            _follow_registry(container.models, settings.model.poll_interval_s), name="registry-poller"
-        )
+        await container.reloader.start()
         try:
             yield
         finally:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+            await container.reloader.stop()
             await container.prediction_log.stop()
             await container.engine.dispose()
 

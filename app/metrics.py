@@ -50,6 +50,19 @@ class ServiceMetrics:
             "fs_prediction_log_flush_failures", "Failed attempts to write a batch", registry=r
         )
 
+        self.model_reloads = Counter(
+            "fs_model_reloads",
+            "Attempts to load a new Production version, by outcome (success or failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.promotions = Counter(
+            "fs_promotions",
+            "Promotion, rollback and auto-promotion attempts, by action and outcome",
+            ["action", "outcome"],
+            registry=r,
+        )
+
     def set_serving(self, name: str, version: str, semver: str | None) -> None:
         self.model_info.clear()
         self.model_info.labels(name, version, semver or "").set(1)

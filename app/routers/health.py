@@ -31,18 +31,23 @@ async def ready(container: ContainerDep) -> JSONResponse:
     if model is None:
         body = error_body("model_not_ready", "no model is loaded yet")
         return JSONResponse(body, 503, headers={"Retry-After": "5"})
-    return JSONResponse(
-        {
-            "status": "ready",
-            "model": {
-                "name": model.name,
-                "version": model.version,
-                "semver": model.semver,
-                "alias": container.settings.model.alias,
-                "resolved_via": model.ref.via,
-            },
-        }
-    )
+    body = {
+        "status": "ready",
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "semver": model.semver,
+            "alias": container.settings.model.alias,
+            "resolved_via": model.ref.via,
+        },
+    }
+    status = container.reloader.status
+    body["registry"] = {"reachable": status.reachable, "last_error": status.last_error}
+    if model.ref.via == "cache":
+        body["warning"] = (
+            "the model registry was unreachable: serving the last known good version from the local cache"
+        )
+    return JSONResponse(body)
 
 
 @router.get("/metrics", include_in_schema=True, operation_id="metrics")
