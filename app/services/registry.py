@@ -5,6 +5,7 @@ Every method is synchronous (the MLflow client is); async callers run them in a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -140,7 +141,14 @@ class ModelRegistry:
 
     def list_versions(self, name: str) -> list[VersionRef]:
         versions = self.client.search_model_versions(f"name = '{name}'")
-        return sorted((VersionRef.from_mlflow(v) for v in versions), key=lambda v: int(v.version))
+        refs = sorted((VersionRef.from_mlflow(v) for v in versions), key=lambda v: int(v.version))
+        if not refs:
+            return refs
+        # Version search leaves aliases empty; the registered model knows them.
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (self.client.get_registered_model(name).aliases or {}).items():
+            by_version.setdefault(str(version), []).append(alias)
+        return [dataclasses.replace(r, aliases=tuple(sorted(by_version.get(r.version, ())))) for r in refs]
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)

@@ -61,6 +61,7 @@ class Reloader:
         self._failed: dict[str, float] = {}  # version -> monotonic time of its last failure
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self.polls = 0  # completed polls, so callers can wait for "the next full poll"
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="registry-reloader")
@@ -81,7 +82,10 @@ class Reloader:
     async def poll_once(self, retry_failed: bool = False) -> ReloadOutcome:
         """One look at the registry; serializes with other polls (e.g. an admin's reload)."""
         async with self._lock:
-            return await self._poll(retry_failed)
+            try:
+                return await self._poll(retry_failed)
+            finally:
+                self.polls += 1
 
     async def _poll(self, retry_failed: bool) -> ReloadOutcome:
         current = self.models.current
