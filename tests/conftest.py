@@ -154,3 +154,7 @@ class RunningApp:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with RunningApp(settings) as client:
         yield client
+
+
+# The model lifecycle tests' private registry (issue 3); registered here so it is built once.
+from tests.lifecycle_support import lifecycle_dir, lifecycle_template  # noqa: E402,F401

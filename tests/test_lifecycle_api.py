@@ -10,15 +10,13 @@ from mlflow import MlflowClient
 
 from tests.conftest import RunningApp
 from tests.helpers import valid_items
-from tests.lifecycle_support import (  # noqa: F401  (fixtures)
+from tests.lifecycle_support import (
     ADMIN_TOKEN,
     CI_TOKEN,
     MODEL,
     CapturedLogs,
     admin,
-    lifecycle_dir,
     lifecycle_settings,
-    lifecycle_template,
 )
 
 LOAD_SECONDS_BEFORE, LOAD_SECONDS_AFTER, MAX_REQUESTS = 1.0, 1.5, 2000
