@@ -181,6 +181,14 @@ async def test_rollback_returns_to_the_previous_version_and_audits_both(lifecycl
             ("2", "1.1.0", []), ("1", "1.0.0", ["production"])]
         assert 0 < versions[0]["metrics"]["f1_macro"] <= 1 and versions[0]["run_id"]
 
+        # Client mistakes are 4xx that name the problem.
+        assert (await client.get("/v1/models/no-such-model/versions")).status_code == 404
+        unknown = await client.post(f"/v1/models/{MODEL}/promote", headers=admin(), json={"version": "99"})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+        bad = await client.post(f"/v1/models/{MODEL}/promote", headers=admin(), json={"version": "two"})
+        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "version"
+        assert "two" not in bad.text
+
 
 async def test_admin_tokens_401_403_and_never_leaked(lifecycle_dir):
     settings = lifecycle_settings(lifecycle_dir)

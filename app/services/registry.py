@@ -140,6 +140,14 @@ class ModelRegistry:
             raise RegistryUnavailable("the model registry could not be read") from exc
 
     def list_versions(self, name: str) -> list[VersionRef]:
+        try:
+            return self._list_versions(name)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise ModelNotFound(f"no registered model {name!r}") from exc
+            raise RegistryUnavailable(f"the model registry could not be read: {exc.error_code}") from exc
+
+    def _list_versions(self, name: str) -> list[VersionRef]:
         versions = self.client.search_model_versions(f"name = '{name}'")
         refs = sorted((VersionRef.from_mlflow(v) for v in versions), key=lambda v: int(v.version))
         if not refs:

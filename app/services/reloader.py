@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from app.services.model_service import ModelService
 log = logging.getLogger(__name__)
 
 ACTOR = "reloader"
+_URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")
 
 
 @dataclass
@@ -130,7 +132,8 @@ class Reloader:
         self._failed[version] = time.monotonic()
         self.metrics.model_reloads.labels("failed").inc()
         message = exc.message if isinstance(exc, DomainError) else str(exc)
-        detail = f"{type(exc).__name__}: {message[:300]}"
+        # The audit is readable by anyone: never let URL credentials into it.
+        detail = f"{type(exc).__name__}: {_URL_CREDENTIALS.sub('://***@', message)[:300]}"
         log.error("version %s of %s failed to load or to pass its check; still serving %s",
                   version, name, serving, exc_info=exc)
         try:
