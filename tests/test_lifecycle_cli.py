@@ -99,13 +99,13 @@ def runs_registry(tmp_path):
     now = int(time.time() * 1000)
     runs = {}
     for key, age_days, f1, trees in (("old", 100, 0.60, "10"), ("old_registered", 95, 0.70, "20"),
-                                     ("new", 0, 0.65, "50"), ("bare", 120, None, None)):
-        run = client.create_run(experiment, start_time=now - age_days * DAY_MS, run_name=key)
+                                     ("new", 0.001, 0.65, "50"), ("bare", 120, None, None)):
+        run = client.create_run(experiment, start_time=int(now - age_days * DAY_MS), run_name=key)
         if f1 is not None:
             client.log_metric(run.info.run_id, "f1_macro", f1)
             client.log_metric(run.info.run_id, "accuracy", f1 + 0.05)
             client.log_param(run.info.run_id, "n_estimators", trees)
-        client.set_terminated(run.info.run_id, end_time=now - age_days * DAY_MS + 1000)
+        client.set_terminated(run.info.run_id, end_time=int(now - age_days * DAY_MS) + 1000)
         runs[key] = run.info.run_id
     client.create_registered_model(MODEL)
     client.create_model_version(MODEL, (tmp_path / "art" / "model").as_uri(), run_id=runs["old_registered"])
@@ -143,7 +143,8 @@ def test_cleanup_runs_is_a_dry_run_unless_applied(runs_registry):
     assert "deleted 2 run(s)" in run_cli(data_dir, "cleanup", "runs", "--older-than", "90d", "--apply")
     stages = {key: client.get_run(r).info.lifecycle_stage for key, r in runs.items()}
     assert stages == {"old": "deleted", "bare": "deleted", "old_registered": "active", "new": "active"}
-    assert "1 run(s)" in run_cli(data_dir, "cleanup", "runs", "--older-than", "1s")  # only "new" left
+    # "new" started 86 s before the fixture ran: only it is older than 60 s among what is left.
+    assert "1 run(s)" in run_cli(data_dir, "cleanup", "runs", "--older-than", "60s")
     assert "duration looks like" in run_cli(data_dir, "cleanup", "runs", "--older-than", "soon", code=2)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from mlflow import MlflowClient
 from pydantic import ValidationError
@@ -34,6 +36,13 @@ def _new_version(registry: ModelRegistry) -> str:
     v1 = registry.client.get_model_version(MODEL, "1")
     source = registry.client.get_model_version_download_uri(MODEL, "1")
     return str(registry.client.create_model_version(MODEL, source, run_id=v1.run_id).version)
+
+
+def test_first_version_becoming_production_is_audited(lifecycle_template):
+    with sqlite3.connect(lifecycle_template / "predictions.db") as db:
+        rows = db.execute("SELECT actor, action, from_version, to_version, outcome, detail"
+                          " FROM model_promotion").fetchall()
+    assert rows == [("training", "auto", None, "1", "success", "semver 1.0.0")]
 
 
 def test_trained_versions_carry_a_validated_record_and_semver(lifecycle_dir):

@@ -31,23 +31,30 @@ async def ready(container: ContainerDep) -> JSONResponse:
     if model is None:
         body = error_body("model_not_ready", "no model is loaded yet")
         return JSONResponse(body, 503, headers={"Retry-After": "5"})
-    body = {
-        "status": "ready",
-        "model": {
-            "name": model.name,
-            "version": model.version,
-            "semver": model.semver,
-            "alias": container.settings.model.alias,
-            "resolved_via": model.ref.via,
-        },
-    }
+    return JSONResponse(
+        {
+            "status": "ready",
+            "model": {
+                "name": model.name,
+                "version": model.version,
+                "semver": model.semver,
+                "alias": container.settings.model.alias,
+                "resolved_via": model.ref.via,
+            },
+            **_registry_state(container, model.ref.via),
+        }
+    )
+
+
+def _registry_state(container, via: str) -> dict:
+    """Whether the registry answers; a warning when the model came from the local cache."""
     status = container.reloader.status
-    body["registry"] = {"reachable": status.reachable, "last_error": status.last_error}
-    if model.ref.via == "cache":
-        body["warning"] = (
+    state: dict = {"registry": {"reachable": status.reachable, "last_error": status.last_error}}
+    if via == "cache":
+        state["warning"] = (
             "the model registry was unreachable: serving the last known good version from the local cache"
         )
-    return JSONResponse(body)
+    return state
 
 
 @router.get("/metrics", include_in_schema=True, operation_id="metrics")

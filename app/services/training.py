@@ -30,7 +30,7 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.db.engine import create_engine, create_sessionmaker  # noqa: E402
-from app.db.tables import TrainingRun  # noqa: E402
+from app.db.tables import ModelPromotion, TrainingRun  # noqa: E402
 from app.ml.evaluation import evaluate, split  # noqa: E402
 from app.ml.features import FEATURE_NAMES, LEVELS, TARGET  # noqa: E402
 from app.ml.pipeline import build_pipeline  # noqa: E402
@@ -246,6 +246,15 @@ async def record_run(settings: Settings, result: TrainingResult) -> None:
                     metrics=result.metrics, status="FINISHED",
                 )
             )
+            if result.promoted:  # the first version became Production: that move is audited too
+                session.add(
+                    ModelPromotion(
+                        model_name=result.model_name, actor="training", action="auto",
+                        from_version=None, to_version=result.version,
+                        reason="first version of the model", outcome="success",
+                        detail=f"semver {result.semver}",
+                    )
+                )
     finally:
         await engine.dispose()
 
