@@ -8,6 +8,8 @@ import time
 
 from mlflow import MlflowClient
 
+from app.config import LifecycleSettings
+
 from tests.conftest import RunningApp
 from tests.helpers import valid_items
 from tests.lifecycle_support import (
@@ -222,3 +224,14 @@ async def test_admin_tokens_401_403_and_never_leaked(lifecycle_dir):
     for token in (ADMIN_TOKEN, CI_TOKEN):
         assert token not in everything
     assert "alice-secret" not in everything
+
+
+async def test_promotion_can_also_move_the_legacy_stage(lifecycle_dir):
+    settings = lifecycle_settings(lifecycle_dir, poll=60,
+                                  lifecycle=LifecycleSettings(set_legacy_stage=True))
+    async with RunningApp(settings) as client:
+        response = await client.post(f"/v1/models/{MODEL}/promote", headers=admin(), json={"version": "2"})
+        assert response.status_code == 200, response.text
+        versions = (await client.get(f"/v1/models/{MODEL}/versions")).json()["versions"]
+        assert [(v["version"], v["stage"], v["aliases"]) for v in versions] == [
+            ("2", "Production", ["production"]), ("1", "None", [])]
