@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.cli_lifecycle import register as register_lifecycle_commands
 from app.config import Settings
 
 app = typer.Typer(help="Future Skills model service.", no_args_is_help=True, add_completion=False)
@@ -155,6 +156,8 @@ def _print_result(result) -> None:
                 "baseline_rules_f1_macro"):
         table.add_row(key, f"{result.metrics[key]:.4f}")
     Console().print(table)
+    if result.semver:
+        Console().print(f"semver {result.semver} ({result.change_type or 'first version'})")
     if result.promoted:
         console.print(f"version {result.version} is now the Production model (first version)")
 
@@ -164,15 +167,24 @@ def train(
     data: Annotated[Path | None, typer.Option(help="Training CSV (else synthetic data)")] = None,
     rows: Annotated[int | None, typer.Option(min=100, help="Synthetic rows to generate")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    bump: Annotated[str | None, typer.Option(help="Override the detected change: major, minor, patch")] = None,
+    auto_promote: Annotated[bool, typer.Option(help="Promote the new version if the policy agrees")] = False,
+    dry_run: Annotated[bool, typer.Option(help="With --auto-promote: only report the decision")] = False,
 ) -> None:
-    """Train a model, log it to MLflow and register a new version."""
+    """Train a model, log it to MLflow and register a new version (with its semver)."""
+    from app.cli_lifecycle import auto_promote as apply_policy
     from app.db.migrate import upgrade_sync
     from app.services.training import load_data
 
+    if bump is not None and bump not in ("major", "minor", "patch"):
+        raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
     settings = _settings()
     upgrade_sync(settings.db_url)
     frame = load_data(data) if data else None
-    _print_result(_train_with_progress(settings, data=frame, rows=rows, seed=seed))
+    result = _train_with_progress(settings, data=frame, rows=rows, seed=seed, bump=bump)
+    _print_result(result)
+    if (auto_promote or dry_run) and not result.promoted:
+        apply_policy(settings, result.version, dry_run=dry_run)
 
 
 @app.command()
@@ -229,6 +241,9 @@ def serve(
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.limits.shutdown_grace_s),
     )
+
+
+register_lifecycle_commands(app)
 
 
 def main() -> None:

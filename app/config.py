@@ -147,6 +147,62 @@ class TrainingSettings(BaseSettings):
     reference_rows: int = Field(5_000, ge=10, description="Rows of training data kept for drift")
 
 
+class LifecycleSettings(BaseSettings):
+    """Promotion policy, hot reload and housekeeping (issue 3)."""
+
+    model_config = _group("FS_LIFECYCLE_")
+
+    metric: str = Field("f1_macro", description="Held-out metric a candidate must improve")
+    min_improvement: float = Field(0.0, ge=0, description="Least absolute gain over Production")
+    min_relative_improvement: float = Field(0.0, ge=0, description="Least gain as a fraction of Production's")
+    allow_major: bool = Field(False, description="Let the policy promote a signature-changing version")
+    set_legacy_stage: bool = Field(False, description="Also move the deprecated 'Production' stage")
+    retry_failed_s: float = Field(60.0, gt=0, description="Wait before reloading a version that failed")
+    keep_versions: int = Field(5, ge=1, description="Versions kept unarchived by 'models archive'")
+
+
+def parse_admin_tokens(value: object) -> dict[str, SecretStr]:
+    """``name:token,name2:token2`` or a JSON object ``{"name": "token"}``; names are what audits show."""
+    import json
+
+    if isinstance(value, dict):
+        pairs = value.items()
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            pairs = json.loads(text).items()
+        else:
+            pairs = []
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                name, sep, token = part.partition(":")
+                if not sep or not name.strip() or not token.strip():
+                    raise ValueError("FS_ADMIN_TOKENS entries must look like name:token")
+                pairs.append((name.strip(), token.strip()))
+    else:
+        raise ValueError("FS_ADMIN_TOKENS must be 'name:token,...' or a JSON object")
+    tokens = {}
+    for name, token in pairs:
+        secret = token if isinstance(token, SecretStr) else SecretStr(str(token))
+        if len(secret.get_secret_value()) < 8:
+            raise ValueError(f"admin token {name!r} is shorter than 8 characters")
+        tokens[str(name)] = secret
+    return tokens
+
+
+class AdminSettings(BaseSettings):
+    # A malformed value must never be echoed in a startup error: it may hold a token.
+    model_config = _group("FS_") | SettingsConfigDict(hide_input_in_errors=True)
+
+    admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict, description="Named bearer tokens for the admin API"
+    )
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> dict[str, SecretStr]:
+        return parse_admin_tokens(value)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FS_", extra="ignore", env_file=None)
 
@@ -179,6 +235,8 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -14,6 +14,8 @@ from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
+from app.services.lifecycle import LifecycleService
+from app.services.reloader import Reloader
 
 
 @dataclass
@@ -27,5 +29,7 @@ class Container:
     predictions: PredictionService
     feedback: FeedbackService
     admission: Admission
+    reloader: Reloader
+    lifecycle: LifecycleService
     # Set on SIGTERM: readiness answers 503 while in-flight work finishes.
     draining: bool = False

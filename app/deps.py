@@ -10,6 +10,8 @@ from app.container import Container
 from app.services.feedback import FeedbackService
 from app.services.model_service import ModelService
 from app.services.predictions import PredictionService
+from app.services.lifecycle import LifecycleService
+from app.services.reloader import Reloader
 
 
 def get_container(request: Request) -> Container:
@@ -41,3 +43,15 @@ def get_feedback(container: ContainerDep) -> FeedbackService:
 
 
 FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
+
+
+def get_lifecycle(container: ContainerDep) -> LifecycleService:
+    return container.lifecycle
+
+
+def get_reloader(container: ContainerDep) -> Reloader:
+    return container.reloader
+
+
+LifecycleDep = Annotated[LifecycleService, Depends(get_lifecycle)]
+ReloaderDep = Annotated[Reloader, Depends(get_reloader)]

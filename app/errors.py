@@ -62,6 +62,12 @@ class DeadlineExceeded(DomainError):
     code = "deadline_exceeded"
 
 
+class PromotionRefused(Conflict):
+    """The promotion policy (or a precondition such as 'a previous version exists') said no."""
+
+    code = "promotion_refused"
+
+
 class Unauthenticated(DomainError):
     code = "unauthenticated"
 
@@ -89,12 +95,12 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),
     (NotFound, 404),
     (Conflict, 409),
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
     (ModelNotReady, 503),
     (RegistryUnavailable, 503),
     (Overloaded, 503),
     (DeadlineExceeded, 504),
-    (Unauthenticated, 401),
-    (PermissionDenied, 403),
     (PredictionLogFull, 503),
     (DatabaseUnavailable, 503),
 )

@@ -5,7 +5,6 @@ Run with ``uvicorn --factory app.main:create_app_from_env`` or ``future-skills s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import signal
@@ -19,7 +18,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from app.config import Settings
 from app.container import Container
 from app.db.engine import create_engine
-from app.errors import DomainError, install_error_handlers
+from app.errors import install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from app.routers import api_router
@@ -30,20 +29,11 @@ from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
 from app.server import mark_worker_dead
+from app.services.audit import PromotionAudit
+from app.services.lifecycle import LifecycleService
+from app.services.reloader import Reloader
 
 log = logging.getLogger(__name__)
-
-
-async def _follow_registry(models: ModelService, interval: float) -> None:
-    """Keep serving whatever the registry marks as Production; a failed attempt keeps the old one."""
-    while True:
-        try:
-            await models.load_production()
-        except DomainError as exc:
-            log.warning("no Production model could be loaded: %s", exc.message)
-        except Exception:
-            log.exception("loading the Production model failed; still serving the previous one")
-        await asyncio.sleep(interval)
 
 
 def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
@@ -59,10 +49,13 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
         models, prediction_log, metrics, settings.predict.max_items, admission,
         settings.limits.deadline_s,
     )
+    audit = PromotionAudit(engine)
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
         feedback=FeedbackService(engine, prediction_log),
+        reloader=Reloader(models, audit, metrics, settings.lifecycle, settings.model.poll_interval_s),
+        lifecycle=LifecycleService(registry, audit, settings.model, settings.lifecycle, metrics),
     )
 
 
@@ -102,14 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.container = container
         await container.prediction_log.start()
         _drain_on_sigterm(container)
-        follower = asyncio.create_task(
-            _follow_registry(container.models, settings.model.poll_interval_s), name="registry-poller"
-        )
+        await container.reloader.start()
         try:
             yield
         finally:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+            await container.reloader.stop()
             await container.prediction_log.stop()
             await container.engine.dispose()
             mark_worker_dead()

@@ -69,6 +69,19 @@ class ServiceMetrics:
             registry=r,
         )
 
+        self.model_reloads = Counter(
+            "fs_model_reloads",
+            "Attempts to load a new Production version, by outcome (success or failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.promotions = Counter(
+            "fs_promotions",
+            "Promotion, rollback and auto-promotion attempts, by action and outcome",
+            ["action", "outcome"],
+            registry=r,
+        )
+
     def set_serving(self, name: str, version: str, semver: str | None) -> None:
         # In multiprocess mode clear() forgets a series in memory but not in the worker's metric
         # file, so the old version would still read 1: write 0 into it first.

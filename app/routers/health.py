@@ -46,8 +46,20 @@ async def ready(container: ContainerDep) -> JSONResponse:
                 "alias": container.settings.model.alias,
                 "resolved_via": model.ref.via,
             },
+            **_registry_state(container, model.ref.via),
         }
     )
+
+
+def _registry_state(container, via: str) -> dict:
+    """Whether the registry answers; a warning when the model came from the local cache."""
+    status = container.reloader.status
+    state: dict = {"registry": {"reachable": status.reachable, "last_error": status.last_error}}
+    if via == "cache":
+        state["warning"] = (
+            "the model registry was unreachable: serving the last known good version from the local cache"
+        )
+    return state
 
 
 @router.get(

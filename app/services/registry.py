@@ -5,6 +5,7 @@ Every method is synchronous (the MLflow client is); async callers run them in a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -143,11 +144,42 @@ class ModelRegistry:
             raise RegistryUnavailable("the model registry could not be read") from exc
 
     def list_versions(self, name: str) -> list[VersionRef]:
+        try:
+            return self._list_versions(name)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise ModelNotFound(f"no registered model {name!r}") from exc
+            raise RegistryUnavailable(f"the model registry could not be read: {exc.error_code}") from exc
+
+    def _list_versions(self, name: str) -> list[VersionRef]:
         versions = self.client.search_model_versions(f"name = '{name}'")
-        return sorted((VersionRef.from_mlflow(v) for v in versions), key=lambda v: int(v.version))
+        refs = sorted((VersionRef.from_mlflow(v) for v in versions), key=lambda v: int(v.version))
+        if not refs:
+            return refs
+        # Version search leaves aliases empty; the registered model knows them.
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (self.client.get_registered_model(name).aliases or {}).items():
+            by_version.setdefault(str(version), []).append(alias)
+        return [dataclasses.replace(r, aliases=tuple(sorted(by_version.get(r.version, ())))) for r in refs]
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
+
+    def set_legacy_stage(self, name: str, version: str, stage: str = LEGACY_STAGE) -> None:
+        """Move the deprecated stage too (for consumers that still read stages)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            self.client.transition_model_version_stage(
+                name, version, stage, archive_existing_versions=stage == LEGACY_STAGE
+            )
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        try:
+            return dict(self.client.get_registered_model(name).tags or {})
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise ModelNotFound(f"no registered model {name!r}") from exc
+            raise RegistryUnavailable("the model registry could not be read") from exc
 
     # -- downloading -------------------------------------------------------------------------
     def cached_path(self, name: str, version: str) -> Path:
@@ -180,11 +212,37 @@ class ModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
         return target / model_dir
 
+    def _serving_pointer(self, name: str, alias: str) -> Path:
+        return self.cache_dir / name / f"@{alias}.json"
+
+    def mark_serving(self, ref: VersionRef, alias: str) -> None:
+        """Remember which cached version was last served under ``alias`` (atomic replace)."""
+        pointer = self._serving_pointer(ref.name, alias)
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        staging = pointer.with_suffix(".tmp")
+        staging.write_text(json.dumps({"version": ref.version}))
+        os.replace(staging, pointer)
+
+    def _cached_ref(self, name: str, version: str) -> VersionRef | None:
+        marker = self.cached_path(name, version) / _CACHE_MARKER
+        if not marker.exists():
+            return None
+        meta = json.loads(marker.read_text())
+        return VersionRef(
+            name=meta["name"], version=meta["version"], run_id=meta.get("run_id"), source="cache",
+            aliases=tuple(meta.get("aliases", ())), tags=meta.get("tags", {}), via="cache",
+        )
+
     def last_cached(self, name: str, alias: str) -> VersionRef | None:
-        """The most recently cached complete version that carried ``alias`` when cached."""
+        """The version last served under ``alias``, else the newest cached one that carried it."""
         root = self.cache_dir / name
         if not root.is_dir():
             return None
+        pointer = self._serving_pointer(name, alias)
+        if pointer.exists():
+            ref = self._cached_ref(name, json.loads(pointer.read_text())["version"])
+            if ref is not None:
+                return ref
         candidates = []
         for marker in root.glob(f"*/{_CACHE_MARKER}"):
             meta = json.loads(marker.read_text())

@@ -30,13 +30,19 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.db.engine import create_engine, create_sessionmaker  # noqa: E402
-from app.db.tables import TrainingRun  # noqa: E402
+from app.db.tables import ModelPromotion, TrainingRun  # noqa: E402
 from app.ml.evaluation import evaluate, split  # noqa: E402
 from app.ml.features import FEATURE_NAMES, LEVELS, TARGET  # noqa: E402
 from app.ml.pipeline import build_pipeline  # noqa: E402
 from app.ml.synthetic import generate  # noqa: E402
 from app.services.loaded_model import REFERENCE_FILE  # noqa: E402
 from app.services.registry import ModelRegistry  # noqa: E402
+from app.services.versioning import (  # noqa: E402
+    VersionRecord,
+    assign_semver,
+    hyperparameters_of,
+    signature_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,8 @@ class TrainingResult:
     rows: int
     promoted: bool
     tags: dict[str, str] = field(default_factory=dict)
+    semver: str | None = None
+    change_type: str | None = None
 
 
 def load_data(path: Path) -> pd.DataFrame:
@@ -94,15 +102,19 @@ def train_and_register(
     seed: int | None = None,
     progress: Progress = lambda stage: None,
     extra_tags: dict[str, str] | None = None,
+    bump: str | None = None,
 ) -> TrainingResult:
-    """Train, log everything to MLflow, register a version; make it Production if it is the first."""
+    """Train, log everything to MLflow, register a version with its semver; the first becomes Production.
+
+    ``bump`` ("major", "minor", "patch") overrides the change type detected against Production.
+    """
     registry = ModelRegistry(
         settings.tracking_uri, settings.registry_uri, settings.artifact_root, settings.model_cache_dir
     )
     experiment_ids = registry.ensure_experiments()
     with _mlflow_uris(settings.tracking_uri, settings.registry_uri):
         return _train_and_register(settings, registry, experiment_ids, data, rows, seed, progress,
-                                   extra_tags)
+                                   extra_tags, bump)
 
 
 @contextlib.contextmanager
@@ -127,7 +139,8 @@ def _mlflow_uris(tracking_uri: str, registry_uri: str):
                 os.environ[key] = value
 
 
-def _train_and_register(settings, registry, experiment_ids, data, rows, seed, progress, extra_tags):
+def _train_and_register(settings, registry, experiment_ids, data, rows, seed, progress, extra_tags,
+                        bump=None):
     cfg = settings.training
     seed = cfg.seed if seed is None else seed
     progress("data")
@@ -190,10 +203,22 @@ def _train_and_register(settings, registry, experiment_ids, data, rows, seed, pr
     for key, value in metrics.items():
         if not key.startswith("baseline"):
             registry.client.set_model_version_tag(name, version, f"metric.{key}", f"{value:.6f}")
+    record = assign_semver(
+        registry, name, settings.model.alias, version,
+        VersionRecord(
+            run_id=run.info.run_id,
+            metrics={k: v for k, v in metrics.items() if not k.startswith("baseline")},
+            training_rows=len(train), features=list(FEATURE_NAMES),
+            classes=[str(c) for c in model.classes_], algorithm=cfg.algorithm,
+            hyperparameters=hyperparameters_of(model[-1]), signature=signature_fingerprint(signature),
+        ),
+        bump=bump,
+    )
     promoted = _promote_if_first(registry, settings, version)
     return TrainingResult(
         run_id=run.info.run_id, model_name=name, version=version, metrics=metrics,
         params=logged_params, rows=len(df), promoted=promoted, tags=tags,
+        semver=record.semver, change_type=record.change_type,
     )
 
 
@@ -203,7 +228,6 @@ def _promote_if_first(registry: ModelRegistry, settings: Settings, version: str)
     registered = registry.client.get_registered_model(name)
     if alias in (registered.aliases or {}):
         return False
-    registry.client.set_model_version_tag(name, version, "semver", "1.0.0")
     registry.set_alias(name, alias, version)
     log.info("made version %s of %s the %s version", version, name, alias)
     return True
@@ -222,6 +246,15 @@ async def record_run(settings: Settings, result: TrainingResult) -> None:
                     metrics=result.metrics, status="FINISHED",
                 )
             )
+            if result.promoted:  # the first version became Production: that move is audited too
+                session.add(
+                    ModelPromotion(
+                        model_name=result.model_name, actor="training", action="auto",
+                        from_version=None, to_version=result.version,
+                        reason="first version of the model", outcome="success",
+                        detail=f"semver {result.semver}",
+                    )
+                )
     finally:
         await engine.dispose()
 
