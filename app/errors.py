@@ -54,6 +54,14 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class NoDataInWindow(NotFound):
+    code = "no_data_in_window"
+
+
+class ReferenceUnavailable(Conflict):
+    code = "reference_unavailable"
+
+
 # Most specific class first: the first isinstance match wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),

@@ -21,6 +21,10 @@ from app.metrics import ServiceMetrics
 from app.middleware import RequestIdMiddleware
 from app.routers import api_router
 from app.services.model_service import ModelService
+from app.services.monitoring.drift_service import DriftService
+from app.services.monitoring.health import HealthService
+from app.services.monitoring.monitor import DriftMonitor
+from app.services.monitoring.performance import PerformanceService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
@@ -49,10 +53,22 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
     models = ModelService(registry, settings.model, metrics)
     prediction_log = PredictionLog(engine, settings.log, metrics)
     predictions = PredictionService(models, prediction_log, metrics, settings.predict.max_items)
-    return Container(
+    container = Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
         prediction_log=prediction_log, predictions=predictions,
     )
+    _add_monitoring(container)
+    return container
+
+
+def _add_monitoring(c: Container) -> None:
+    """Drift, performance and health services (issue 5)."""
+    s = c.settings
+    c.drift = DriftService(c.engine, c.models, s.drift, c.metrics)
+    c.performance = PerformanceService(c.engine, c.metrics, s.health.trend_tolerance)
+    c.health = HealthService(c.engine, c.models, c.performance, c.drift, c.prediction_log, s.health)
+    c.drift_monitor = DriftMonitor(c.drift, c.performance, c.registry, s.drift, s.health.window,
+                                   s.health.bucket)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,11 +83,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         follower = asyncio.create_task(
             _follow_registry(container.models, settings.model.poll_interval_s), name="registry-poller"
         )
+        drift_check = None
+        if settings.drift.check_enabled:
+            drift_check = asyncio.create_task(
+                container.drift_monitor.run_forever(settings.model.name), name="drift-check"
+            )
         try:
             yield
         finally:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
+            if drift_check is not None:
+                drift_check.cancel()
+                await asyncio.gather(drift_check, return_exceptions=True)
             await container.prediction_log.stop()
             await container.engine.dispose()
 

@@ -50,6 +50,32 @@ class ServiceMetrics:
             "fs_prediction_log_flush_failures", "Failed attempts to write a batch", registry=r
         )
 
+        # Monitoring: the latest periodic drift check and the latest feedback accuracy.
+        self.drift_score = Gauge(
+            "fs_drift_score", "Drift score of each feature in the latest check (p-value or distance)",
+            ["feature"], registry=r, multiprocess_mode="mostrecent",
+        )
+        self.drift_detected = Gauge(
+            "fs_drift_detected", "1 when the feature drifted in the latest check", ["feature"],
+            registry=r, multiprocess_mode="mostrecent",
+        )
+        self.drift_share = Gauge(
+            "fs_drift_share", "Share of drifted features in the latest check", registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.dataset_drift = Gauge(
+            "fs_dataset_drift", "1 when the latest check found dataset drift", registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.model_accuracy = Gauge(
+            "fs_model_accuracy", "Accuracy from feedback in the latest bucket that has feedback",
+            registry=r, multiprocess_mode="mostrecent",
+        )
+        self.drift_checks = Counter(
+            "fs_drift_checks", "Drift reports computed, by engine asked for and outcome",
+            ["engine", "outcome"], registry=r,
+        )
+
     def set_serving(self, name: str, version: str, semver: str | None) -> None:
         self.model_info.clear()
         self.model_info.labels(name, version, semver or "").set(1)

@@ -72,6 +72,11 @@ class PredictionLog:
     def pending(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
         return self._pending.get(prediction_id)
 
+    def oldest_pending_at(self) -> datetime | None:
+        """When the oldest record still waiting to be written was made (insertion order)."""
+        oldest = next(iter(self._pending.values()), None)
+        return oldest.created_at if oldest else None
+
     async def get(self, prediction_id: uuid.UUID) -> dict | None:
         """A logged prediction, from the queue if it is not written yet."""
         if (rec := self._pending.get(prediction_id)) is not None:
