@@ -71,6 +71,8 @@ class ServiceMetrics:
             "fs_model_accuracy", "Accuracy from feedback in the latest bucket that has feedback",
             registry=r, multiprocess_mode="mostrecent",
         )
+        for unknown_until_measured in (self.drift_share, self.dataset_drift, self.model_accuracy):
+            unknown_until_measured.set(float("nan"))
         self.drift_checks = Counter(
             "fs_drift_checks", "Drift reports computed, by engine asked for and outcome",
             ["engine", "outcome"], registry=r,

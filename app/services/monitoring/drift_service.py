@@ -100,7 +100,7 @@ class DriftService:
             try:
                 return await self._evidently(reference, window, with_html)
             except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
+                reason = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
                 log.warning("Evidently drift report failed (%s); the native engine answers", reason)
                 result = await asyncio.to_thread(
                     run_native, reference, window, s.share_threshold, s.methods, s.thresholds,
