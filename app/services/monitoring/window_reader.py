@@ -19,7 +19,7 @@ from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.tables import Prediction
-from app.ml.features import BY_NAME, CATEGORICAL, FEATURE_NAMES
+from app.ml.features import CATEGORICAL, FEATURE_NAMES
 from app.services.monitoring.data import LEVEL_COLUMN, Window
 
 _COLUMNS = (*FEATURE_NAMES, LEVEL_COLUMN)
@@ -31,10 +31,8 @@ _SQLITE_CHUNK = 20_000
 
 
 def _pg_select(sample: bool) -> str:
-    cols = []
-    for name in FEATURE_NAMES:
-        expr = f"features->>'{name}'"
-        cols.append(expr if BY_NAME[name].is_categorical else f"({expr})::float8")
+    # Numbers leave as their JSON text: no numeric parse and float print in Postgres; Arrow parses.
+    cols = [f"features->>'{name}'" for name in FEATURE_NAMES]
     where = "model_name = $1 AND model_version = $2 AND created_at >= $3 AND created_at < $4"
     if sample:
         where += " AND random() < $5"
