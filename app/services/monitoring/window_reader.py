@@ -78,14 +78,25 @@ async def _read_postgres(engine, model_name, model_version, start, end, sample, 
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         await raw.driver_connection.copy_from_query(query, *args, output=sink, format="csv")
-    return await asyncio.to_thread(parse_csv, buffer.getvalue())
+    try:
+        return await asyncio.to_thread(parse_csv, buffer)
+    finally:
+        buffer.close()
 
 
-def parse_csv(data: bytes) -> pa.Table:
-    if not data:
+def parse_csv(buffer: io.BytesIO) -> pa.Table:
+    if not buffer.getbuffer().nbytes:
         return _SCHEMA.empty_table()
+    view = buffer.getbuffer()  # parsed in place: no second copy of the CSV text
+    try:
+        return _parse(pa.BufferReader(pa.py_buffer(view)))
+    finally:
+        view.release()
+
+
+def _parse(source) -> pa.Table:
     return pacsv.read_csv(
-        io.BytesIO(data),
+        source,
         read_options=pacsv.ReadOptions(column_names=list(_COLUMNS)),
         convert_options=pacsv.ConvertOptions(
             column_types=_SCHEMA, strings_can_be_null=False, quoted_strings_can_be_null=False
