@@ -10,7 +10,6 @@ and the report says so.
 from __future__ import annotations
 
 import asyncio
-import io
 from datetime import datetime
 
 import pyarrow as pa
@@ -70,7 +69,8 @@ async def read_window(
 async def _read_postgres(engine, model_name, model_version, start, end, sample, fraction, limit):
     query = _pg_select(sample)
     args = [model_name, model_version, start, end] + ([fraction, limit] if sample else [])
-    buffer = io.BytesIO()
+    # Arrow owns the growing buffer, so the parser reads it in place (no copy of the CSV text).
+    buffer = pa.BufferOutputStream()
 
     async def sink(chunk: bytes) -> None:
         buffer.write(chunk)
@@ -78,20 +78,13 @@ async def _read_postgres(engine, model_name, model_version, start, end, sample, 
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         await raw.driver_connection.copy_from_query(query, *args, output=sink, format="csv")
-    try:
-        return await asyncio.to_thread(parse_csv, buffer)
-    finally:
-        buffer.close()
+    return await asyncio.to_thread(parse_csv, buffer.getvalue())
 
 
-def parse_csv(buffer: io.BytesIO) -> pa.Table:
-    if not buffer.getbuffer().nbytes:
+def parse_csv(data: pa.Buffer | bytes) -> pa.Table:
+    if not len(data):
         return _SCHEMA.empty_table()
-    view = buffer.getbuffer()  # parsed in place: no second copy of the CSV text
-    try:
-        return _parse(pa.BufferReader(pa.py_buffer(view)))
-    finally:
-        view.release()
+    return _parse(pa.BufferReader(data))
 
 
 def _parse(source) -> pa.Table:
