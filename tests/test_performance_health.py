@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import uuid
 from datetime import timedelta
 
 import asyncpg
@@ -57,8 +59,6 @@ async def test_performance_buckets_and_trend(settings, db_url):
     other = prediction_rows(generate(5, seed=3), ["HIGH"] * 5, now() - timedelta(hours=30),
                             model_name="other-model")
     await insert_predictions(db_url, other)
-    import uuid
-
     await insert_feedback(db_url, [(r["id"], "LOW", now()) for r in other]
                           + [(uuid.uuid4(), "LOW", now())])
     async with RunningApp(settings) as client:
@@ -125,8 +125,6 @@ async def test_health_reasons_accumulate_and_the_worst_status_wins(registry_dir,
             await blocker.execute("LOCK TABLE prediction IN EXCLUSIVE MODE")
             item = generate(1, seed=62, with_label=False).to_dict("records")
             assert (await client.post("/v1/predictions", json={"items": item})).status_code == 200
-            import asyncio
-
             await asyncio.sleep(1.0)
             health = await client.get("/v1/models/future-skills-model/health")
             await tx.rollback()
@@ -146,8 +144,6 @@ async def test_health_reasons_accumulate_and_the_worst_status_wins(registry_dir,
         assert len(body["reasons"]) == 5  # every reason is kept, not only the worst
 
         # The lock is gone: the backlog clears and that warning goes; the rest stay.
-        import asyncio
-
         for _ in range(50):
             body = (await client.get("/v1/models/future-skills-model/health")).json()
             if {c["check"]: c for c in body["checks"]}["prediction_log_backlog"]["status"] == "ok":

@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.routers import drift, health, model_health, performance, predictions
+from app.routers import health, predictions
+from app.routers import drift, model_health, performance  # monitoring (issue 5)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
