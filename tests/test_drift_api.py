@@ -223,3 +223,30 @@ def test_cli_drift_writes_html_and_logs(big_registry, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert empty.returncode != 0
+
+
+async def test_sqlite_window_is_sampled_down_to_the_cap(tmp_path):
+    from datetime import timedelta
+
+    from app.services.monitoring.window_reader import read_window
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+    await upgrade(db_url)
+    frame = generate(2000, seed=26)
+    made_at = now() - timedelta(minutes=1)
+    await insert_predictions(db_url, prediction_rows(frame, frame["future_need_level"], made_at))
+    old = generate(100, seed=27)  # outside the window
+    await insert_predictions(db_url, prediction_rows(old, old["future_need_level"],
+                                                     made_at - timedelta(days=2)))
+    engine = create_engine(db_url)
+    try:
+        full = await read_window(engine, "future-skills-model", "1", made_at - timedelta(hours=1),
+                                 now(), max_rows=5000)
+        assert full.rows == 2000 and not full.sampled and full.note() is None
+        assert sorted(full.table.column("trend_score").to_pylist()) == sorted(frame["trend_score"])
+        sample = await read_window(engine, "future-skills-model", "1",
+                                   made_at - timedelta(hours=1), now(), max_rows=500)
+        assert sample.sampled and sample.rows_in_window == 2000
+        assert 350 < sample.rows <= 500 and "sample" in sample.note()
+    finally:
+        await engine.dispose()
