@@ -203,6 +203,64 @@ class AdminSettings(BaseSettings):
         return parse_admin_tokens(value)
 
 
+class DriftSettings(BaseSettings):
+    model_config = _group("FS_DRIFT_")
+
+    share_threshold: float = Field(0.5, gt=0, le=1, description="Share of drifted features that is dataset drift")
+    methods: dict[str, str] = Field(default_factory=dict, description="Per-feature test, e.g. {\"trend_score\": \"psi\"}")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-feature threshold")
+    default_window: str = Field("24h", description="Window of GET /v1/drift without start/end/last")
+    max_current_rows: int = Field(500_000, ge=100, description="Larger windows are sampled down to this")
+    evidently_timeout_s: float = Field(300.0, gt=0, description="Slower Evidently runs fall back to native")
+    check_enabled: bool = True
+    check_interval_s: float = Field(3600.0, gt=0, description="Periodic drift check (first run after one interval)")
+    check_window: str = "24h"
+    check_engine: Literal["native", "evidently"] = "native"
+
+    @model_validator(mode="after")
+    def _known_methods_and_features(self) -> DriftSettings:
+        from app.ml.features import FEATURE_NAMES, NUMERIC
+        from app.services.monitoring.stats import METHODS, NUMERIC_ONLY
+        from app.services.monitoring.windows import is_duration
+
+        for feature in (*self.methods, *self.thresholds):
+            if feature not in FEATURE_NAMES:
+                raise ValueError(f"FS_DRIFT_METHODS/THRESHOLDS name an unknown feature: {feature}")
+        for feature, method in self.methods.items():
+            if method not in METHODS:
+                raise ValueError(f"unknown drift method {method!r}; choose from {', '.join(METHODS)}")
+            if method in NUMERIC_ONLY and feature not in NUMERIC:
+                raise ValueError(f"drift method {method!r} needs a numeric feature, not {feature}")
+        for name in ("default_window", "check_window"):
+            if not is_duration(getattr(self, name)):
+                raise ValueError(f"FS_DRIFT_{name.upper()} must be a duration such as 24h")
+        return self
+
+
+class HealthSettings(BaseSettings):
+    model_config = _group("FS_HEALTH_")
+
+    min_accuracy: float = Field(0.70, ge=0, le=1, description="Lower accuracy is degraded")
+    max_accuracy_decline: float = Field(0.05, ge=0, description="A larger decline is a warning")
+    p95_latency_ms: float = Field(500.0, gt=0, description="Higher p95 prediction latency is a warning")
+    max_log_backlog_s: float = Field(60.0, gt=0, description="Older unwritten predictions are a warning")
+    window: str = Field("7d", description="Feedback window of the accuracy checks")
+    bucket: str = Field("1d", description="Bucket of the accuracy trend")
+    latency_window: str = Field("1h", description="Window of the latency check")
+    min_feedback: int = Field(20, ge=1, description="Fewer feedback rows: accuracy checks are skipped")
+    drift_max_age: str = Field("48h", description="Older drift reports are not used by the drift check")
+    trend_tolerance: float = Field(0.02, ge=0, description="Accuracy changes within this are stable")
+
+    @model_validator(mode="after")
+    def _durations(self) -> HealthSettings:
+        from app.services.monitoring.windows import is_duration
+
+        for name in ("window", "bucket", "latency_window", "drift_max_age"):
+            if not is_duration(getattr(self, name)):
+                raise ValueError(f"FS_HEALTH_{name.upper()} must be a duration such as 7d")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FS_", extra="ignore", env_file=None)
 
@@ -237,6 +295,8 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -11,6 +11,10 @@ from app.metrics import ServiceMetrics
 from app.services.feedback import FeedbackService
 from app.services.admission import Admission
 from app.services.model_service import ModelService
+from app.services.monitoring.drift_service import DriftService
+from app.services.monitoring.health import HealthService
+from app.services.monitoring.monitor import DriftMonitor
+from app.services.monitoring.performance import PerformanceService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
@@ -31,5 +35,9 @@ class Container:
     admission: Admission
     reloader: Reloader
     lifecycle: LifecycleService
+    drift: DriftService
+    performance: PerformanceService
+    health: HealthService
+    drift_monitor: DriftMonitor
     # Set on SIGTERM: readiness answers 503 while in-flight work finishes.
     draining: bool = False

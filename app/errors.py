@@ -90,6 +90,14 @@ class DatabaseUnavailable(DomainError):
     code = "database_unavailable"
 
 
+class NoDataInWindow(NotFound):
+    code = "no_data_in_window"
+
+
+class ReferenceUnavailable(Conflict):
+    code = "reference_unavailable"
+
+
 # Most specific class first: the first isinstance match wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),

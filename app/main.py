@@ -5,6 +5,7 @@ Run with ``uvicorn --factory app.main:create_app_from_env`` or ``future-skills s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -25,6 +26,10 @@ from app.routers import api_router
 from app.services.admission import Admission
 from app.services.feedback import FeedbackService
 from app.services.model_service import ModelService
+from app.services.monitoring.drift_service import DriftService
+from app.services.monitoring.health import HealthService
+from app.services.monitoring.monitor import DriftMonitor
+from app.services.monitoring.performance import PerformanceService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
@@ -50,12 +55,20 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
         settings.limits.deadline_s,
     )
     audit = PromotionAudit(engine)
+    drift = DriftService(engine, models, settings.drift, metrics)
+    performance = PerformanceService(engine, metrics, settings.health.trend_tolerance)
+    health = HealthService(engine, models, performance, drift, prediction_log, settings.health)
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
         feedback=FeedbackService(engine, prediction_log),
         reloader=Reloader(models, audit, metrics, settings.lifecycle, settings.model.poll_interval_s),
         lifecycle=LifecycleService(registry, audit, settings.model, settings.lifecycle, metrics),
+        drift=drift,
+        performance=performance,
+        health=health,
+        drift_monitor=DriftMonitor(drift, performance, registry, settings.drift,
+                                   settings.health.window, settings.health.bucket),
     )
 
 
@@ -96,9 +109,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await container.prediction_log.start()
         _drain_on_sigterm(container)
         await container.reloader.start()
+        drift_check = None
+        if settings.drift.check_enabled:
+            drift_check = asyncio.create_task(
+                container.drift_monitor.run_forever(settings.model.name), name="drift-check"
+            )
         try:
             yield
         finally:
+            if drift_check is not None:
+                drift_check.cancel()
+                await asyncio.gather(drift_check, return_exceptions=True)
             await container.reloader.stop()
             await container.prediction_log.stop()
             await container.engine.dispose()

@@ -82,6 +82,34 @@ class ServiceMetrics:
             registry=r,
         )
 
+        # Monitoring: the latest periodic drift check and the latest feedback accuracy.
+        self.drift_score = Gauge(
+            "fs_drift_score", "Drift score of each feature in the latest check (p-value or distance)",
+            ["feature"], registry=r, multiprocess_mode="mostrecent",
+        )
+        self.drift_detected = Gauge(
+            "fs_drift_detected", "1 when the feature drifted in the latest check", ["feature"],
+            registry=r, multiprocess_mode="mostrecent",
+        )
+        self.drift_share = Gauge(
+            "fs_drift_share", "Share of drifted features in the latest check", registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.dataset_drift = Gauge(
+            "fs_dataset_drift", "1 when the latest check found dataset drift", registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.model_accuracy = Gauge(
+            "fs_model_accuracy", "Accuracy from feedback in the latest bucket that has feedback",
+            registry=r, multiprocess_mode="mostrecent",
+        )
+        for unknown_until_measured in (self.drift_share, self.dataset_drift, self.model_accuracy):
+            unknown_until_measured.set(float("nan"))
+        self.drift_checks = Counter(
+            "fs_drift_checks", "Drift reports computed, by engine asked for and outcome",
+            ["engine", "outcome"], registry=r,
+        )
+
     def set_serving(self, name: str, version: str, semver: str | None) -> None:
         # In multiprocess mode clear() forgets a series in memory but not in the worker's metric
         # file, so the old version would still read 1: write 0 into it first.

@@ -62,3 +62,13 @@ async def ingest_ignoring_duplicates(
         return
     async with engine.begin() as conn:
         await insert_ignoring_duplicates(conn, table, rows)
+
+
+def bucket_index(column, start_epoch: float, seconds: float, dialect_name: str):
+    """SQL for ``floor((epoch(column) - start_epoch) / seconds)`` on either database."""
+    from sqlalchemy import Integer, cast, extract, func
+
+    if dialect_name == "postgresql":
+        return func.floor((extract("epoch", column) - start_epoch) / seconds)
+    # SQLite keeps timestamps as UTC text; julianday() reads it. Values are >= 0 here, so a cast floors.
+    return cast(((func.julianday(column) - 2440587.5) * 86400.0 - start_epoch) / seconds, Integer)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.routers import health, mlflow_scoring, models, predictions, v2
+from app.routers import drift, health, mlflow_scoring, model_health, models, performance, predictions, v2
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -10,3 +10,6 @@ api_router.include_router(predictions.router)
 api_router.include_router(mlflow_scoring.router)
 api_router.include_router(v2.router)
 api_router.include_router(models.router)
+api_router.include_router(drift.router)
+api_router.include_router(performance.router)
+api_router.include_router(model_health.router)

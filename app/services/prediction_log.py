@@ -143,6 +143,10 @@ class PredictionLog:
         rec = self.buffer.get(prediction_id)
         return decode(rec.line) if rec is not None else None
 
+    def oldest_pending_age(self) -> float:
+        """Seconds the oldest record still waiting for the database has been spooled (0 if none)."""
+        return self.buffer.oldest_age()
+
     async def get(self, prediction_id: uuid.UUID) -> dict | None:
         """A logged prediction, from the spool if it is not in the database yet."""
         if (row := self.pending(prediction_id)) is not None:

@@ -1,0 +1,48 @@
+"""Drift reports over a window of logged predictions: JSON, and the same as a page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+
+from app.deps import ContainerDep
+
+router = APIRouter(prefix="/v1/drift", tags=["monitoring"])
+
+Start = Annotated[datetime | None, Query(description="Window start (ISO 8601; naive means UTC)")]
+End = Annotated[datetime | None, Query(description="Window end (default: now)")]
+Last = Annotated[str | None, Query(description="Instead of start/end: the last 30m, 24h, 7d, ...")]
+
+
+@router.get("", operation_id="get_drift")
+async def get_drift(
+    container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
+    engine: Literal["native", "evidently"] = "native",
+) -> dict:
+    """Per-feature drift (score, method, threshold, drifted) and the dataset verdict; stored in
+    ``drift_report``. With ``engine=evidently`` a failure of Evidently is answered by the native
+    engine, and ``engine``/``fallback_reason`` say so."""
+    drift = container.drift
+    window = _window(container, start, end, last)
+    result, _ = await drift.report(window, engine)
+    return result.to_dict()
+
+
+@router.get("/report.html", response_class=HTMLResponse, operation_id="get_drift_report_html")
+async def get_drift_html(
+    container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
+    engine: Literal["native", "evidently"] = "evidently",
+) -> HTMLResponse:
+    """The report as a self-contained page: Evidently's by default, or the native engine's."""
+    window = _window(container, start, end, last)
+    _, page = await container.drift.report(window, engine, with_html=True)
+    return HTMLResponse(page)
+
+
+def _window(container, start, end, last):
+    from app.services.monitoring.windows import TimeWindow
+
+    return TimeWindow.resolve(start, end, last, container.settings.drift.default_window)

@@ -1,0 +1,20 @@
+"""Model health: healthy / warning / degraded, with every reason."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from app.deps import ContainerDep
+
+router = APIRouter(prefix="/v1/models", tags=["monitoring"])
+
+
+@router.get("/{name}/health", operation_id="get_model_health")
+async def get_model_health(
+    container: ContainerDep, name: Annotated[str, Path(max_length=200)]
+) -> dict:
+    """Accuracy below the threshold is degraded; declining accuracy, slow p95 latency, dataset
+    drift or an old prediction-log backlog are warnings. The most severe status wins."""
+    return await container.health.check(name)

@@ -1,0 +1,28 @@
+"""Model performance from feedback, per time bucket, with the trend."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.deps import ContainerDep
+from app.services.monitoring.windows import TimeWindow, parse_duration
+
+router = APIRouter(prefix="/v1/performance", tags=["monitoring"])
+
+
+@router.get("", operation_id="get_performance")
+async def get_performance(
+    container: ContainerDep,
+    last: Annotated[str, Query(description="Window: 7d, 30d, 24h, ...")] = "30d",
+    bucket: Annotated[str, Query(description="Bucket size: 1d, 6h, 1w, ...")] = "1d",
+    version: Annotated[str | None, Query(max_length=50, description="Only this model version")] = None,
+) -> dict:
+    """Accuracy, macro-F1 and per-class recall per bucket from feedback (latest feedback per
+    prediction wins), the overall figures, and the trend (improving / declining / stable)."""
+    model = container.models.require()
+    window = TimeWindow.resolve(None, None, last, last)
+    return await container.performance.compute(
+        window, parse_duration(bucket, "bucket"), model.name, version
+    )

@@ -1,0 +1,1 @@
+"""Monitoring: drift reports (native engine and Evidently), performance from feedback, model health."""

@@ -1,0 +1,37 @@
+"""``future-skills drift``: the same report as the service's periodic check, from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from app.config import Settings
+from app.db.engine import create_engine
+from app.metrics import ServiceMetrics
+from app.services.model_service import ModelService
+from app.services.monitoring.drift_service import DriftService
+from app.services.monitoring.monitor import log_report
+from app.services.monitoring.result import DriftResult
+from app.services.monitoring.windows import TimeWindow
+from app.services.registry import ModelRegistry
+
+
+async def run_drift_command(settings: Settings, last: str, engine: str, html: Path | None,
+                            mlflow_log: bool) -> tuple[DriftResult, str | None]:
+    db = create_engine(settings.db_url)
+    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
+                             settings.model_cache_dir)
+    metrics = ServiceMetrics()
+    try:
+        models = ModelService(registry, settings.model, metrics)
+        await models.load_production()
+        drift = DriftService(db, models, settings.drift, metrics)
+        window = TimeWindow.resolve(None, None, last, last)
+        result, page = await drift.report(window, engine, with_html=bool(html) or mlflow_log)
+        if html:
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(page, encoding="utf-8")
+        run_id = await asyncio.to_thread(log_report, registry, result, page) if mlflow_log else None
+        return result, run_id
+    finally:
+        await db.dispose()

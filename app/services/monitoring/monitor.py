@@ -1,0 +1,110 @@
+"""The periodic drift check: a report over the last window, to Prometheus and to MLflow.
+
+MLflow is written through an ``MlflowClient`` bound to our stores (never the fluent API's
+process-wide state), in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from mlflow.entities import Metric, Param, RunTag
+
+from app.config import DriftSettings
+from app.errors import DomainError
+from app.services.monitoring.drift_service import DriftService
+from app.services.monitoring.performance import PerformanceService
+from app.services.monitoring.result import DriftResult
+from app.services.monitoring.windows import TimeWindow, parse_duration
+from app.services.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+MONITORING_EXPERIMENT = "production-monitoring"
+
+
+def log_report(registry: ModelRegistry, result: DriftResult, page: str | None) -> str:
+    """One MLflow run per report: a metric per feature, the JSON and the HTML as artifacts."""
+    client = registry.client
+    experiment_id = registry.ensure_experiments((MONITORING_EXPERIMENT,))[MONITORING_EXPERIMENT]
+    run = client.create_run(
+        experiment_id,
+        run_name=f"drift {result.model_name} v{result.model_version}",
+        tags={"model_name": result.model_name, "model_version": result.model_version,
+              "engine": result.engine, "drift_report_id": result.report_id or ""},
+    )
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric("drift_share", result.drift_share, now, 0),
+            Metric("dataset_drift", float(result.dataset_drift), now, 0),
+            Metric("current_rows", float(result.current_rows), now, 0),
+            Metric("reference_rows", float(result.reference_rows), now, 0),
+            Metric("unseen_category_rate", float(result.unseen_categories["rate"]), now, 0),
+        ]
+        for f in result.features:
+            metrics.append(Metric(f"drift_score.{f.feature}", f.score, now, 0))
+            metrics.append(Metric(f"drifted.{f.feature}", float(f.drifted), now, 0))
+        if result.prediction_drift:
+            metrics.append(Metric("drift_score.predicted_level", result.prediction_drift.score, now, 0))
+        params = [
+            Param("window_start", result.window_start.isoformat() if result.window_start else ""),
+            Param("window_end", result.window_end.isoformat() if result.window_end else ""),
+            Param("share_threshold", str(result.share_threshold)),
+            Param("sampled", str(result.sampled)),
+        ]
+        client.log_batch(run_id, metrics=metrics, params=params,
+                         tags=[RunTag("requested_engine", result.requested_engine)])
+        client.log_text(run_id, json.dumps(result.to_dict(), indent=2), "drift/report.json")
+        if page is not None:
+            client.log_text(run_id, page, "drift/report.html")
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
+
+
+class DriftMonitor:
+    def __init__(self, drift: DriftService, performance: PerformanceService,
+                 registry: ModelRegistry, settings: DriftSettings, health_window: str,
+                 health_bucket: str) -> None:
+        self._drift = drift
+        self._performance = performance
+        self._registry = registry
+        self._settings = settings
+        self._health_window = health_window
+        self._health_bucket = health_bucket
+
+    async def check_once(self) -> tuple[DriftResult, str]:
+        s = self._settings
+        window = TimeWindow.resolve(None, None, s.check_window, s.check_window)
+        result, page = await self._drift.report(window, s.check_engine, with_html=True)
+        self._drift.publish(result)
+        run_id = await asyncio.to_thread(log_report, self._registry, result, page)
+        log.info("drift check: %d of %d features drifted (dataset drift: %s); MLflow run %s",
+                 len(result.drifted_features), len(result.features), result.dataset_drift, run_id)
+        return result, run_id
+
+    async def refresh_accuracy(self, model_name: str) -> None:
+        window = TimeWindow.resolve(None, None, self._health_window, self._health_window)
+        await self._performance.compute(window, parse_duration(self._health_bucket), model_name)
+
+    async def run_forever(self, model_name: str) -> None:
+        """Every interval: the drift check and the accuracy gauge. A failed check waits for the next."""
+        while True:
+            await asyncio.sleep(self._settings.check_interval_s)
+            try:
+                await self.check_once()
+            except DomainError as exc:
+                log.info("drift check skipped: %s", exc.message)
+            except Exception:
+                log.exception("drift check failed")
+            try:
+                await self.refresh_accuracy(model_name)
+            except Exception:
+                log.exception("accuracy refresh failed")

@@ -1,0 +1,62 @@
+"""The one result schema both engines produce (stored in ``drift_report.result`` and served as JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class FeatureDrift:
+    feature: str
+    kind: str  # "numeric" or "categorical"
+    method: str  # stats.METHODS key
+    method_label: str
+    threshold: float
+    score: float
+    score_kind: str  # "p_value" (drift when low) or "distance" (drift when high)
+    drifted: bool
+
+
+@dataclass
+class DriftResult:
+    engine: str  # the engine that produced the per-feature results
+    requested_engine: str
+    model_name: str
+    model_version: str
+    reference_rows: int
+    current_rows: int
+    rows_in_window: int
+    window_start: datetime | None
+    window_end: datetime | None
+    sampled: bool
+    features: list[FeatureDrift]
+    share_threshold: float
+    prediction_drift: FeatureDrift | None
+    prediction_distribution: dict[str, dict[str, float]]
+    unseen_categories: dict
+    notes: list[str] = field(default_factory=list)
+    fallback_reason: str | None = None
+    duration_s: float = 0.0
+    report_id: str | None = None
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
+
+    @property
+    def drift_share(self) -> float:
+        return len(self.drifted_features) / len(self.features) if self.features else 0.0
+
+    @property
+    def dataset_drift(self) -> bool:
+        return bool(self.features) and self.drift_share >= self.share_threshold
+
+    def to_dict(self) -> dict:
+        body = asdict(self)
+        for key in ("window_start", "window_end"):
+            body[key] = body[key].isoformat() if body[key] else None
+        body["drifted_features"] = self.drifted_features
+        body["drift_share"] = self.drift_share
+        body["dataset_drift"] = self.dataset_drift
+        return body

@@ -1,0 +1,252 @@
+"""Drift over HTTP: real model (reference of 5,000 rows), real API traffic, Postgres and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+from sqlalchemy import func, select
+
+from app.config import DriftSettings, TrainingSettings
+from app.db.engine import create_engine
+from app.db.migrate import upgrade
+from app.db.tables import DriftReport
+from app.ml.features import FEATURE_NAMES
+from app.ml.synthetic import generate
+from tests.conftest import RunningApp, make_settings
+from tests.monitoring_helpers import insert_predictions, now, prediction_rows, wait_logged
+
+SHIFTED = ["trend_score", "training_requests", "avg_salary_k"]
+
+
+@pytest.fixture(scope="module")
+def big_registry(tmp_path_factory):
+    """A registry whose Production version carries a 5,000-row reference sample (distance tests)."""
+    from app.services.training import train
+
+    data_dir = tmp_path_factory.mktemp("drift-registry")
+    settings = make_settings(
+        data_dir, training=TrainingSettings(rows=7000, n_estimators=10, reference_rows=5000)
+    )
+    settings.ensure_dirs()
+
+    async def _train():
+        await upgrade(settings.db_url)
+        await train(settings)
+
+    asyncio.run(_train())
+    return data_dir
+
+
+def app_settings(registry, db_url, **drift):
+    return make_settings(registry, database_url=db_url, drift=DriftSettings(**drift))
+
+
+async def post_traffic(client, rows: int, seed: int, shift=()) -> None:
+    items = generate(rows, seed=seed, shift=shift, with_label=False).to_dict("records")
+    for i in range(0, rows, 100):
+        response = await client.post("/v1/predictions", json={"items": items[i:i + 100]})
+        assert response.status_code == 200, response.text
+
+
+async def stored_reports(db_url: str) -> int:
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(select(func.count()).select_from(DriftReport))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_shifted_traffic_is_flagged_by_both_engines(big_registry, pg_url):
+    async with RunningApp(app_settings(big_registry, pg_url, check_enabled=False)) as client:
+        await post_traffic(client, 3000, seed=21, shift=SHIFTED)
+        await wait_logged(pg_url, 3000)
+
+        native = await client.get("/v1/drift", params={"last": "1h"})
+        assert native.status_code == 200, native.text
+        n = native.json()
+        assert n["engine"] == "native" and n["model_version"] == "1"
+        assert n["reference_rows"] == 5000 and n["current_rows"] == 3000 and not n["sampled"]
+        assert n["drifted_features"] == SHIFTED
+        assert n["drift_share"] == 0.25 and n["dataset_drift"] is False  # 3/12 < 0.5
+        assert {f["method"] for f in n["features"]} == {"wasserstein", "jensenshannon"}
+        for f in n["features"]:
+            assert set(f) >= {"feature", "method", "threshold", "score", "drifted"}
+
+        evid = (await client.get("/v1/drift", params={"last": "1h", "engine": "evidently"})).json()
+        assert evid["engine"] == "evidently" and evid["fallback_reason"] is None
+        assert evid["drifted_features"] == SHIFTED and evid["dataset_drift"] is False
+        for ours, theirs in zip(n["features"], evid["features"]):
+            assert ours["feature"] == theirs["feature"] and ours["method"] == theirs["method"]
+            assert ours["drifted"] == theirs["drifted"]
+            assert ours["score"] == pytest.approx(theirs["score"], rel=1e-9)
+
+        page = await client.get("/v1/drift/report.html", params={"last": "1h"})
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.text.lstrip().lower().startswith("<!doctype html") or "<html" in page.text[:500]
+        assert 'src="http' not in page.text and "<link rel=\"stylesheet\" href=\"http" not in page.text
+        native_page = await client.get("/v1/drift/report.html", params={"last": "1h", "engine": "native"})
+        assert native_page.headers["content-type"].startswith("text/html")
+        assert "trend_score" in native_page.text and "<script" not in native_page.text
+        assert await stored_reports(pg_url) == 4
+
+    # The same window at a share threshold of 0.25: now it is dataset drift.
+    async with RunningApp(app_settings(big_registry, pg_url, check_enabled=False,
+                                       share_threshold=0.25)) as client:
+        body = (await client.get("/v1/drift", params={"last": "1h"})).json()
+        assert body["drift_share"] == 0.25 and body["dataset_drift"] is True
+
+    # A cap below the window size: a sample is compared, and the report says so. (Distance
+    # tests need windows of ~1,500+ rows: at 500 rows ~5% of stable numeric features exceed 0.1.)
+    async with RunningApp(app_settings(big_registry, pg_url, check_enabled=False,
+                                       max_current_rows=1500)) as client:
+        body = (await client.get("/v1/drift", params={"last": "1h"})).json()
+        assert body["sampled"] is True and body["rows_in_window"] == 3000
+        assert 1200 < body["current_rows"] <= 1500
+        assert any("sample" in note for note in body["notes"])
+        assert body["drifted_features"] == SHIFTED
+
+
+async def test_unshifted_traffic_is_not_flagged(big_registry, tmp_path):
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+    async with RunningApp(app_settings(big_registry, db_url, check_enabled=False)) as client:
+        await post_traffic(client, 2000, seed=22)
+        await wait_logged(db_url, 2000)
+        body = (await client.get("/v1/drift", params={"last": "1h"})).json()
+        assert body["current_rows"] == 2000 and body["reference_rows"] == 5000
+        assert body["drifted_features"] == [] and body["dataset_drift"] is False
+        assert body["prediction_drift"]["drifted"] is False
+        assert body["unseen_categories"]["rows_with_unseen"] == 0
+
+
+async def test_evidently_failure_falls_back_to_native(big_registry, tmp_path):
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+    await upgrade(db_url)
+    frame = generate(1500, seed=23, shift=SHIFTED)
+    await insert_predictions(db_url, prediction_rows(frame, frame["future_need_level"], now()))
+    # Evidently cannot finish in 1 ms: the native engine answers and says why.
+    settings = app_settings(big_registry, db_url, check_enabled=False, evidently_timeout_s=0.001)
+    async with RunningApp(settings) as client:
+        body = (await client.get("/v1/drift", params={"last": "1h", "engine": "evidently"})).json()
+        assert body["engine"] == "native" and body["requested_engine"] == "evidently"
+        assert "TimeoutError" in body["fallback_reason"]
+        assert body["drifted_features"] == SHIFTED
+        metrics = (await client.get("/metrics")).text
+        assert 'fs_drift_checks_total{engine="evidently",outcome="fallback"} 1.0' in metrics
+
+
+async def test_bad_drift_queries_are_4xx(big_registry, tmp_path):
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+    async with RunningApp(app_settings(big_registry, db_url, check_enabled=False)) as client:
+        for params in ({"last": "yesterday"}, {"last": "0h"}, {"engine": "pandas"},
+                       {"start": "2026-01-02T00:00:00", "end": "2026-01-01T00:00:00"},
+                       {"start": "not-a-date"}, {"last": "1h", "start": "2026-01-01T00:00:00"}):
+            response = await client.get("/v1/drift", params=params)
+            assert response.status_code == 422, (params, response.text)
+            assert "error" in response.json()
+            assert "yesterday" not in response.text and "pandas" not in response.text
+        empty = await client.get("/v1/drift", params={"last": "1h"})
+        assert empty.status_code == 404 and empty.json()["error"]["code"] == "no_data_in_window"
+
+
+async def test_periodic_check_logs_to_mlflow_and_prometheus(big_registry, tmp_path):
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+    await upgrade(db_url)
+    frame = generate(1500, seed=24, shift=SHIFTED)
+    await insert_predictions(db_url, prediction_rows(frame, frame["future_need_level"], now()))
+    settings = app_settings(big_registry, db_url, check_interval_s=0.3, check_window="1h")
+    client_ml = MlflowClient(settings.tracking_uri, settings.registry_uri)
+    experiment = client_ml.get_experiment_by_name("production-monitoring")
+    before = len(client_ml.search_runs([experiment.experiment_id])) if experiment else 0
+
+    def finished_runs():
+        experiment = client_ml.get_experiment_by_name("production-monitoring")
+        if experiment is None:
+            return []
+        runs = client_ml.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
+        return [r for r in runs if r.info.status == "FINISHED"]
+
+    async with RunningApp(settings) as client:
+        deadline = asyncio.get_running_loop().time() + 40
+        while len(runs := await asyncio.to_thread(finished_runs)) <= before:
+            assert asyncio.get_running_loop().time() < deadline, "no periodic drift check ran"
+            await asyncio.sleep(0.2)
+        metrics = (await client.get("/metrics")).text
+        assert 'fs_drift_checks_total{engine="native",outcome="ok"}' in metrics
+        assert 'fs_drift_detected{feature="trend_score"} 1.0' in metrics
+        assert 'fs_drift_detected{feature="economic_indicator"} 0.0' in metrics
+        assert "fs_drift_share 0.25" in metrics
+        assert 'fs_drift_score{feature="avg_salary_k"}' in metrics
+        assert "fs_dataset_drift 0.0" in metrics
+    run = runs[0]
+    assert run.data.tags["model_version"] == "1" and run.data.tags["engine"] == "native"
+    assert run.data.metrics["drift_share"] == 0.25
+    assert run.data.metrics["drifted.trend_score"] == 1.0
+    assert set(FEATURE_NAMES) <= {k.split(".", 1)[1] for k in run.data.metrics if k.startswith("drift_score.")}
+    artifacts = {a.path for a in client_ml.list_artifacts(run.info.run_id, "drift")}
+    assert artifacts == {"drift/report.html", "drift/report.json"}
+
+
+def test_cli_drift_writes_html_and_logs(big_registry, tmp_path):
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+
+    async def _prepare():
+        await upgrade(db_url)
+        frame = generate(1500, seed=25, shift=SHIFTED)
+        await insert_predictions(db_url, prediction_rows(frame, frame["future_need_level"], now()))
+
+    asyncio.run(_prepare())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
+    env.update({"FS_DATA_DIR": str(big_registry), "DATABASE_URL": db_url, "FS_LOG_LEVEL": "WARNING"})
+    out = tmp_path / "drift.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "drift", "--last", "1h", "--html", str(out), "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(proc.stdout)
+    assert body["drifted_features"] == SHIFTED and body["current_rows"] == 1500
+    assert body["model_version"] == "1" and body["reference_rows"] == 5000
+    assert out.read_text().lstrip().startswith("<!DOCTYPE html>")
+    assert "logged to MLflow run" in proc.stderr
+    empty = subprocess.run(
+        [sys.executable, "-m", "app.cli", "drift", "--last", "1h", "--no-mlflow"],
+        env=env | {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert empty.returncode != 0
+
+
+async def test_sqlite_window_is_sampled_down_to_the_cap(tmp_path):
+    from datetime import timedelta
+
+    from app.services.monitoring.window_reader import read_window
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+    await upgrade(db_url)
+    frame = generate(2000, seed=26)
+    made_at = now() - timedelta(minutes=1)
+    await insert_predictions(db_url, prediction_rows(frame, frame["future_need_level"], made_at))
+    old = generate(100, seed=27)  # outside the window
+    await insert_predictions(db_url, prediction_rows(old, old["future_need_level"],
+                                                     made_at - timedelta(days=2)))
+    engine = create_engine(db_url)
+    try:
+        full = await read_window(engine, "future-skills-model", "1", made_at - timedelta(hours=1),
+                                 now(), max_rows=5000)
+        assert full.rows == 2000 and not full.sampled and full.note() is None
+        assert sorted(full.table.column("trend_score").to_pylist()) == sorted(frame["trend_score"])
+        sample = await read_window(engine, "future-skills-model", "1",
+                                   made_at - timedelta(hours=1), now(), max_rows=500)
+        assert sample.sampled and sample.rows_in_window == 2000
+        assert 350 < sample.rows <= 500 and "sample" in sample.note()
+    finally:
+        await engine.dispose()
