@@ -144,6 +144,8 @@ def serve(
         workers=workers or settings.server.workers,
         log_config=None,
         proxy_headers=False,
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=int(settings.limits.shutdown_grace_s),
     )
 

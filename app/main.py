@@ -24,6 +24,7 @@ from app.metrics import ServiceMetrics
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from app.routers import api_router
 from app.services.admission import Admission
+from app.services.batching import MicroBatcher
 from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
@@ -53,9 +54,14 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
     models = ModelService(registry, settings.model, metrics)
     prediction_log = PredictionLog(engine, settings.log, metrics)
     admission = Admission(settings.limits.max_in_flight)
+    batching = settings.batch
+    batcher = (
+        MicroBatcher(batching.max_rows, batching.max_wait_ms / 1000.0, metrics, history=1000)
+        if batching.enabled else None
+    )
     predictions = PredictionService(
         models, prediction_log, metrics, settings.predict.max_items, admission,
-        settings.limits.deadline_s,
+        settings.limits.deadline_s, batcher,
     )
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
@@ -98,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         container = _build_container(settings, metrics)
         app.state.container = container
         await container.prediction_log.start()
+        if container.predictions.batcher is not None:
+            await container.predictions.batcher.start()
         _drain_on_sigterm(container)
         follower = asyncio.create_task(
             _follow_registry(container.models, settings.model.poll_interval_s), name="registry-poller"
@@ -107,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
+            if container.predictions.batcher is not None:
+                await container.predictions.batcher.stop()
             await container.prediction_log.stop()
             await container.engine.dispose()
 

@@ -55,6 +55,12 @@ class LoadedModel:
             return self.predict_proba(to_frame(rows))
         return self._in_level_order(self.lean.predict_proba(rows))
 
+    def levels_of(self, proba: np.ndarray) -> list[str]:
+        """Predicted level per row, ties broken as the pipeline's ``predict`` (pyfunc) breaks them."""
+        classes = list(self.pipeline.classes_)
+        in_class_order = proba[:, [LEVELS.index(c) for c in classes]]
+        return [classes[i] for i in in_class_order.argmax(axis=1)]
+
     def _in_level_order(self, proba: np.ndarray) -> np.ndarray:
         classes = list(self.pipeline.classes_)
         if classes != list(LEVELS):
