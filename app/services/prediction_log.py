@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import select
@@ -42,7 +42,12 @@ class PredictionRecord:
     subject_hash: str | None = None
 
     def as_row(self) -> dict:
-        return asdict(self)
+        # Shallow on purpose: asdict() deep-copies every feature dict and UUID, which cost about
+        # half of a 100-row request's CPU. Records are frozen and their dicts are never mutated.
+        return {f.name: getattr(self, f.name) for f in _FIELDS}
+
+
+_FIELDS = fields(PredictionRecord)
 
 
 class PredictionLog:

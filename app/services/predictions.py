@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -75,9 +76,10 @@ class PredictionService:
         now = datetime.now(UTC)
 
         results, records = [], []
-        for row, p, score, level in zip(rows, proba, scores, model.levels_of(proba)):
-            probabilities = {name: float(v) for name, v in zip(LEVELS, p)}
-            result = PredictionResult(uuid.uuid4(), level, float(score), probabilities)
+        # Plain Python floats once (tolist), not numpy scalars converted one by one.
+        for row, p, score, level in zip(rows, proba.tolist(), scores.tolist(), model.levels_of(proba)):
+            probabilities = dict(zip(LEVELS, p))
+            result = PredictionResult(uuid.uuid4(), level, score, probabilities)
             results.append(result)
             records.append(
                 PredictionRecord(
@@ -87,7 +89,8 @@ class PredictionService:
                     request_id=request_id, protocol=protocol, subject_hash=subject_hash,
                 )
             )
-            self.metrics.predictions.labels(model.name, model.version, level, protocol).inc()
+        for level, count in Counter(r.level for r in results).items():  # one inc per level, not per row
+            self.metrics.predictions.labels(model.name, model.version, level, protocol).inc(count)
         self.metrics.prediction_latency.labels(protocol).observe(latency_ms / 1000.0)
         await self.log.record(records)
         return PredictionOutcome(model, results)
