@@ -158,6 +158,17 @@ async def test_a_failing_request_fails_alone(model: LoadedModel, batcher):
     assert b.metrics.batch_fallbacks._value.get() == 1
 
 
+async def test_stop_fails_what_is_still_queued(model: LoadedModel):
+    from app.errors import ModelNotReady
+
+    b = MicroBatcher(256, 0.002, ServiceMetrics())
+    await b.start()
+    futures = [b.submit(model, varied_rows(1, seed=i)) for i in range(3)]
+    await b.stop()  # before the consumer ever ran: nothing may be left hanging
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert all(isinstance(r, ModelNotReady) for r in results), results
+
+
 async def test_api_predictions_identical_with_batching_on_and_off(registry_dir, tmp_path):
     requests = [valid_items(1 + i % 5, seed=500 + i) for i in range(24)]
     requests[3][0]["skill"] = "Underwater Basket Weaving"

@@ -56,6 +56,7 @@ class MicroBatcher:
         self.metrics = metrics
         self._queue: asyncio.Queue[_Request] | None = None
         self._carry: list[_Request] = []
+        self._running: list[_Request] = []  # the batch being predicted
         self._task: asyncio.Task | None = None
         self._last_batch_requests = 0
         # Recent BatchRecords, newest last (0 keeps none).
@@ -73,8 +74,9 @@ class MicroBatcher:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
-        pending = self._carry + [self._queue.get_nowait() for _ in range(self._queue.qsize())]
-        self._carry = []
+        pending = self._running + self._carry
+        pending += [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        self._running, self._carry = [], []
         for request in pending:
             if not request.future.done():
                 request.future.set_exception(ModelNotReady("the service is shutting down"))
@@ -96,6 +98,7 @@ class MicroBatcher:
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(RuntimeError("prediction failed"))
+            self._running = []
             self._record(batch, company_waits, waited)
 
     async def _collect(self) -> tuple[list[_Request], list[float], bool]:
@@ -103,6 +106,7 @@ class MicroBatcher:
         free_at = time.perf_counter()
         first = self._carry.pop(0) if self._carry else await self._queue.get()
         batch, rows = [first], len(first.rows)
+        self._running = batch  # visible to stop() while it is still being collected
         carried, self._carry = self._carry, []
         for request in carried:  # requests held over from the previous collection come first
             rows = self._take(batch, rows, request)
