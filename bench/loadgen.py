@@ -8,6 +8,7 @@ client does the same job (heavier: it adds client CPU and a little latency).
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import shutil
 import subprocess
@@ -62,11 +63,12 @@ def _run_wrk(url, body, clients, duration_s, timeout_s) -> LoadResult:
         body_path.write_bytes(body)
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_SCRIPT % {"body": body_path})
-        threads = min(clients, 2)
-        cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{duration_s:g}s",
+        threads = min(clients, 2)  # wrk takes whole seconds
+        cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{max(1, math.ceil(duration_s))}s",
                "--timeout", f"{timeout_s:g}s", "-s", str(script), url]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + timeout_s + 30)
-    match = re.search(r"^RESULT (.*)$", out.stdout, re.M)
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                             timeout=duration_s + timeout_s + 30)
+    match = re.search(r"^RESULT (.*)$", out.stdout, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk failed:\n{out.stdout}\n{out.stderr}")
     n, dur_us, transport, status, p50, p95, p99, _max, _timeouts = map(int, match.group(1).split())
