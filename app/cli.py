@@ -239,6 +239,8 @@ def serve(
         http=NoDelayHttpProtocol,
         log_config=None,
         proxy_headers=False,
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=int(settings.limits.shutdown_grace_s),
     )
 

@@ -55,6 +55,18 @@ class PredictionSettings(BaseSettings):
     max_items: int = Field(100, ge=1, description="Most items accepted in one prediction request")
 
 
+class BatchSettings(BaseSettings):
+    """Adaptive micro-batching of concurrent prediction requests (app/services/batching.py)."""
+
+    model_config = _group("FS_BATCH_")
+
+    enabled: bool = Field(True, description="Predict concurrent requests' rows in one model call")
+    max_rows: int = Field(256, ge=1, description="Most rows in one batched model call")
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="Longest a request waits for company (only under concurrency)"
+    )
+
+
 class SpoolSettings(BaseSettings):
     """The prediction log: a local spool (JSONL segments) drained into the database."""
 
@@ -297,6 +309,7 @@ class Settings(BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -1,4 +1,8 @@
-"""FastAPI dependencies as ``Annotated`` aliases, so route signatures read like data."""
+"""FastAPI dependencies as ``Annotated`` aliases, so route signatures read like data.
+
+They are ``async def`` although they only read attributes: FastAPI runs a plain ``def``
+dependency in the thread pool, a thread hop per dependency per request on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ from app.services.lifecycle import LifecycleService
 from app.services.reloader import Reloader
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     return request.app.state.container
 
 
-def get_request_id(request: Request) -> str | None:
+async def get_request_id(request: Request) -> str | None:
     return request.scope.get("state", {}).get("request_id")
 
 
@@ -26,11 +30,11 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
 
 
-def get_predictions(container: ContainerDep) -> PredictionService:
+async def get_predictions(container: ContainerDep) -> PredictionService:
     return container.predictions
 
 
-def get_models(container: ContainerDep) -> ModelService:
+async def get_models(container: ContainerDep) -> ModelService:
     return container.models
 
 

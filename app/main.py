@@ -25,6 +25,7 @@ from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, Securit
 from app.routers import api_router
 from app.services.admission import Admission
 from app.services.feedback import FeedbackService
+from app.services.batching import MicroBatcher
 from app.services.model_service import ModelService
 from app.services.monitoring.drift_service import DriftService
 from app.services.monitoring.health import HealthService
@@ -50,9 +51,14 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
     models = ModelService(registry, settings.model, metrics)
     prediction_log = PredictionLog(engine, settings.spool, metrics, settings.spool_dir)
     admission = Admission(settings.limits.max_in_flight)
+    batching = settings.batch
+    batcher = (
+        MicroBatcher(batching.max_rows, batching.max_wait_ms / 1000.0, metrics, history=1000)
+        if batching.enabled else None
+    )
     predictions = PredictionService(
         models, prediction_log, metrics, settings.predict.max_items, admission,
-        settings.limits.deadline_s,
+        settings.limits.deadline_s, batcher,
     )
     audit = PromotionAudit(engine)
     drift = DriftService(engine, models, settings.drift, metrics)
@@ -107,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         container = _build_container(settings, metrics)
         app.state.container = container
         await container.prediction_log.start()
+        if container.predictions.batcher is not None:
+            await container.predictions.batcher.start()
         _drain_on_sigterm(container)
         await container.reloader.start()
         drift_check = None
@@ -121,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 drift_check.cancel()
                 await asyncio.gather(drift_check, return_exceptions=True)
             await container.reloader.stop()
+            if container.predictions.batcher is not None:
+                await container.predictions.batcher.stop()
             await container.prediction_log.stop()
             await container.engine.dispose()
             mark_worker_dead()

@@ -68,6 +68,23 @@ class ServiceMetrics:
             ["reason", "protocol"],
             registry=r,
         )
+        self.batch_rows = Histogram(
+            "fs_batch_rows",
+            "Rows predicted in one model call by the micro-batcher",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.batch_wait = Histogram(
+            "fs_batch_wait_seconds",
+            "Time a request waited for company before its batch started (not time behind a running batch)",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+            registry=r,
+        )
+        self.batch_fallbacks = Counter(
+            "fs_batch_fallbacks",
+            "Batches that failed and were re-predicted request by request",
+            registry=r,
+        )
 
         self.model_reloads = Counter(
             "fs_model_reloads",

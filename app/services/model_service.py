@@ -12,7 +12,7 @@ import logging
 from app.config import ModelSettings
 from app.errors import ModelNotReady
 from app.metrics import ServiceMetrics
-from app.services.loaded_model import LoadedModel, load_from_path, to_frame
+from app.services.loaded_model import LoadedModel, load_from_path
 from app.services.registry import ModelRegistry, VersionRef
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,9 @@ def warm_up(model: LoadedModel) -> None:
     """Predict the reference sample (or nothing, if the version has none) before serving."""
     if model.reference is None:
         return
-    sample = model.reference.head(WARMUP_ROWS)
-    frame = to_frame(sample.to_dict("records"))
-    proba = model.predict_proba(frame)
-    if proba.shape != (len(frame), 3) or not ((proba >= 0) & (proba <= 1)).all():
+    rows = model.reference.head(WARMUP_ROWS).to_dict("records")
+    proba = model.predict_rows(rows)  # the path requests take, lean or not
+    if proba.shape != (len(rows), 3) or not ((proba >= 0) & (proba <= 1)).all():
         raise ModelCheckFailed(f"version {model.version} returned malformed probabilities")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,7 +13,8 @@ from app.errors import DeadlineExceeded, InvalidInput, Overloaded, PredictionNot
 from app.services.admission import Admission
 from app.metrics import ServiceMetrics
 from app.ml.features import BY_NAME, CATEGORICAL, LEVELS
-from app.services.loaded_model import LoadedModel, score_of, to_frame
+from app.services.batching import MicroBatcher
+from app.services.loaded_model import LoadedModel, score_of
 from app.services.model_service import ModelService
 from app.services.prediction_log import PredictionLog, PredictionRecord
 
@@ -40,6 +42,7 @@ class PredictionService:
         max_items: int,
         admission: Admission,
         deadline_s: float,
+        batcher: MicroBatcher | None = None,
     ) -> None:
         self.models = models
         self.log = prediction_log
@@ -47,6 +50,8 @@ class PredictionService:
         self.max_items = max_items
         self.admission = admission
         self.deadline_s = deadline_s
+        # None: each request predicts alone in a worker thread.
+        self.batcher = batcher
 
     async def predict(
         self,
@@ -67,14 +72,14 @@ class PredictionService:
         self._count_unknown_categories(rows)
         proba = await self._predict_within_deadline(model, rows, protocol)
         scores = score_of(proba)
-        levels = model.labels(proba)
         latency_ms = (time.perf_counter() - started) * 1000.0
         now = datetime.now(UTC)
 
         results, records = [], []
-        for row, p, score, level in zip(rows, proba, scores, levels):
-            probabilities = {name: float(v) for name, v in zip(LEVELS, p)}
-            result = PredictionResult(uuid.uuid4(), level, float(score), probabilities)
+        # Plain Python floats once (tolist), not numpy scalars converted one by one.
+        for row, p, score, level in zip(rows, proba.tolist(), scores.tolist(), model.levels_of(proba)):
+            probabilities = dict(zip(LEVELS, p))
+            result = PredictionResult(uuid.uuid4(), level, score, probabilities)
             results.append(result)
             records.append(
                 PredictionRecord(
@@ -84,7 +89,8 @@ class PredictionService:
                     request_id=request_id, protocol=protocol, subject_hash=subject_hash,
                 )
             )
-            self.metrics.predictions.labels(model.name, model.version, level, protocol).inc()
+        for level, count in Counter(r.level for r in results).items():  # one inc per level, not per row
+            self.metrics.predictions.labels(model.name, model.version, level, protocol).inc(count)
         self.metrics.prediction_latency.labels(protocol).observe(latency_ms / 1000.0)
         await self.log.record(records)
         return PredictionOutcome(model, results)
@@ -93,16 +99,18 @@ class PredictionService:
         """Admit the request, predict in a thread, give up waiting at the deadline.
 
         A thread cannot be interrupted, so a timed-out prediction keeps its admission slot until
-        the thread really finishes: the cap counts the work actually running.
+        its rows are really predicted (alone, or in the micro-batch that took them): the cap
+        counts the work actually pending.
         """
         try:
             self.admission.enter()
         except Overloaded:
             self.metrics.rejected.labels("overload", protocol).inc()
             raise
-        work = asyncio.ensure_future(
-            asyncio.to_thread(lambda: model.predict_proba(to_frame(rows)))
-        )
+        if self.batcher is not None:
+            work = self.batcher.submit(model, rows)
+        else:
+            work = asyncio.ensure_future(asyncio.to_thread(model.predict_rows, rows))
         work.add_done_callback(lambda _: self.admission.leave())
         try:
             return await asyncio.wait_for(asyncio.shield(work), self.deadline_s)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import orjson
@@ -25,12 +25,17 @@ class PredictionRecord:
     subject_hash: str | None = None  # HMAC of the subject id; the raw id never gets this far
 
     def as_row(self) -> dict:
-        return asdict(self)
+        # Shallow on purpose: asdict() deep-copies every feature dict, which cost about half of a
+        # 100-row request's CPU. Records are frozen and their dicts are never mutated.
+        return {f.name: getattr(self, f.name) for f in _FIELDS}
+
+
+_FIELDS = fields(PredictionRecord)
 
 
 def encode(record: PredictionRecord) -> bytes:
-    """One spool line (newline included); orjson writes UUIDs and aware datetimes as ISO text."""
-    return orjson.dumps(asdict(record), option=orjson.OPT_APPEND_NEWLINE)
+    """One spool line (newline included); orjson writes dataclasses, UUIDs and aware datetimes."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def decode(line: bytes) -> dict:
