@@ -240,7 +240,6 @@ def serve(
         log_config=None,
         proxy_headers=False,
         loop="uvloop",
-        http="httptools",
         timeout_graceful_shutdown=int(settings.limits.shutdown_grace_s),
     )
 

@@ -6,6 +6,7 @@ Groups are separate ``BaseSettings`` classes with their own env prefix, so ``FS_
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -45,7 +46,10 @@ class ServerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Bind address")
     port: int = Field(8000, ge=1, le=65535, description="Port")
     workers: int = Field(
-        1, ge=1, description="Worker processes; above 1, /metrics aggregates them (Prometheus multiprocess)"
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Worker processes (default: the number of cores); above 1, /metrics aggregates "
+        "them (Prometheus multiprocess)",
     )
 
 

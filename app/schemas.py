@@ -168,6 +168,7 @@ _ERROR_DESCRIPTIONS = {
     401: "API key or token missing",
     403: "API key or token not valid",
     404: "Not found",
+    409: "Refused in the current state (for example by the promotion policy), with the reason",
     413: "Request body too large",
     422: "Validation failed; details name each offending field",
     503: "No model loaded, at capacity or shutting down (see Retry-After)",
@@ -180,3 +181,26 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
     return {
         code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
     }
+
+
+def json_error_responses(*codes: int) -> dict[int | str, dict]:
+    """The same for a route whose success is not JSON (FastAPI would file the error model under
+    the route's own media type): the JSON error body is declared explicitly."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {
+        code: {"description": _ERROR_DESCRIPTIONS[code], "content": {"application/json": {"schema": schema}}}
+        for code in codes
+    }
+
+
+def _iso_datetime(value: Any) -> Any:
+    """ISO 8601 only: pydantic would also read "0.5" as a Unix timestamp, which no client means."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError("datetime_from_iso", "Input should be an ISO 8601 date-time") from None
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]

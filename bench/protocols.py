@@ -75,7 +75,7 @@ def main() -> None:
     ours_port, mlflow_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         ours_env = env | {"FS_DATA_DIR": str(data_dir), "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
-                          "FS_LOG_LEVEL": "WARNING"}
+                          "FS_LOG_LEVEL": "WARNING", "FS_WORKERS": "1"}  # one worker, as mlflow
         mlflow_env = env | {"MLFLOW_TRACKING_URI": settings.tracking_uri}
         cli = [sys.executable, "-m", "app.cli"]
         subprocess.run([*cli, "db", "upgrade"], env=ours_env, check=True, capture_output=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,12 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.procs import free_port
 
 
 def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -28,6 +22,7 @@ def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
     }
     env |= {
         "FS_DATA_DIR": str(data_dir),
+        "FS_WORKERS": "1",  # these tests reason about one process; multi-worker tests ask for more
         "FS_TRAIN_ROWS": "3000",
         "FS_TRAIN_N_ESTIMATORS": "30",
         "MLFLOW_DISABLE_TELEMETRY": "true",

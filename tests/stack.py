@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,23 +18,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy_checks import ROOT, tool
+from tests.pgcluster import PgCluster
+from tests.procs import free_port
 
 PG_PORTS = range(55450, 55460)  # the ports this project's private clusters may use
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None,
@@ -58,43 +42,14 @@ def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None =
     raise AssertionError(f"{what}: not within {timeout}s (last error: {last_error!r})")
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # initdb and pg_ctl refuse to run as root.
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 @contextlib.contextmanager
 def private_postgres() -> Iterator[int]:
     """A throw-away Postgres cluster on one of PG_PORTS; yields the port."""
-    bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
-    root = Path(tempfile.mkdtemp(prefix="fs-stack-pg-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data = root / "data"
-    started = False
+    cluster = PgCluster.create(PG_PORTS)
     try:
-        subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                                     "-U", "postgres", "--no-sync"]),
-                       check=True, capture_output=True, timeout=120)
-        for port in PG_PORTS:
-            if not _port_is_free(port):
-                continue
-            result = subprocess.run(
-                _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                              "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-                              "-w", "-t", "60", "start"]),
-                capture_output=True, text=True, timeout=90)
-            if result.returncode == 0:
-                started = True
-                yield port
-                return
-        raise AssertionError(f"no private Postgres could start on ports {PG_PORTS}")
+        yield cluster.port
     finally:
-        if started:
-            subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                         "-w", "-t", "30", "stop"]), capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.destroy()
 
 
 @contextlib.contextmanager

@@ -250,3 +250,14 @@ async def test_sqlite_window_is_sampled_down_to_the_cap(tmp_path):
         assert 350 < sample.rows <= 500 and "sample" in sample.note()
     finally:
         await engine.dispose()
+
+
+async def test_window_edge_values_are_4xx_not_500(client):
+    """Found by schemathesis: an end near year 1 overflowed the default window; numbers are not dates."""
+    early = await client.get("/v1/drift", params={"end": "0001-01-01T00:23:01Z"})
+    assert early.status_code == 422, early.text
+    assert early.json()["error"]["details"][0]["field"] == "end"
+    numeric = await client.get("/v1/drift", params={"start": "0.5"})
+    assert numeric.status_code == 422
+    huge = await client.get("/v1/performance", params={"last": "99999w"})
+    assert huge.status_code == 422

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.server import _NoDelayMixin
 from tests.helpers import valid_items
 from tests.stack import serving_versions, wait_until
+from tests.procs import free_port as _free_port
 
 CLI = [sys.executable, "-m", "app.cli"]
 
@@ -27,12 +28,6 @@ def _clean_env(**extra: str) -> dict[str, str]:
     drop = ("FS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     return env | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"} | extra
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http_ready(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.lifecycle_support import MODEL, lifecycle_settings
-from tests.test_cli_and_server import _free_port
+from tests.procs import free_port as _free_port
 
 POLL_S = 1.0
 

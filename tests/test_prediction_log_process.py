@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,16 @@ import httpx
 from app.services.spool import SEGMENT_GLOB
 from tests.dbcheck import assert_exactly_once, stored_ids
 from tests.load import run_load
+from tests.procs import free_port as _free_port
 
 CLI = [sys.executable, "-m", "app.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(registry_dir: Path, spool: Path, db_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "MLFLOW_TRACKING", "DATABASE_URL"))}
     return env | {
         "FS_DATA_DIR": str(registry_dir),
+        "FS_WORKERS": "1",  # SIGKILL/SIGTERM of the one serving process
         "FS_SPOOL_DIR": str(spool),
         "DATABASE_URL": db_url,
         "FS_SPOOL_DURABILITY": "fsync",

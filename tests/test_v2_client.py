@@ -27,7 +27,8 @@ def service(registry_dir: Path, tmp_path_factory) -> str:
     """``future-skills serve`` on a free port: the shared registry, a database of its own."""
     db = tmp_path_factory.mktemp("v2") / "p.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "MLFLOW_TRACKING", "DATABASE_URL"))}
-    env |= {"FS_DATA_DIR": str(registry_dir), "DATABASE_URL": f"sqlite:///{db}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env |= {"FS_DATA_DIR": str(registry_dir), "DATABASE_URL": f"sqlite:///{db}", "FS_WORKERS": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true"}
     subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
     port = free_port()
     with running([*CLI, "serve", "--port", str(port)], env, f"http://127.0.0.1:{port}/health/ready"):

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from app.deps import ContainerDep
+from app.schemas import IsoDatetime, error_responses, json_error_responses
+from app.services.monitoring.windows import DURATION_PATTERN
 
 router = APIRouter(prefix="/v1/drift", tags=["monitoring"])
+ERRORS = (404, 409, 422, 503)
 
-Start = Annotated[datetime | None, Query(description="Window start (ISO 8601; naive means UTC)")]
-End = Annotated[datetime | None, Query(description="Window end (default: now)")]
-Last = Annotated[str | None, Query(description="Instead of start/end: the last 30m, 24h, 7d, ...")]
+Start = Annotated[IsoDatetime | None, Query(description="Window start (ISO 8601; naive means UTC)")]
+End = Annotated[IsoDatetime | None, Query(description="Window end (default: now)")]
+Last = Annotated[
+    str | None,
+    Query(pattern=DURATION_PATTERN, description="Instead of start/end: the last 30m, 24h, 7d, ..."),
+]
 
 
-@router.get("", operation_id="get_drift")
+@router.get("", operation_id="get_drift", responses=error_responses(*ERRORS))
 async def get_drift(
     container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
     engine: Literal["native", "evidently"] = "native",
@@ -31,7 +36,12 @@ async def get_drift(
     return result.to_dict()
 
 
-@router.get("/report.html", response_class=HTMLResponse, operation_id="get_drift_report_html")
+@router.get(
+    "/report.html",
+    response_class=HTMLResponse,
+    operation_id="get_drift_report_html",
+    responses=json_error_responses(*ERRORS),
+)
 async def get_drift_html(
     container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
     engine: Literal["native", "evidently"] = "evidently",

@@ -7,8 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.deps import ContainerDep
+from app.schemas import error_responses
 
-router = APIRouter(prefix="/v1/models", tags=["monitoring"])
+router = APIRouter(
+    prefix="/v1/models", tags=["monitoring"], responses=error_responses(404, 409, 422, 503)
+)
 
 
 @router.get("/{name}/health", operation_id="get_model_health")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.deps import ContainerDep, LifecycleDep, ReloaderDep
 from app.errors import ModelNotFound
+from app.schemas import error_responses
 from app.schemas_lifecycle import (
     ModelOut,
     MoveOut,
@@ -22,7 +23,9 @@ from app.security import AdminDep
 from app.services.lifecycle import MoveResult
 from app.services.reloader import Reloader
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(
+    prefix="/v1/models", tags=["models"], responses=error_responses(400, 404, 409, 422, 503)
+)
 ADMIN = {401: {"description": "No admin token"}, 403: {"description": "Wrong admin token"}}
 
 

@@ -7,16 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import ContainerDep
-from app.services.monitoring.windows import TimeWindow, parse_duration
+from app.schemas import error_responses
+from app.services.monitoring.windows import DURATION_PATTERN, TimeWindow, parse_duration
 
-router = APIRouter(prefix="/v1/performance", tags=["monitoring"])
+router = APIRouter(
+    prefix="/v1/performance", tags=["monitoring"], responses=error_responses(404, 409, 422, 503)
+)
 
 
 @router.get("", operation_id="get_performance")
 async def get_performance(
     container: ContainerDep,
-    last: Annotated[str, Query(description="Window: 7d, 30d, 24h, ...")] = "30d",
-    bucket: Annotated[str, Query(description="Bucket size: 1d, 6h, 1w, ...")] = "1d",
+    last: Annotated[str, Query(pattern=DURATION_PATTERN, description="Window: 7d, 30d, 24h, ...")] = "30d",
+    bucket: Annotated[str, Query(pattern=DURATION_PATTERN, description="Bucket size: 1d, 6h, 1w, ...")] = "1d",
     version: Annotated[str | None, Query(max_length=50, description="Only this model version")] = None,
 ) -> dict:
     """Accuracy, macro-F1 and per-class recall per bucket from feedback (latest feedback per

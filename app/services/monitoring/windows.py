@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from app.errors import InvalidInput
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+# At most 4 digits: 9999w is ~190 years, far enough back without leaving datetime's range.
+DURATION_PATTERN = r"^\s*0*([1-9][0-9]{0,3})\s*([smhdw])\s*$"
+_DURATION = re.compile(DURATION_PATTERN)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -49,7 +51,13 @@ class TimeWindow:
             return cls(now - span, now)
         end = _aware(end) if end is not None else now
         if start is None:
-            start = end - parse_duration(default_last)
+            try:
+                start = end - parse_duration(default_last)
+            except OverflowError:
+                raise InvalidInput(
+                    "end is too early for the default window; give start as well",
+                    [{"field": "end", "type": "range", "message": "too early"}],
+                ) from None
         start = _aware(start)
         if start >= end:
             raise InvalidInput(
