@@ -1,13 +1,19 @@
-"""Schemathesis over every operation of the OpenAPI schema, and hypothesis properties of the API.
+"""Schemathesis over every operation of the OpenAPI schema, and hypothesis properties.
 
 Runs against a real server process: no 5xx, no response that violates its documented schema,
-no unhandled exception; any valid row is predicted, any invalid row is refused with a 4xx.
+no unhandled exception; any valid row is predicted, any invalid row is refused with a 4xx; a
+record drained twice (a replayed spool segment) is one row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +25,16 @@ from schemathesis.specs.openapi.checks import (
 )
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from sqlalchemy import func, select
+
+from app.config import SpoolSettings
+from app.db.engine import create_engine
+from app.db.migrate import upgrade
+from app.db.tables import Prediction
+from app.metrics import ServiceMetrics
 from app.ml.features import FEATURES, LEVELS
+from app.services.prediction_log import PredictionLog
+from app.services.records import PredictionRecord, encode
 from tests.live_server import LiveServer
 
 
@@ -130,3 +145,63 @@ def test_any_invalid_row_gets_a_4xx(live, row):
                           headers={"content-type": "application/json"}, timeout=10)
     assert 400 <= response.status_code < 500, (row, response.text)
     assert response.json()["error"]["code"] in ("validation_error", "invalid_json")
+
+
+# -- the same record drained twice gives one row ------------------------------------------------
+
+@st.composite
+def spooled_records(draw):
+    """Records from the real prediction path's shape, some of them repeated (a replayed segment)."""
+    rows = draw(st.lists(valid_rows, min_size=1, max_size=12))
+    records = [
+        PredictionRecord(
+            id=uuid.uuid4(), created_at=datetime.now(UTC), model_name="future-skills-model",
+            model_version="1", features=row, level=draw(st.sampled_from(LEVELS)),
+            probabilities={"LOW": 0.2, "MEDIUM": 0.3, "HIGH": 0.5}, score=65.0, latency_ms=1.0,
+            request_id=None, protocol=draw(st.sampled_from(["v1", "mlflow", "v2"])),
+        )
+        for row in rows
+    ]
+    repeated = draw(st.lists(st.sampled_from(records), max_size=8))
+    return records, repeated
+
+
+@pytest.fixture(scope="module")
+def migrated_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("replay") / "template.db"
+    asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+async def _adopt_and_drain(db_url: str, spool_dir: Path) -> int:
+    """What a restarted worker does: adopt orphaned segments, drain them, stop. Returns the row count."""
+    engine = create_engine(db_url)
+    try:
+        log = PredictionLog(engine, SpoolSettings(durability="os"), ServiceMetrics(), spool_dir)
+        await log.start()
+        await log.stop()
+        async with engine.connect() as conn:
+            return await conn.scalar(select(func.count()).select_from(Prediction))
+    finally:
+        await engine.dispose()
+
+
+@given(data=spooled_records())
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_a_record_drained_twice_is_one_row(migrated_template, tmp_path_factory, data):
+    records, repeated = data
+    work = tmp_path_factory.mktemp("replay-case")
+    db = work / "p.db"
+    shutil.copy(migrated_template, db)
+    spool = work / "spool"
+    spool.mkdir()
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    segment = b"".join(encode(r) for r in records + repeated)
+    # A dead worker's segment, and the same records again in another (a replay after a crash).
+    (spool / f"predictions-{day}-pdead1.jsonl").write_bytes(segment)
+    (spool / f"predictions-{day}-pdead2.jsonl").write_bytes(segment)
+    url = f"sqlite+aiosqlite:///{db}"
+    assert asyncio.run(_adopt_and_drain(url, spool)) == len(records)
+    assert not list(spool.glob("predictions-*.jsonl"))  # retired once committed
+    (spool / f"predictions-{day}-pdead3.jsonl").write_bytes(segment)  # replayed once more
+    assert asyncio.run(_adopt_and_drain(url, spool)) == len(records)
