@@ -14,6 +14,7 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        record.request_tag = f" [{record.request_id}]" if record.request_id else ""
         return True
 
 
@@ -38,7 +39,7 @@ def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     if as_json:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s%(request_tag)s: %(message)s"))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())

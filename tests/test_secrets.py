@@ -17,6 +17,7 @@ HMAC_KEY = "hmac-key-" + uuid.uuid4().hex
 API_KEY = "api-key-" + uuid.uuid4().hex
 DB_PASSWORD = "dbpw" + uuid.uuid4().hex  # trust auth accepts it; it must still never leak
 SUBJECTS = [f"employee-{uuid.uuid4().hex[:10]}" for _ in range(5)]
+TRACE_ID = f"trace-{uuid.uuid4().hex[:12]}"
 
 
 def _exercise(base: str) -> list[str]:
@@ -26,7 +27,7 @@ def _exercise(base: str) -> list[str]:
     with httpx.Client(base_url=base, timeout=10) as client:
         calls = [
             ("POST", "/v1/predictions", {"json": {"items": valid_items(2), "subject_id": SUBJECTS[0]}, "headers": good}),
-            ("POST", "/v1/predictions", {"json": {"items": valid_items(1), "subject_id": SUBJECTS[1]}, "headers": good}),
+            ("POST", "/v1/predictions", {"json": {"items": valid_items(1), "subject_id": SUBJECTS[1]}, "headers": good | {"X-Request-ID": TRACE_ID}}),
             ("POST", "/v1/predictions", {"json": {"items": valid_items(1), "subject_id": SUBJECTS[2]}}),
             ("POST", "/v1/predictions", {"json": {"items": valid_items(1), "subject_id": SUBJECTS[3]}, "headers": {"X-API-Key": API_KEY[:-1]}}),
             ("POST", "/v1/predictions", {"json": {"items": [{"trend_score": SUBJECTS[4]}], "subject_id": SUBJECTS[4]}, "headers": good}),
@@ -73,6 +74,9 @@ async def test_secrets_and_subject_ids_never_leak(registry_dir):
     haystacks = {"responses": "\n".join(bodies), "logs": server.output,
                  "database": "\n".join(r["doc"] for r in rows)}
     assert "uvicorn" in server.output  # the logs were captured at all
+    # The caller's request id is in the log lines of its request, and stored with the prediction.
+    assert any(TRACE_ID in line and "/v1/predictions" in line for line in server.output.splitlines())
+    assert TRACE_ID in haystacks["database"]
     for where, text in haystacks.items():
         for secret in (HMAC_KEY, API_KEY, DB_PASSWORD, *SUBJECTS):
             assert secret not in text, f"{secret[:6]}... found in {where}"
