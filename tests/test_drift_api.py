@@ -104,15 +104,18 @@ async def test_shifted_traffic_is_flagged_by_both_engines(big_registry, pg_url):
         body = (await client.get("/v1/drift", params={"last": "1h"})).json()
         assert body["drift_share"] == 0.25 and body["dataset_drift"] is True
 
-    # A cap below the window size: a sample is compared, and the report says so. (Distance
-    # tests need windows of ~1,500+ rows: at 500 rows ~5% of stable numeric features exceed 0.1.)
+    # A cap below the window size: a sample is compared, and the report says so. The sample is
+    # random, and on it stable features come near the 0.1 threshold (scarcity_index scores 0.067
+    # on the whole window and passes 0.1 in ~3% of 1,500-row samples, measured over 500 draws),
+    # so only the shifted features' detection is asserted here; the full window above pins the
+    # exact set.
     async with RunningApp(app_settings(big_registry, pg_url, check_enabled=False,
                                        max_current_rows=1500)) as client:
         body = (await client.get("/v1/drift", params={"last": "1h"})).json()
         assert body["sampled"] is True and body["rows_in_window"] == 3000
         assert 1200 < body["current_rows"] <= 1500
         assert any("sample" in note for note in body["notes"])
-        assert body["drifted_features"] == SHIFTED
+        assert set(SHIFTED) <= set(body["drifted_features"])
 
 
 async def test_unshifted_traffic_is_not_flagged(big_registry, tmp_path):
