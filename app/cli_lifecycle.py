@@ -137,7 +137,7 @@ def promote(
 
 
 def rollback(reason: Annotated[str | None, typer.Option(help="Kept in the audit")] = None) -> None:
-    """Point Production back at the previous Production version."""
+    """Undo the last move: Production goes back to the version before it (repeatable)."""
     from app.errors import DomainError
 
     settings = _settings()

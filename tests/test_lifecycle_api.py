@@ -192,6 +192,76 @@ async def test_rollback_returns_to_the_previous_version_and_audits_both(lifecycl
         assert "two" not in bad.text
 
 
+async def test_rollback_walks_back_through_every_promotion(lifecycle_dir):
+    """Rollback is an undo: 1 -> 2 -> 3, then back to 2, then 1, then nothing left to undo."""
+    settings = lifecycle_settings(lifecycle_dir)
+    mlflow = MlflowClient(settings.tracking_uri, settings.registry_uri)
+    v2 = mlflow.get_model_version(MODEL, "2")
+    third = str(mlflow.create_model_version(MODEL, mlflow.get_model_version_download_uri(MODEL, "2"),
+                                            run_id=v2.run_id).version)
+    assert third == "3"
+
+    async def production() -> str:
+        return (await client.get(f"/v1/models/{MODEL}")).json()["production"]["version"]
+
+    async with RunningApp(settings) as client:
+        for version in ("2", "3"):
+            moved = await client.post(f"/v1/models/{MODEL}/promote", headers=admin(),
+                                      json={"version": version, "force": True})
+            assert moved.status_code == 200, moved.text
+        assert (await client.get(f"/v1/models/{MODEL}")).json()["previous_production"] == "2"
+        for expected_from, expected_to in (("3", "2"), ("2", "1")):
+            back = await client.post(f"/v1/models/{MODEL}/rollback", headers=admin(), json={})
+            assert back.status_code == 200, back.text
+            assert (back.json()["from_version"], back.json()["to_version"]) == (expected_from, expected_to)
+            assert back.json()["reload"]["serving"] == expected_to
+            assert await production() == expected_to
+        exhausted = await client.post(f"/v1/models/{MODEL}/rollback", headers=admin(), json={})
+        assert exhausted.status_code == 409 and await production() == "1"
+
+        # A move made outside the API (plain MLflow client): rollback returns to what it replaced.
+        mlflow.set_registered_model_alias(MODEL, "production", "3")
+        back = await client.post(f"/v1/models/{MODEL}/rollback", headers=admin(), json={})
+        assert (back.json()["from_version"], back.json()["to_version"]) == ("3", "1")
+
+        audit = (await client.get(f"/v1/models/{MODEL}/promotions")).json()["promotions"]
+        assert [(a["action"], a["from_version"], a["to_version"], a["outcome"])
+                for a in reversed(audit)] == [
+            ("promote", "1", "2", "success"), ("promote", "2", "3", "success"),
+            ("rollback", "3", "2", "success"), ("rollback", "2", "1", "success"),
+            ("rollback", "1", None, "refused"), ("rollback", "3", "1", "success"),
+        ]
+
+
+async def test_no_move_without_its_audit_row(lifecycle_dir, pg_cluster, cluster_db):
+    """The audit store down: promote and rollback get 503 and the registry is left untouched."""
+    settings = lifecycle_settings(lifecycle_dir, database_url=cluster_db)
+    mlflow = MlflowClient(settings.tracking_uri, settings.registry_uri)
+    async with RunningApp(settings) as client:
+        pg_cluster.stop()
+        try:
+            for path, body in (("promote", {"version": "2", "force": True}), ("rollback", {})):
+                refused = await client.post(f"/v1/models/{MODEL}/{path}", headers=admin(), json=body)
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["retry-after"]
+                assert refused.json()["error"]["code"] == "database_unavailable"
+            assert str(mlflow.get_model_version_by_alias(MODEL, "production").version) == "1"
+            assert "fs.production_history" not in mlflow.get_registered_model(MODEL).tags
+            assert (await client.get("/health/ready")).json()["model"]["version"] == "1"
+            audit = await client.get(f"/v1/models/{MODEL}/promotions")
+            assert audit.status_code == 503 and audit.json()["error"]["code"] == "database_unavailable"
+        finally:
+            pg_cluster.start()
+
+        moved = await client.post(f"/v1/models/{MODEL}/promote", headers=admin(),
+                                  json={"version": "2", "force": True})
+        assert moved.status_code == 200, moved.text
+        assert str(mlflow.get_model_version_by_alias(MODEL, "production").version) == "2"
+        audit = (await client.get(f"/v1/models/{MODEL}/promotions")).json()["promotions"]
+        assert [(a["action"], a["from_version"], a["to_version"], a["outcome"]) for a in audit] == [
+            ("promote", "1", "2", "success")]
+
+
 async def test_admin_tokens_401_403_and_never_leaked(lifecycle_dir):
     settings = lifecycle_settings(lifecycle_dir)
     with CapturedLogs() as logs:

@@ -10,6 +10,13 @@ from pydantic import ValidationError
 
 from app.config import LifecycleSettings
 from app.ml.features import FEATURE_NAMES, LEVELS
+from app.services.lifecycle import (
+    HISTORY_MAX,
+    after_promotion,
+    after_rollback,
+    history_of,
+    rollback_target,
+)
 from app.services.policy import PromotionPolicy
 from app.services.registry import ModelRegistry
 from app.services.versioning import (
@@ -154,3 +161,22 @@ def test_policy_refuses_a_version_that_does_not_load(lifecycle_dir, tmp_path):
         registry.get_version(MODEL, version), registry.get_version(MODEL, "1"))
     assert not decision.promote
     assert [(c.name, c.passed) for c in decision.checks] == [("loads", False)]
+
+
+def test_production_history_is_an_undo_stack():
+    history: list[str] = []
+    for before, after in ((None, "1"), ("1", "2"), ("2", "3")):
+        history = after_promotion(history, before, after)
+    assert history == ["1", "2", "3"]
+    assert rollback_target(history, "3") == "2"
+    history = after_rollback(history, "3")
+    assert rollback_target(history, "2") == "1"
+    history = after_rollback(history, "2")
+    assert history == ["1"] and rollback_target(history, "1") is None
+    # Moved outside our API (1 -> 7): rollback goes to what was replaced, a promotion records it.
+    assert rollback_target(["1", "2"], "7") == "2" and after_rollback(["1", "2"], "7") == ["1", "2"]
+    assert after_promotion(["1", "2"], "7", "8") == ["1", "2", "7", "8"]
+    # Promoted back and forth: no rollback lands on the version already serving.
+    assert rollback_target(["1", "2", "1"], "1") == "2"
+    assert after_promotion([str(v) for v in range(HISTORY_MAX)], "49", "50")[0] == "1"
+    assert history_of({"fs.production_history": "not json"}) == [] and history_of({}) == []

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+# What a database outage raises (refused connection, dropped connection, timeout); callers turn
+# these into DatabaseUnavailable (503) instead of a 500.
+DB_ERRORS = (OSError, DBAPIError, OperationalError, InterfaceError, asyncio.TimeoutError)
 
 
 def create_engine(url: str, echo: bool = False) -> AsyncEngine:

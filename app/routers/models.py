@@ -82,7 +82,7 @@ async def rollback(
     name: str, admin: AdminDep, lifecycle: LifecycleDep, container: ContainerDep,
     reloader: ReloaderDep, body: RollbackRequest | None = None,
 ) -> MoveOut:
-    """Point Production back at the previous Production version. Admin only."""
+    """Undo the last move: Production goes back to the version before it (repeatable). Admin only."""
     result = await lifecycle.rollback(name, actor=admin, reason=body.reason if body else None)
     return await _after_move(result, container, reloader)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.engine import DB_ERRORS
 from app.db.tables import ModelPromotion
+from app.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +36,47 @@ class PromotionAudit:
         self._engine = engine
 
     async def record(self, entry: AuditEntry) -> None:
-        if entry.action not in ACTIONS:
-            raise ValueError(f"unknown audit action {entry.action!r}")
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
-        log.info("audit: %s %s %s -> %s by %s: %s", entry.model_name, entry.action,
-                 entry.from_version, entry.to_version, entry.actor, entry.outcome)
+        _check(entry)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the audit store is unavailable; retry shortly") from exc
+        _log(entry)
+
+    @asynccontextmanager
+    async def recording(self, entry: AuditEntry) -> AsyncIterator[None]:
+        """Run the body inside the transaction that inserts ``entry``: the row commits only if
+        the body succeeds, and the body never runs when the row cannot be written.
+
+        Raises ``DatabaseUnavailable`` before the body when the database is down, and
+        ``AuditCommitFailed`` when the final commit fails after the body has run (the caller
+        undoes what the body did).
+        """
+        _check(entry)
+        try:
+            conn = await self._engine.connect()
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the audit store is unavailable; nothing was changed") from exc
+        try:
+            try:
+                transaction = await conn.begin()
+                await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
+            except DB_ERRORS as exc:
+                raise DatabaseUnavailable(
+                    "the audit store is unavailable; nothing was changed") from exc
+            try:
+                yield
+            except BaseException:
+                await _quietly(transaction.rollback())
+                raise
+            try:
+                await transaction.commit()
+            except DB_ERRORS as exc:
+                raise AuditCommitFailed("the audit row could not be committed") from exc
+        finally:
+            await _quietly(conn.close())
+        _log(entry)
 
     async def list(self, model_name: str, limit: int = 100) -> list[dict]:
         """Newest first."""
@@ -47,5 +86,30 @@ class PromotionAudit:
             .order_by(ModelPromotion.created_at.desc())
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+        try:
+            async with self._engine.connect() as conn:
+                return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the audit store is unavailable; retry shortly") from exc
+
+
+class AuditCommitFailed(Exception):
+    """The body of ``PromotionAudit.recording`` ran but its audit row was not committed."""
+
+
+def _check(entry: AuditEntry) -> None:
+    if entry.action not in ACTIONS:
+        raise ValueError(f"unknown audit action {entry.action!r}")
+
+
+def _log(entry: AuditEntry) -> None:
+    log.info("audit: %s %s %s -> %s by %s: %s", entry.model_name, entry.action,
+             entry.from_version, entry.to_version, entry.actor, entry.outcome)
+
+
+async def _quietly(awaitable) -> None:
+    """Roll back or close a connection the database may already have dropped."""
+    try:
+        await awaitable
+    except DB_ERRORS as exc:
+        log.warning("audit connection cleanup failed: %s", type(exc).__name__)

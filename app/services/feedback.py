@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.engine import DB_ERRORS
 from app.db.tables import PredictionFeedback
 from app.errors import DatabaseUnavailable, PredictionNotFound
-from app.services.prediction_log import DB_ERRORS, PredictionLog
+from app.services.prediction_log import PredictionLog
 
 
 @dataclass(frozen=True)

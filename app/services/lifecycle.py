@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.config import LifecycleSettings, ModelSettings
-from app.errors import ModelNotFound, PromotionRefused
+from app.errors import DatabaseUnavailable, ModelNotFound, PromotionRefused, RegistryUnavailable
 from app.metrics import ServiceMetrics
-from app.services.audit import AuditEntry, PromotionAudit
+from app.services.audit import AuditCommitFailed, AuditEntry, PromotionAudit
 from app.services.policy import PolicyDecision, PromotionPolicy
 from app.services.registry import ModelRegistry, VersionRef
 
 log = logging.getLogger(__name__)
 
-PREVIOUS_TAG = "fs.previous_production"
+# The registered model tag holding the Production versions our moves made, oldest first (JSON);
+# rollback walks it back like an undo stack. Bounded so the tag stays small.
+HISTORY_TAG = "fs.production_history"
+HISTORY_MAX = 50
 
 
 @dataclass
@@ -86,7 +89,7 @@ class LifecycleService:
         return {
             "name": name, "alias": self.model.alias,
             "production": describe(prod) if prod else None,
-            "previous_production": tags.get(PREVIOUS_TAG),
+            "previous_production": rollback_target(history_of(tags), prod.version if prod else None),
             "latest_version": refs[-1].version if refs else None, "version_count": len(refs),
         }
 
@@ -121,37 +124,110 @@ class LifecycleService:
         return MoveResult(name, action, from_version, version, decision)
 
     async def rollback(self, name: str, *, actor: str, reason: str | None) -> MoveResult:
-        """Point Production back at the version it had before the last move."""
+        """Point Production back at the version it had before the last move; again and again."""
         prod = await self.production(name)
-        tags = await asyncio.to_thread(self.registry.model_tags, name)
-        previous = tags.get(PREVIOUS_TAG)
         current = prod.version if prod else None
-        if not previous or previous == current:
-            await self._audit(name, actor, "rollback", current, previous, reason, "refused",
+        history = history_of(await asyncio.to_thread(self.registry.model_tags, name))
+        target = rollback_target(history, current)
+        if target is None:
+            await self._audit(name, actor, "rollback", current, None, reason, "refused",
                               "no previous Production version is recorded")
             raise PromotionRefused("no previous Production version to roll back to")
-        await asyncio.to_thread(self.registry.get_version, name, previous)  # still exists?
-        await self._move(name, previous, current, actor, "rollback", reason, "rolled back")
-        return MoveResult(name, "rollback", current, previous)
+        await asyncio.to_thread(self.registry.get_version, name, target)  # still exists?
+        await self._move(name, target, current, actor, "rollback", reason, "rolled back")
+        return MoveResult(name, "rollback", current, target)
 
     async def _move(self, name, to_version, from_version, actor, action, reason, detail) -> None:
-        def move() -> None:
-            self.registry.set_alias(name, self.model.alias, to_version)
-            if from_version:
-                self.registry.client.set_registered_model_tag(name, PREVIOUS_TAG, from_version)
-            if self.settings.set_legacy_stage:
-                self.registry.set_legacy_stage(name, to_version)
+        """Move the alias inside the transaction that writes its audit row: no unaudited move.
 
+        The database is asked first, so an audit outage refuses the move (503) with nothing
+        changed; a registry failure puts back what moved, rolls the row back and audits the
+        failure instead.
+        """
+        def move(to: str, history: list[str]) -> None:
+            self.registry.set_alias(name, self.model.alias, to)
+            self.registry.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+            if self.settings.set_legacy_stage:
+                self.registry.set_legacy_stage(name, to)
+
+        tags = await asyncio.to_thread(self.registry.model_tags, name)
+        before = history_of(tags)
+        after = (after_rollback(before, from_version) if action == "rollback"
+                 else after_promotion(before, from_version, to_version))
+        entry = AuditEntry(name, actor, action, from_version, to_version, reason, "success", detail)
         try:
-            await asyncio.to_thread(move)
-        except Exception as exc:
+            async with self.audit.recording(entry):
+                await asyncio.to_thread(move, to_version, after)
+        except AuditCommitFailed as exc:
+            await self._undo(name, from_version, before, move)
+            self._count(action, "failed")
+            raise DatabaseUnavailable(
+                "the audit store failed while recording the change, so it was undone; "
+                "retry shortly") from exc
+        except DatabaseUnavailable:
+            self._count(action, "failed")
+            raise
+        except Exception as exc:  # the registry: refused, unreachable, half-applied
+            await self._undo(name, from_version, before, move)
             await self._audit(name, actor, action, from_version, to_version, reason, "failed",
                               f"the registry refused the change ({type(exc).__name__})")
-            raise
-        await self._audit(name, actor, action, from_version, to_version, reason, "success", detail)
+            raise RegistryUnavailable("the model registry refused the change; nothing moved") from exc
+        self._count(action, "success")
+
+    async def _undo(self, name, from_version, history, move) -> None:
+        """Put Production and its history back after a move that failed half-way (best effort:
+        when this fails too, the log says the registry may hold an unaudited move)."""
+        if from_version is None:
+            log.error("model %s: a failed first promotion may have left the alias set", name)
+            return
+        try:
+            await asyncio.to_thread(move, from_version, history)
+            log.warning("model %s: the move failed, Production is back on %s", name, from_version)
+        except Exception:
+            log.exception("model %s: the move failed AND Production could not be put back on %s; "
+                          "the registry may hold an unaudited move", name, from_version)
 
     async def _audit(self, name, actor, action, from_version, to_version, reason, outcome, detail):
-        if self.metrics is not None:
-            self.metrics.promotions.labels(action, outcome).inc()
+        self._count(action, outcome)
         await self.audit.record(AuditEntry(name, actor, action, from_version, to_version, reason,
                                            outcome, detail))
+
+    def _count(self, action: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.promotions.labels(action, outcome).inc()
+
+
+# -- the Production history (pure, so the undo rules are tested without a registry) -----------
+
+def history_of(tags: dict[str, str]) -> list[str]:
+    try:
+        history = json.loads(tags.get(HISTORY_TAG, "[]"))
+    except json.JSONDecodeError:
+        log.warning("ignoring an unreadable %s tag", HISTORY_TAG)
+        return []
+    return [str(v) for v in history] if isinstance(history, list) else []
+
+
+def after_promotion(history: list[str], from_version: str | None, to_version: str) -> list[str]:
+    """Push the new Production version; first the replaced one if a move outside our API
+    (the plain MLflow client) put it there."""
+    history = list(history)
+    if from_version is not None and (not history or history[-1] != from_version):
+        history.append(from_version)
+    history.append(to_version)
+    return history[-HISTORY_MAX:]
+
+
+def rollback_target(history: list[str], current: str | None) -> str | None:
+    """The version before ``current``: the top of the history, or the one under it when
+    ``current`` is the top."""
+    trail = history[:-1] if history and history[-1] == current else history
+    return next((v for v in reversed(trail) if v != current), None)
+
+
+def after_rollback(history: list[str], current: str | None) -> list[str]:
+    """Pop ``current`` (and any copies of it underneath) so the next rollback goes further back."""
+    history = list(history)
+    while history and history[-1] == current:
+        history.pop()
+    return history

@@ -16,11 +16,11 @@ import uuid
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import SpoolSettings
 from app.db.dialect import ingest_ignoring_duplicates
+from app.db.engine import DB_ERRORS
 from app.db.tables import Prediction
 from app.errors import DatabaseUnavailable, PredictionLogFull
 from app.metrics import ServiceMetrics
@@ -33,8 +33,6 @@ from app.services.spool_writer import SpoolWriteError, SpoolWriter
 __all__ = ["PredictionLog", "PredictionRecord"]
 
 log = logging.getLogger(__name__)
-
-DB_ERRORS = (OSError, DBAPIError, OperationalError, InterfaceError, asyncio.TimeoutError)
 
 
 def default_worker_id() -> str:
