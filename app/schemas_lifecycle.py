@@ -48,7 +48,7 @@ class ModelOut(BaseModel):
     name: str
     alias: str
     production: VersionOut | None
-    previous_production: str | None
+    previous_production: str | None = Field(description="The version a rollback would return to")
     latest_version: str | None
     version_count: int
     serving: ServingOut | None = Field(None, description="What this worker serves right now")

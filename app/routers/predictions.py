@@ -29,11 +29,27 @@ router = APIRouter(
 )
 
 
+# OpenAPI links: where a prediction id goes next (clients and schemathesis' stateful runs follow them).
+_PREDICTION_LINKS = {
+    "GetPrediction": {
+        "operationId": "get_prediction",
+        "parameters": {"prediction_id": "$response.body#/predictions/0/prediction_id"},
+        "description": "The logged prediction: the model version that made it, its feedback",
+    },
+    "SubmitFeedback": {
+        "operationId": "submit_feedback",
+        "parameters": {"prediction_id": "$response.body#/predictions/0/prediction_id"},
+        "description": "Ground truth for the prediction",
+    },
+}
+
+
 @router.post(
     "",
     response_model=PredictionResponse,
     operation_id="create_predictions",
-    responses=error_responses(400, 503, 504),
+    responses={200: {"description": "Successful Response", "links": _PREDICTION_LINKS},
+               **error_responses(400, 503, 504)},
 )
 async def create_predictions(
     body: PredictionRequest,
@@ -69,7 +85,7 @@ async def create_predictions(
     "/{prediction_id}",
     response_model=LoggedPrediction,
     operation_id="get_prediction",
-    responses=error_responses(404),
+    responses=error_responses(404, 503),
 )
 async def get_prediction(
     prediction_id: uuid.UUID, predictions: PredictionsDep, feedback: FeedbackDep

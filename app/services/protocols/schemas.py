@@ -93,7 +93,11 @@ def infer_request_body() -> dict[str, Any]:
                 "properties": {
                     "name": {"const": feature.name},
                     "datatype": {"const": datatype},
-                    "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2},
+                    "shape": {
+                        "type": "array", "items": {"type": "integer", "minimum": 0},
+                        "minItems": 1, "maxItems": 2,
+                        "description": "[n] or [n, 1], n the number of values in data",
+                    },
                     "data": {"type": "array", "items": row[feature.name]},
                     "parameters": {"type": "object"},
                 },
