@@ -229,7 +229,11 @@ class DriftSettings(BaseSettings):
     max_current_rows: int = Field(500_000, ge=100, description="Larger windows are sampled down to this")
     evidently_timeout_s: float = Field(300.0, gt=0, description="Slower Evidently runs fall back to native")
     check_enabled: bool = True
-    check_interval_s: float = Field(3600.0, gt=0, description="Periodic drift check (first run after one interval)")
+    check_interval_s: float = Field(
+        3600.0, gt=0,
+        description="Periodic drift check: once per interval across all workers and replicas, at "
+        "boundaries aligned to the epoch (hourly at :00 by default)",
+    )
     check_window: str = "24h"
     check_engine: Literal["native", "evidently"] = "native"
 

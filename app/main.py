@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -34,6 +35,7 @@ from app.services.monitoring.performance import PerformanceService
 from app.services.prediction_log import PredictionLog
 from app.services.predictions import PredictionService
 from app.services.registry import ModelRegistry
+from app.services.scheduling import SlotClaims
 from app.server import mark_worker_dead
 from app.services.audit import PromotionAudit
 from app.services.lifecycle import LifecycleService
@@ -73,8 +75,11 @@ def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
         drift=drift,
         performance=performance,
         health=health,
-        drift_monitor=DriftMonitor(drift, performance, registry, settings.drift,
-                                   settings.health.window, settings.health.bucket),
+        drift_monitor=DriftMonitor(
+            drift, performance, registry, settings.drift, settings.health.window,
+            settings.health.bucket,
+            SlotClaims(engine, f"{socket.gethostname()}/{prediction_log.worker}"),
+        ),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -12,10 +13,10 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import func, select
 
-from app.config import DriftSettings, TrainingSettings
+from app.config import DriftSettings, SpoolSettings, TrainingSettings
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
-from app.db.tables import DriftReport
+from app.db.tables import DriftReport, ScheduledRun
 from app.ml.features import FEATURE_NAMES
 from app.ml.synthetic import generate
 from tests.conftest import RunningApp, make_settings
@@ -160,13 +161,19 @@ async def test_bad_drift_queries_are_4xx(big_registry, tmp_path):
         assert empty.status_code == 404 and empty.json()["error"]["code"] == "no_data_in_window"
 
 
-async def test_periodic_check_logs_to_mlflow_and_prometheus(big_registry, tmp_path):
+async def test_periodic_check_runs_once_per_slot_and_every_worker_publishes(big_registry, tmp_path):
+    """Two workers sharing the database: each slot's check runs in one of them, is logged to
+    MLflow once, and both export its gauges."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
     await upgrade(db_url)
     frame = generate(1500, seed=24, shift=SHIFTED)
     await insert_predictions(db_url, prediction_rows(frame, frame["future_need_level"], now()))
-    settings = app_settings(big_registry, db_url, check_interval_s=0.3, check_window="1h")
-    client_ml = MlflowClient(settings.tracking_uri, settings.registry_uri)
+    workers = [
+        app_settings(big_registry, db_url, check_interval_s=0.5, check_window="1h")
+        .model_copy(update={"spool": SpoolSettings(dir=tmp_path / name, worker_id=name)})
+        for name in ("a", "b")
+    ]
+    client_ml = MlflowClient(workers[0].tracking_uri, workers[0].registry_uri)
     experiment = client_ml.get_experiment_by_name("production-monitoring")
     before = len(client_ml.search_runs([experiment.experiment_id])) if experiment else 0
 
@@ -177,18 +184,37 @@ async def test_periodic_check_logs_to_mlflow_and_prometheus(big_registry, tmp_pa
         runs = client_ml.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
         return [r for r in runs if r.info.status == "FINISHED"]
 
-    async with RunningApp(settings) as client:
-        deadline = asyncio.get_running_loop().time() + 40
-        while len(runs := await asyncio.to_thread(finished_runs)) <= before:
-            assert asyncio.get_running_loop().time() < deadline, "no periodic drift check ran"
+    async def ok_slots() -> list:
+        engine = create_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                return (await conn.execute(select(ScheduledRun.claimed_by, ScheduledRun.report_id)
+                                           .where(ScheduledRun.outcome == "ok"))).all()
+        finally:
+            await engine.dispose()
+
+    async with RunningApp(workers[0]) as first, RunningApp(workers[1]) as second:
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            scrapes = [(await c.get("/metrics")).text for c in (first, second)]
+            if len(await ok_slots()) >= 2 and all("fs_drift_share 0.25" in m for m in scrapes):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the workers did not both publish"
             await asyncio.sleep(0.2)
-        metrics = (await client.get("/metrics")).text
-        assert 'fs_drift_checks_total{engine="native",outcome="ok"}' in metrics
-        assert 'fs_drift_detected{feature="trend_score"} 1.0' in metrics
-        assert 'fs_drift_detected{feature="economic_indicator"} 0.0' in metrics
-        assert "fs_drift_share 0.25" in metrics
-        assert 'fs_drift_score{feature="avg_salary_k"}' in metrics
-        assert "fs_dataset_drift 0.0" in metrics
+        slots = await ok_slots()
+        runs = await asyncio.to_thread(finished_runs)
+        runs = runs[:len(runs) - before]  # newest first: this test's
+        # One run per slot (one per worker would tag each slot twice), each naming its report.
+        slot_tags = [r.data.tags["slot"] for r in runs]
+        assert len(slot_tags) == len(set(slot_tags)) >= len(slots)
+        assert {report for _, report in slots} <= {r.data.tags["drift_report_id"] for r in runs}
+        for metrics in scrapes:
+            assert 'fs_drift_detected{feature="trend_score"} 1.0' in metrics
+            assert 'fs_drift_detected{feature="economic_indicator"} 0.0' in metrics
+            assert 'fs_drift_score{feature="avg_salary_k"}' in metrics
+            assert "fs_dataset_drift 0.0" in metrics
+        assert any('fs_drift_checks_total{engine="native",outcome="ok"}' in m for m in scrapes)
+    assert {by for by, _ in slots} <= {f"{socket.gethostname()}/a", f"{socket.gethostname()}/b"}
     run = runs[0]
     assert run.data.tags["model_version"] == "1" and run.data.tags["engine"] == "native"
     assert run.data.metrics["drift_share"] == 0.25

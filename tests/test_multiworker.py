@@ -6,13 +6,16 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from mlflow import MlflowClient
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,6 +60,25 @@ def predictions_per_worker(multiproc_dir: Path) -> dict[str, float]:
     return counts
 
 
+def _slots(db: Path, outcome: str | None = None) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT slot, outcome, report_id FROM scheduled_run "
+                            "WHERE job = 'drift-check'").fetchall()
+    return [r for r in rows if outcome is None or r[1] == outcome]
+
+
+def _report_ids(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {str(uuid.UUID(hex=r[0])) for r in conn.execute("SELECT id FROM drift_report")}
+
+
+def _monitoring_run_slots(registry_dir: Path, since_ms: int) -> list[str]:
+    client = MlflowClient(f"sqlite:///{registry_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("production-monitoring")
+    runs = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {since_ms}")
+    return [run.data.tags["slot"] for run in runs]
+
+
 async def _one_request(base: str, item: dict) -> None:
     # A fresh connection per request, so the kernel can hand it to either worker.
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -76,7 +98,10 @@ async def test_two_workers_share_one_metrics_scrape(registry_dir, tmp_path):
         MLFLOW_TRACKING_URI=f"sqlite:///{registry_dir / 'mlflow.db'}",
         DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}",
         FS_MODEL_POLL_INTERVAL_S="1",
+        FS_DRIFT_CHECK_INTERVAL_S="1",
+        FS_DRIFT_CHECK_WINDOW="1h",
     )
+    started_ms = int(time.time() * 1000)
     subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
     proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -111,6 +136,20 @@ async def test_two_workers_share_one_metrics_scrape(registry_dir, tmp_path):
         # Both workers report the model they serve (one series per live worker).
         info = [s for s in samples if s.name == "fs_model_info" and s.value == 1]
         assert len({s.labels["pid"] for s in info}) == 2
+
+        # The periodic drift check runs once per slot, not once per worker.
+        db = tmp_path / "p.db"
+        wait_until(lambda: len(_slots(db, "ok")) >= 3, 60, "three drift checks", proc)
+        reports = _report_ids(db)
+        ok_reports = [report for _, _, report in _slots(db, "ok")]
+        slot_tags = _monitoring_run_slots(registry_dir, started_ms)
+        assert len(set(ok_reports)) == len(ok_reports) and set(ok_reports) <= reports
+        # One MLflow run per slot (one per worker would tag each slot twice), and one report per
+        # checked slot: at most the check under way has stored its report but not its slot yet.
+        assert len(slot_tags) == len(set(slot_tags)) >= len(ok_reports)
+        assert len(ok_reports) <= len(reports) <= len(ok_reports) + 1, (reports, _slots(db))
+        scrape = httpx.get(f"{base}/metrics", timeout=10).text
+        assert "fs_drift_share " in scrape and "fs_drift_share NaN" not in scrape
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)

@@ -112,3 +112,18 @@ class TrainingRun(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     metrics: Mapped[dict[str, float]] = mapped_column(JsonDoc)
     status: Mapped[str] = mapped_column(String(20))
+
+
+class ScheduledRun(Base):
+    """One row per periodic job and time slot: the worker whose insert wins runs the job, so
+    workers and replicas sharing the database run each periodic check once."""
+
+    __tablename__ = "scheduled_run"
+
+    job: Mapped[str] = mapped_column(String(50), primary_key=True)
+    slot: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(100))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(20))  # "ok", "skipped", "failed"
+    report_id: Mapped[str | None] = mapped_column(String(36))

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import DriftSettings
+from app.db.engine import DB_ERRORS
 from app.db.tables import DriftReport
-from app.errors import NoDataInWindow, ReferenceUnavailable
+from app.errors import DatabaseUnavailable, NoDataInWindow, ReferenceUnavailable
 from app.metrics import ServiceMetrics
 from app.ml.features import CATEGORICAL, LEVELS
 from app.services.loaded_model import LoadedModel, to_frame
@@ -142,14 +143,34 @@ class DriftService:
 
     def publish(self, result: DriftResult) -> None:
         """Prometheus gauges for the latest periodic check."""
+        self._set_gauges([(f.feature, f.score, f.drifted) for f in result.features],
+                         result.drift_share, result.dataset_drift)
+
+    def publish_stored(self, body: dict) -> None:
+        """The same gauges from a stored report (``DriftResult.to_dict()``), one another worker made."""
+        self._set_gauges([(f["feature"], f["score"], f["drifted"]) for f in body["features"]],
+                         body["drift_share"], body["dataset_drift"])
+
+    def _set_gauges(self, features: list[tuple[str, float, bool]], share: float,
+                    dataset_drift: bool) -> None:
         m = self._metrics
         m.drift_score.clear()
         m.drift_detected.clear()
-        for f in result.features:
-            m.drift_score.labels(f.feature).set(f.score)
-            m.drift_detected.labels(f.feature).set(1 if f.drifted else 0)
-        m.drift_share.set(result.drift_share)
-        m.dataset_drift.set(1 if result.dataset_drift else 0)
+        for feature, score, drifted in features:
+            m.drift_score.labels(feature).set(score)
+            m.drift_detected.labels(feature).set(1 if drifted else 0)
+        m.drift_share.set(share)
+        m.dataset_drift.set(1 if dataset_drift else 0)
+
+    async def stored(self, report_id: str) -> dict | None:
+        """A stored report's result body."""
+        t = DriftReport.__table__
+        try:
+            async with self._engine.connect() as conn:
+                return (await conn.execute(
+                    select(t.c.result).where(t.c.id == uuid.UUID(report_id)))).scalar_one_or_none()
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("stored drift reports cannot be read right now") from exc
 
     async def latest_stored(self, model_name: str, model_version: str,
                             since: datetime) -> dict | None:

@@ -10,31 +10,36 @@ import asyncio
 import json
 import logging
 import time
+from datetime import datetime
 
 from mlflow.entities import Metric, Param, RunTag
 
 from app.config import DriftSettings
-from app.errors import DomainError
+from app.errors import DatabaseUnavailable, DomainError
 from app.services.monitoring.drift_service import DriftService
 from app.services.monitoring.performance import PerformanceService
 from app.services.monitoring.result import DriftResult
 from app.services.monitoring.windows import TimeWindow, parse_duration
 from app.services.registry import ModelRegistry
+from app.services.scheduling import SlotClaims, sleep_until_next_slot
 
 log = logging.getLogger(__name__)
 
 MONITORING_EXPERIMENT = "production-monitoring"
 
 
-def log_report(registry: ModelRegistry, result: DriftResult, page: str | None) -> str:
-    """One MLflow run per report: a metric per feature, the JSON and the HTML as artifacts."""
+def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
+               slot: datetime | None = None) -> str:
+    """One MLflow run per report: a metric per feature, the JSON and the HTML as artifacts;
+    a periodic check's run is tagged with its slot."""
     client = registry.client
     experiment_id = registry.ensure_experiments((MONITORING_EXPERIMENT,))[MONITORING_EXPERIMENT]
     run = client.create_run(
         experiment_id,
         run_name=f"drift {result.model_name} v{result.model_version}",
         tags={"model_name": result.model_name, "model_version": result.model_version,
-              "engine": result.engine, "drift_report_id": result.report_id or ""},
+              "engine": result.engine, "drift_report_id": result.report_id or "",
+              **({"slot": slot.isoformat()} if slot else {})},
     )
     run_id = run.info.run_id
     try:
@@ -69,23 +74,27 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None) -
     return run_id
 
 
+CHECK_JOB = "drift-check"
+
+
 class DriftMonitor:
     def __init__(self, drift: DriftService, performance: PerformanceService,
                  registry: ModelRegistry, settings: DriftSettings, health_window: str,
-                 health_bucket: str) -> None:
+                 health_bucket: str, claims: SlotClaims) -> None:
         self._drift = drift
         self._performance = performance
         self._registry = registry
         self._settings = settings
         self._health_window = health_window
         self._health_bucket = health_bucket
+        self._claims = claims
 
-    async def check_once(self) -> tuple[DriftResult, str]:
+    async def check_once(self, slot: datetime | None = None) -> tuple[DriftResult, str]:
         s = self._settings
         window = TimeWindow.resolve(None, None, s.check_window, s.check_window)
         result, page = await self._drift.report(window, s.check_engine, with_html=True)
         self._drift.publish(result)
-        run_id = await asyncio.to_thread(log_report, self._registry, result, page)
+        run_id = await asyncio.to_thread(log_report, self._registry, result, page, slot)
         log.info("drift check: %d of %d features drifted (dataset drift: %s); MLflow run %s",
                  len(result.drifted_features), len(result.features), result.dataset_drift, run_id)
         return result, run_id
@@ -95,16 +104,44 @@ class DriftMonitor:
         await self._performance.compute(window, parse_duration(self._health_bucket), model_name)
 
     async def run_forever(self, model_name: str) -> None:
-        """Every interval: the drift check and the accuracy gauge. A failed check waits for the next."""
+        """At every slot boundary: the drift check, run by the one worker that claims the slot
+        (the others publish its stored result), then the accuracy gauge in every worker."""
         while True:
-            await asyncio.sleep(self._settings.check_interval_s)
+            slot = await sleep_until_next_slot(self._settings.check_interval_s)
             try:
-                await self.check_once()
-            except DomainError as exc:
-                log.info("drift check skipped: %s", exc.message)
-            except Exception:
-                log.exception("drift check failed")
+                if await self._claims.claim(CHECK_JOB, slot):
+                    await self._run_claimed(slot)
+                else:
+                    await self._follow(slot)
+            except DatabaseUnavailable as exc:
+                log.warning("drift check skipped: %s", exc.message)
+            except Exception:  # the loop must outlive any one slot
+                log.exception("drift check slot failed")
             try:
                 await self.refresh_accuracy(model_name)
             except Exception:
                 log.exception("accuracy refresh failed")
+
+    async def _run_claimed(self, slot: datetime) -> None:
+        outcome, report_id = "failed", None
+        try:
+            result, _ = await self.check_once(slot)
+            outcome, report_id = "ok", result.report_id
+        except DomainError as exc:
+            outcome = "skipped"
+            log.info("drift check skipped: %s", exc.message)
+        except Exception:
+            log.exception("drift check failed")
+        finally:
+            await self._claims.finish(CHECK_JOB, slot, outcome, report_id)
+
+    async def _follow(self, slot: datetime) -> None:
+        """Publish the winner's report here too, so every worker's and replica's gauges agree."""
+        s = self._settings
+        record = await self._claims.wait_finished(
+            CHECK_JOB, slot, timeout_s=min(s.check_interval_s / 2, s.evidently_timeout_s + 60))
+        if record is None or record.report_id is None:
+            return
+        body = await self._drift.stored(record.report_id)
+        if body is not None:
+            self._drift.publish_stored(body)
