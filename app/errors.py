@@ -68,6 +68,12 @@ class PromotionRefused(Conflict):
     code = "promotion_refused"
 
 
+class ProductionChanged(PromotionRefused):
+    """Another promotion or rollback moved Production after this one was decided."""
+
+    code = "production_changed"
+
+
 class Unauthenticated(DomainError):
     code = "unauthenticated"
 

@@ -233,6 +233,39 @@ async def test_rollback_walks_back_through_every_promotion(lifecycle_dir):
         ]
 
 
+async def test_concurrent_moves_keep_one_consistent_history(lifecycle_dir, db_url):
+    """Promotions and rollbacks racing each other: each move starts where the previous ended
+    (or is refused with 409), so the audit is one chain ending at the registry's alias."""
+    settings = lifecycle_settings(lifecycle_dir, database_url=db_url)
+    mlflow = MlflowClient(settings.tracking_uri, settings.registry_uri)
+    v2 = mlflow.get_model_version(MODEL, "2")
+    mlflow.create_model_version(MODEL, mlflow.get_model_version_download_uri(MODEL, "2"),
+                                run_id=v2.run_id)
+    changed = 0
+    async with RunningApp(settings) as client:
+        for _ in range(4):
+            responses = await asyncio.gather(
+                client.post(f"/v1/models/{MODEL}/promote", headers=admin(),
+                            json={"version": "2", "force": True}),
+                client.post(f"/v1/models/{MODEL}/promote", headers=admin(CI_TOKEN),
+                            json={"version": "3", "force": True}),
+                client.post(f"/v1/models/{MODEL}/rollback", headers=admin(), json={}),
+            )
+            for response in responses:
+                assert response.status_code in (200, 409), response.text
+                if response.status_code == 409:
+                    code = response.json()["error"]["code"]
+                    assert code in ("promotion_refused", "production_changed"), response.text
+                    changed += code == "production_changed"
+        audit = (await client.get(f"/v1/models/{MODEL}/promotions")).json()["promotions"]
+    moves = [(a["from_version"], a["to_version"]) for a in reversed(audit) if a["outcome"] == "success"]
+    assert moves, audit
+    assert all(before[1] == after[0] for before, after in zip(moves, moves[1:])), moves
+    assert moves[0][0] == "1"
+    assert str(mlflow.get_model_version_by_alias(MODEL, "production").version) == moves[-1][1]
+    print(f"{len(moves)} moves, {changed} refused because Production changed meanwhile")
+
+
 async def test_no_move_without_its_audit_row(lifecycle_dir, pg_cluster, cluster_db):
     """The audit store down: promote and rollback get 503 and the registry is left untouched."""
     settings = lifecycle_settings(lifecycle_dir, database_url=cluster_db)

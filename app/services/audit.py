@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import DB_ERRORS
@@ -47,7 +47,9 @@ class PromotionAudit:
     @asynccontextmanager
     async def recording(self, entry: AuditEntry) -> AsyncIterator[None]:
         """Run the body inside the transaction that inserts ``entry``: the row commits only if
-        the body succeeds, and the body never runs when the row cannot be written.
+        the body succeeds, and the body never runs when the row cannot be written. Bodies for
+        one model run one at a time, across processes and replicas: Postgres serializes them
+        with a transaction-scoped advisory lock, SQLite with its single writer (the insert).
 
         Raises ``DatabaseUnavailable`` before the body when the database is down, and
         ``AuditCommitFailed`` when the final commit fails after the body has run (the caller
@@ -61,6 +63,9 @@ class PromotionAudit:
         try:
             try:
                 transaction = await conn.begin()
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                       {"key": f"model_promotion:{entry.model_name}"})
                 await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
             except DB_ERRORS as exc:
                 raise DatabaseUnavailable(

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.config import LifecycleSettings, ModelSettings
-from app.errors import DatabaseUnavailable, ModelNotFound, PromotionRefused, RegistryUnavailable
+from app.errors import (
+    DatabaseUnavailable,
+    ModelNotFound,
+    ProductionChanged,
+    PromotionRefused,
+    RegistryUnavailable,
+)
 from app.metrics import ServiceMetrics
 from app.services.audit import AuditCommitFailed, AuditEntry, PromotionAudit
 from app.services.policy import PolicyDecision, PromotionPolicy
@@ -142,7 +148,8 @@ class LifecycleService:
 
         The database is asked first, so an audit outage refuses the move (503) with nothing
         changed; a registry failure puts back what moved, rolls the row back and audits the
-        failure instead.
+        failure instead. Moves of one model are serialized by that transaction, and each checks
+        that Production is still the version its decision was made against (else 409).
         """
         def move(to: str, history: list[str]) -> None:
             self.registry.set_alias(name, self.model.alias, to)
@@ -150,14 +157,26 @@ class LifecycleService:
             if self.settings.set_legacy_stage:
                 self.registry.set_legacy_stage(name, to)
 
-        tags = await asyncio.to_thread(self.registry.model_tags, name)
-        before = history_of(tags)
-        after = (after_rollback(before, from_version) if action == "rollback"
-                 else after_promotion(before, from_version, to_version))
         entry = AuditEntry(name, actor, action, from_version, to_version, reason, "success", detail)
+        before: list[str] = []
+        moving = False
         try:
             async with self.audit.recording(entry):
+                # Serialized with other moves of this model: re-check what the decision assumed.
+                now = await self.production(name)
+                current = now.version if now else None
+                if current != from_version:
+                    raise ProductionChanged(
+                        f"Production moved to version {current} while this change was decided; retry")
+                before = history_of(await asyncio.to_thread(self.registry.model_tags, name))
+                after = (after_rollback(before, from_version) if action == "rollback"
+                         else after_promotion(before, from_version, to_version))
+                moving = True
                 await asyncio.to_thread(move, to_version, after)
+        except ProductionChanged as exc:
+            await self._audit(name, actor, action, from_version, to_version, reason, "refused",
+                              exc.message)
+            raise
         except AuditCommitFailed as exc:
             await self._undo(name, from_version, before, move)
             self._count(action, "failed")
@@ -168,7 +187,8 @@ class LifecycleService:
             self._count(action, "failed")
             raise
         except Exception as exc:  # the registry: refused, unreachable, half-applied
-            await self._undo(name, from_version, before, move)
+            if moving:
+                await self._undo(name, from_version, before, move)
             await self._audit(name, actor, action, from_version, to_version, reason, "failed",
                               f"the registry refused the change ({type(exc).__name__})")
             raise RegistryUnavailable("the model registry refused the change; nothing moved") from exc
