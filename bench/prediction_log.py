@@ -35,6 +35,8 @@ from app.db.migrate import upgrade  # noqa: E402
 from app.db.tables import Prediction  # noqa: E402
 from app.metrics import ServiceMetrics  # noqa: E402
 from app.ml.synthetic import generate  # noqa: E402
+from app.services.admission import Admission  # noqa: E402
+from app.services.batching import MicroBatcher  # noqa: E402
 from app.services.model_service import ModelService  # noqa: E402
 from app.services.prediction_log import PredictionLog, PredictionRecord  # noqa: E402
 from app.services.predictions import PredictionService  # noqa: E402
@@ -107,6 +109,15 @@ async def _latencies(service: PredictionService, items: list[dict], concurrency:
     return lat, len(lat) / (time.perf_counter() - started)
 
 
+def _service(settings: Settings, models, log, metrics) -> tuple[PredictionService, MicroBatcher]:
+    """The request path as the composition root builds it: admission, deadline, micro-batching."""
+    batcher = MicroBatcher(settings.batch.max_rows, settings.batch.max_wait_ms / 1000.0, metrics)
+    service = PredictionService(models, log, metrics, settings.predict.max_items,
+                                Admission(settings.limits.max_in_flight), settings.limits.deadline_s,
+                                batcher)
+    return service, batcher
+
+
 async def bench_durability(work: Path, requests: int) -> None:
     from app.services.training import train
 
@@ -141,19 +152,20 @@ async def bench_durability(work: Path, requests: int) -> None:
         for r in range(rounds):
             for mode in modes:
                 log = None
-                if mode == "off":
-                    service = PredictionService(models, _NoLog(), metrics, 100)
-                else:
+                if mode != "off":
                     spool = SpoolSettings(durability=mode, dir=work / f"spool-{mode}-{concurrency}-{r}")
                     log = PredictionLog(engine, spool, metrics, spool.dir)
                     await log.start()
-                    service = PredictionService(models, log, metrics, 100)
+                service, batcher = _service(settings, models, log or _NoLog(), metrics)
+                await batcher.start()
                 await _latencies(service, items, concurrency, 16)  # warm-up
+                synced_before = log.writer.syncs if log is not None else 0
                 cell, cell_rate = await _latencies(service, items, concurrency, requests // rounds)
+                await batcher.stop()
                 lat[mode] += cell
                 rate[mode].append(cell_rate)
                 if log is not None:
-                    syncs += log.writer.syncs if mode == "fsync" else 0
+                    syncs += log.writer.syncs - synced_before if mode == "fsync" else 0
                     await log.stop()
         base = statistics.median(lat["off"])
         for mode in modes:
