@@ -140,14 +140,16 @@ async def test_two_workers_share_one_metrics_scrape(registry_dir, tmp_path):
         # The periodic drift check runs once per slot, not once per worker.
         db = tmp_path / "p.db"
         wait_until(lambda: len(_slots(db, "ok")) >= 3, 60, "three drift checks", proc)
-        reports = _report_ids(db)
+        # Slots first: a slot is marked ok only after its report and run exist, so both are seen.
         ok_reports = [report for _, _, report in _slots(db, "ok")]
+        reports = _report_ids(db)
         slot_tags = _monitoring_run_slots(registry_dir, started_ms)
         assert len(set(ok_reports)) == len(ok_reports) and set(ok_reports) <= reports
         # One MLflow run per slot (one per worker would tag each slot twice), and one report per
-        # checked slot: at most the check under way has stored its report but not its slot yet.
+        # checked slot, give or take the checks under way (at most one per worker) that have
+        # stored their report but not yet marked their slot.
         assert len(slot_tags) == len(set(slot_tags)) >= len(ok_reports)
-        assert len(ok_reports) <= len(reports) <= len(ok_reports) + 1, (reports, _slots(db))
+        assert len(ok_reports) <= len(reports) <= len(ok_reports) + 2, (reports, _slots(db))
         scrape = httpx.get(f"{base}/metrics", timeout=10).text
         assert "fs_drift_share " in scrape and "fs_drift_share NaN" not in scrape
     finally:
