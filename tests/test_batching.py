@@ -129,8 +129,9 @@ async def test_waits_for_company_are_bounded(model: LoadedModel, batcher):
     await asyncio.gather(*(client(i) for i in range(8)))
     waits = [w for r in b.history for w in r.company_waits]
     assert any(r.waited for r in b.history), "under concurrency the batcher should wait for company"
-    # The consumer stops collecting at oldest arrival + bound; the slack is event-loop scheduling.
-    assert max(waits) <= bound + 0.015, max(waits)
+    # The consumer stops collecting at oldest arrival + bound; the slack is event-loop scheduling
+    # on a busy 2-core machine (a batch predicting in a thread holds the GIL for a few ms).
+    assert max(waits) <= bound + 0.03, max(waits)
 
 
 async def test_a_lone_client_is_not_delayed(model: LoadedModel, batcher):
