@@ -19,7 +19,8 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from app.config import Settings
 from app.container import Container
-from app.db.engine import create_engine
+from app.db.engine import DB_ERRORS, create_engine
+from app.db.migrate import pending_revisions
 from app.errors import install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
@@ -109,6 +110,20 @@ def _drain_on_sigterm(container: Container) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+async def _check_schema(container: Container) -> None:
+    """Say so loudly when the image is newer than the database (the migration step was skipped);
+    the service still starts: predictions are spooled whatever the database holds."""
+    try:
+        pending = await pending_revisions(container.engine)
+    except DB_ERRORS as exc:
+        log.warning("could not read the database schema revision (%s)", type(exc).__name__)
+        return
+    if pending:
+        log.error("the database schema lacks %d migration(s) (%s): run `future-skills db upgrade` "
+                  "(in Kubernetes, the migration Job) before this version", len(pending),
+                  ", ".join(pending))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = ServiceMetrics()
@@ -117,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = _build_container(settings, metrics)
         app.state.container = container
+        await _check_schema(container)
         await container.prediction_log.start()
         if container.predictions.batcher is not None:
             await container.predictions.batcher.start()

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import app
 
@@ -32,3 +35,13 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 def upgrade_sync(url: str, revision: str = "head") -> None:
     _upgrade(url, revision)
+
+
+async def pending_revisions(engine: AsyncEngine) -> list[str]:
+    """Migrations this code expects that the database has not had, oldest first."""
+    async with engine.connect() as conn:
+        current = await conn.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision())
+    script = ScriptDirectory.from_config(alembic_config(""))
+    revisions = list(script.iterate_revisions("heads", current))  # newest first, exclusive of current
+    return [r.revision for r in reversed(revisions)]
