@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, text
 
@@ -26,7 +27,8 @@ async def _predict(client, n: int = 1, **extra) -> list[str]:
 async def test_feedback_round_trip_latest_wins_history_kept(registry_dir, tmp_path, db_url):
     settings = make_settings(registry_dir, database_url=db_url,
                              spool=SpoolSettings(dir=tmp_path / "spool", drain_interval_s=0.05))
-    async with RunningApp(settings) as client:
+    app = RunningApp(settings)
+    async with app as client:
         [pid] = await _predict(client)
         first = await client.post(f"/v1/predictions/{pid}/feedback", json={"actual_level": "HIGH"})
         assert first.status_code == 200, first.text
@@ -44,6 +46,13 @@ async def test_feedback_round_trip_latest_wins_history_kept(registry_dir, tmp_pa
         bad = await client.post(f"/v1/predictions/{pid}/feedback", json={"actual_level": "HUGE"})
         assert bad.status_code == 422 and "HUGE" not in bad.text
         assert (await client.post(f"/v1/predictions/{pid}/feedback", json={})).status_code == 422
+
+        # Read back from the database (SQLite stores no zone): timestamps still say UTC.
+        while app.container.prediction_log.pending_count:
+            await asyncio.sleep(0.05)
+        stored = (await client.get(f"/v1/predictions/{pid}")).json()
+        for stamp in (stored["created_at"], stored["feedback"]["created_at"]):
+            assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
     engine = create_engine(db_url)
     try:
         async with engine.connect() as conn:

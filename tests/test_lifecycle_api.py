@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from datetime import datetime, timedelta
 
 from mlflow import MlflowClient
 
@@ -175,6 +176,7 @@ async def test_rollback_returns_to_the_previous_version_and_audits_both(lifecycl
             ("alice", "promote", "1", "2", "success"),
             ("alice", "rollback", "1", None, "refused"),
         ]
+        assert all(datetime.fromisoformat(a["created_at"]).utcoffset() == timedelta(0) for a in audit)
         model = (await client.get(f"/v1/models/{MODEL}")).json()
         assert model["production"]["version"] == "1"
         assert model["serving"] == {"version": "1", "semver": "1.0.0", "resolved_via": "alias"}

@@ -6,7 +6,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, MetaData, String, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,6 +38,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator):
+    """A timestamp that is written in UTC and always read back timezone-aware.
+
+    Postgres returns ``timestamptz`` aware already; SQLite stores text without an offset and
+    would hand back naive values, which the API would then serialize without a zone.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -35,7 +63,7 @@ class Prediction(Base):
     __tablename__ = "prediction"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     model_name: Mapped[str] = mapped_column(String(200))
     model_version: Mapped[str] = mapped_column(String(50))
     features: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
@@ -60,7 +88,7 @@ class PredictionFeedback(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     actual_level: Mapped[str] = mapped_column(String(10))
 
 
@@ -70,7 +98,7 @@ class ModelPromotion(Base):
     __tablename__ = "model_promotion"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     model_name: Mapped[str] = mapped_column(String(200))
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(30))
@@ -85,12 +113,12 @@ class DriftReport(Base):
     __tablename__ = "drift_report"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     model_name: Mapped[str] = mapped_column(String(200))
     model_version: Mapped[str] = mapped_column(String(50))
     engine: Mapped[str] = mapped_column(String(20))
-    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
     reference_rows: Mapped[int] = mapped_column(Integer)
     current_rows: Mapped[int] = mapped_column(Integer)
     drift_share: Mapped[float] = mapped_column(Float)
@@ -102,7 +130,7 @@ class TrainingRun(Base):
     __tablename__ = "training_run"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     run_id: Mapped[str] = mapped_column(String(64), unique=True)
     experiment: Mapped[str] = mapped_column(String(200))
     model_name: Mapped[str] = mapped_column(String(200))
@@ -121,9 +149,9 @@ class ScheduledRun(Base):
     __tablename__ = "scheduled_run"
 
     job: Mapped[str] = mapped_column(String(50), primary_key=True)
-    slot: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    slot: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
     claimed_by: Mapped[str] = mapped_column(String(100))
-    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     outcome: Mapped[str | None] = mapped_column(String(20))  # "ok", "skipped", "failed"
     report_id: Mapped[str | None] = mapped_column(String(36))

@@ -58,13 +58,10 @@ class FeedbackService:
                 rows = (await conn.execute(stmt)).all()
         except DB_ERRORS as exc:
             raise DatabaseUnavailable("feedback cannot be read right now; retry shortly") from exc
-        return [Feedback(prediction_id, level, _aware(at)) for level, at in rows]
+        return [Feedback(prediction_id, level, at) for level, at in rows]
 
     async def latest(self, prediction_id: uuid.UUID) -> tuple[Feedback | None, int]:
         """The feedback that counts, and how many were submitted."""
         history = await self.history(prediction_id)
         return (history[0] if history else None), len(history)
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite drops the zone
