@@ -132,8 +132,9 @@ def spool_drain() -> None:
     )
 
 
-def _train_with_progress(settings: Settings, **kwargs):
+def _train_with_progress(settings: Settings, dry_run: bool = False, **kwargs):
     from app.services.training import STAGES, train
+    from app.services.training_dry_run import dry_run as train_dry_run
 
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
@@ -143,23 +144,44 @@ def _train_with_progress(settings: Settings, **kwargs):
         def on_stage(stage: str) -> None:
             progress.update(task, description=f"training: {stage}", completed=STAGES.index(stage))
 
-        result = asyncio.run(train(settings, progress=on_stage, **kwargs))
+        if dry_run:
+            result = train_dry_run(settings, progress=on_stage, **kwargs)
+        else:
+            result = asyncio.run(train(settings, progress=on_stage, **kwargs))
         progress.update(task, description="training: done", completed=len(STAGES))
     return result
 
 
-def _print_result(result) -> None:
-    table = Table(title=f"{result.model_name} version {result.version} (run {result.run_id})")
+def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("accuracy", "f1_macro", "f1_weighted", "baseline_majority_f1_macro",
                 "baseline_rules_f1_macro"):
-        table.add_row(key, f"{result.metrics[key]:.4f}")
-    Console().print(table)
+        table.add_row(key, f"{metrics[key]:.4f}")
+    return table
+
+
+def _print_result(result) -> None:
+    Console().print(_metrics_table(
+        f"{result.model_name} version {result.version} (run {result.run_id})", result.metrics))
     if result.semver:
         Console().print(f"semver {result.semver} ({result.change_type or 'first version'})")
     if result.promoted:
         console.print(f"version {result.version} is now the Production model (first version)")
+
+
+def _print_dry_run(result) -> None:
+    from app.cli_lifecycle import print_decision
+
+    Console().print(_metrics_table(f"{result.model_name} candidate (dry run)", result.metrics))
+    Console().print(f"would be registered as semver {result.semver} "
+                    f"({result.change_type or 'first version'})")
+    print_decision(result.decision)
+    if result.production is None:
+        Console().print("there is no Production version: registering it would make it Production")
+    Console().print("dry run: nothing changed (no MLflow run, no registered version, "
+                    "no alias or tag moved)")
 
 
 @app.command()
@@ -169,7 +191,9 @@ def train(
     seed: Annotated[int | None, typer.Option()] = None,
     bump: Annotated[str | None, typer.Option(help="Override the detected change: major, minor, patch")] = None,
     auto_promote: Annotated[bool, typer.Option(help="Promote the new version if the policy agrees")] = False,
-    dry_run: Annotated[bool, typer.Option(help="With --auto-promote: only report the decision")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="Train and evaluate only, then report the semver and the promotion policy's decision; "
+             "nothing is logged to MLflow, registered or promoted (the registry is only read)")] = False,
 ) -> None:
     """Train a model, log it to MLflow and register a new version (with its semver)."""
     from app.cli_lifecycle import auto_promote as apply_policy
@@ -179,12 +203,16 @@ def train(
     if bump is not None and bump not in ("major", "minor", "patch"):
         raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
     settings = _settings()
-    upgrade_sync(settings.db_url)
     frame = load_data(data) if data else None
+    if dry_run:
+        _print_dry_run(_train_with_progress(settings, dry_run=True, data=frame, rows=rows,
+                                            seed=seed, bump=bump))
+        return
+    upgrade_sync(settings.db_url)
     result = _train_with_progress(settings, data=frame, rows=rows, seed=seed, bump=bump)
     _print_result(result)
-    if (auto_promote or dry_run) and not result.promoted:
-        apply_policy(settings, result.version, dry_run=dry_run)
+    if auto_promote and not result.promoted:
+        apply_policy(settings, result.version)
 
 
 @app.command()

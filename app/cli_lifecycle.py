@@ -86,16 +86,13 @@ def print_decision(decision) -> None:
     out.print(f"decision: {verdict}: {decision.reason}")
 
 
-def auto_promote(settings: Settings, version: str, dry_run: bool) -> None:
-    """After training: report the policy's decision; apply it unless ``dry_run``."""
+def auto_promote(settings: Settings, version: str) -> None:
+    """After training: apply the policy's decision to the new version (``train --dry-run`` never
+    registers one, so it never gets here)."""
     from app.errors import PromotionRefused
 
     async def run() -> None:
         async with _lifecycle(settings) as lifecycle:
-            if dry_run:
-                print_decision(await lifecycle.evaluate(settings.model.name, version))
-                out.print("dry run: nothing changed")
-                return
             try:
                 result = await lifecycle.promote(settings.model.name, version, actor=_actor(),
                                                  reason="auto-promotion after training", action="auto")

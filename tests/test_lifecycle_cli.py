@@ -167,3 +167,40 @@ def test_train_with_bump_override_and_auto_promotion(lifecycle_dir):
     audit = _audit(settings)
     assert [(a["action"], a["from_version"], a["to_version"], a["outcome"]) for a in audit] == [
         ("auto", "1", "3", "success")]
+
+
+def _registry_state(client: MlflowClient) -> dict:
+    """Everything a training run could change: versions with tags/aliases/stages, the registered
+    model's tags and aliases, and the runs of every experiment."""
+    model = client.get_registered_model(MODEL)
+    versions = sorted((v.version, v.current_stage, v.run_id, v.source, dict(v.tags))
+                      for v in client.search_model_versions(f"name = '{MODEL}'"))
+    runs = sorted(r.info.run_id for e in client.search_experiments()
+                  for r in client.search_runs([e.experiment_id]))
+    return {"aliases": dict(model.aliases), "tags": dict(model.tags), "versions": versions,
+            "runs": runs, "experiments": sorted(e.name for e in client.search_experiments())}
+
+
+def test_train_dry_run_reports_the_decision_and_changes_nothing(lifecycle_dir):
+    settings = lifecycle_settings(lifecycle_dir)
+    client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+    before = _registry_state(client)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        result = CliRunner().invoke(
+            cli_app, ["train", "--seed", "9", "--auto-promote", "--dry-run"],
+            env={"FS_DATA_DIR": str(lifecycle_dir), "FS_TRAIN_ROWS": "2000",
+                 "FS_TRAIN_N_ESTIMATORS": "10", "FS_TRAIN_REFERENCE_ROWS": "200"})
+    finally:
+        root.handlers, root.level = handlers, level
+    assert result.exit_code == 0, (result.output, result.exception)
+    # Version 1 (Production) is the weak forest: the policy would promote the candidate, which
+    # changes hyperparameters only (minor) and would follow 1.1.0 (version 2) as 1.2.0.
+    assert "candidate (dry run)" in result.output
+    assert "would be registered as semver 1.2.0 (minor)" in result.output
+    assert "policy: version candidate vs Production 1" in result.output
+    assert "decision: promote" in result.output and "loads" in result.output
+    assert "dry run: nothing changed" in result.output
+    assert _registry_state(client) == before
+    assert not (lifecycle_dir / "predictions.db").exists()  # not even a training_run row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -63,14 +64,17 @@ class PromotionPolicy:
         self.registry = registry
         self.settings = settings
 
-    def evaluate(self, candidate: VersionRef, production: VersionRef | None) -> PolicyDecision:
+    def evaluate(self, candidate: VersionRef, production: VersionRef | None,
+                 model_path: Path | None = None) -> PolicyDecision:
+        """``model_path``: the candidate's saved model directory when it is not registered (a
+        training dry run); else the registered version is downloaded."""
         s = self.settings
         decision = PolicyDecision(candidate.version, production.version if production else None,
                                   promote=False, reason="", metric=s.metric)
         checks = decision.checks
 
         try:
-            model = load_from_path(candidate, self.registry.download(candidate))
+            model = load_from_path(candidate, model_path or self.registry.download(candidate))
             checks.append(Check("loads", True, "the model loads"))
         except Exception as exc:
             checks.append(Check("loads", False, f"the model does not load ({type(exc).__name__})"))

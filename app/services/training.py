@@ -139,8 +139,33 @@ def _mlflow_uris(tracking_uri: str, registry_uri: str):
                 os.environ[key] = value
 
 
-def _train_and_register(settings, registry, experiment_ids, data, rows, seed, progress, extra_tags,
-                        bump=None):
+@dataclass
+class FittedModel:
+    """A fitted, evaluated pipeline and what logging or a dry run needs of it."""
+
+    model: object
+    metrics: dict[str, float]
+    params: dict[str, object]
+    data: pd.DataFrame
+    train_rows: int
+    test: pd.DataFrame
+    reference: pd.DataFrame
+    example: pd.DataFrame
+    signature: object
+
+    def record(self, run_id: str, algorithm: str) -> VersionRecord:
+        return VersionRecord(
+            run_id=run_id,
+            metrics={k: v for k, v in self.metrics.items() if not k.startswith("baseline")},
+            training_rows=self.train_rows, features=list(FEATURE_NAMES),
+            classes=[str(c) for c in self.model.classes_], algorithm=algorithm,
+            hyperparameters=hyperparameters_of(self.model[-1]),
+            signature=signature_fingerprint(self.signature),
+        )
+
+
+def fit_and_evaluate(settings: Settings, data, rows, seed, progress: Progress) -> FittedModel:
+    """Data, fit, held-out evaluation (blocking; touches no store)."""
     cfg = settings.training
     seed = cfg.seed if seed is None else seed
     progress("data")
@@ -154,18 +179,40 @@ def _train_and_register(settings, registry, experiment_ids, data, rows, seed, pr
 
     progress("evaluate")
     metrics = evaluate(model, train, test)
+    example = x_train.head(5)
+    with warnings.catch_warnings():  # integer columns are never missing: bounds are enforced
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, model.predict(example))
+    logged_params = {
+        "algorithm": cfg.algorithm, "seed": seed, "rows": len(df), "train_rows": len(train),
+        "test_rows": len(test), "test_size": cfg.test_size, **params,
+    }
+    reference = train.sample(min(cfg.reference_rows, len(train)), random_state=seed)
+    return FittedModel(model, metrics, logged_params, df, len(train), test, reference, example,
+                       signature)
+
+
+def model_format(fitted: FittedModel, reference_path: Path) -> dict:
+    """How the model is stored, logged or saved alike: skops, signature, input example, and the
+    reference sample (written to ``reference_path``) as an extra file."""
+    fitted.reference.to_parquet(reference_path, index=False)
+    return {"signature": fitted.signature, "input_example": fitted.example,
+            "skops_trusted_types": SKOPS_TRUSTED_TYPES, "extra_files": [str(reference_path)]}
+
+
+def _train_and_register(settings, registry, experiment_ids, data, rows, seed, progress, extra_tags,
+                        bump=None):
+    cfg = settings.training
+    fitted = fit_and_evaluate(settings, data, rows, seed, progress)
+    model, metrics, logged_params, df = fitted.model, fitted.metrics, fitted.params, fitted.data
 
     progress("log")
     name = settings.model.name
     with mlflow.start_run(experiment_id=experiment_ids[TRAINING_EXPERIMENT]) as run:
-        logged_params = {
-            "algorithm": cfg.algorithm, "seed": seed, "rows": len(df), "train_rows": len(train),
-            "test_rows": len(test), "test_size": cfg.test_size, **params,
-        }
         mlflow.log_params(logged_params)
         mlflow.log_metrics(metrics)
         mlflow.set_tags({"model_name": name, **(extra_tags or {})})
-        fig = _confusion_matrix_figure(model, test)
+        fig = _confusion_matrix_figure(model, fitted.test)
         mlflow.log_figure(fig, "evaluation/confusion_matrix.png")
         plt.close(fig)
         importances = _feature_importances(model)
@@ -175,45 +222,21 @@ def _train_and_register(settings, registry, experiment_ids, data, rows, seed, pr
             {"class_distribution": df[TARGET].value_counts(normalize=True).round(4).to_dict()},
             "data/summary.json",
         )
-
-        reference = train.sample(min(cfg.reference_rows, len(train)), random_state=seed)
         with tempfile.TemporaryDirectory() as tmp:
             reference_path = Path(tmp) / REFERENCE_FILE
-            reference.to_parquet(reference_path, index=False)
+            stored_as = model_format(fitted, reference_path)
             mlflow.log_artifact(str(reference_path), artifact_path="reference")
-
             progress("register")
-            example = x_train.head(5)
-            with warnings.catch_warnings():  # integer columns are never missing: bounds are enforced
-                warnings.simplefilter("ignore", UserWarning)
-                signature = infer_signature(example, model.predict(example))
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=example,
-                registered_model_name=name,
-                skops_trusted_types=SKOPS_TRUSTED_TYPES,
-                extra_files=[str(reference_path)],
-                await_registration_for=60,
-            )
+            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+                                            await_registration_for=60, **stored_as)
         version = str(info.registered_model_version)
 
     tags = {"run_id": run.info.run_id, **(extra_tags or {})}
     for key, value in metrics.items():
         if not key.startswith("baseline"):
             registry.client.set_model_version_tag(name, version, f"metric.{key}", f"{value:.6f}")
-    record = assign_semver(
-        registry, name, settings.model.alias, version,
-        VersionRecord(
-            run_id=run.info.run_id,
-            metrics={k: v for k, v in metrics.items() if not k.startswith("baseline")},
-            training_rows=len(train), features=list(FEATURE_NAMES),
-            classes=[str(c) for c in model.classes_], algorithm=cfg.algorithm,
-            hyperparameters=hyperparameters_of(model[-1]), signature=signature_fingerprint(signature),
-        ),
-        bump=bump,
-    )
+    record = assign_semver(registry, name, settings.model.alias, version,
+                           fitted.record(run.info.run_id, cfg.algorithm), bump=bump)
     promoted = _promote_if_first(registry, settings, version)
     return TrainingResult(
         run_id=run.info.run_id, model_name=name, version=version, metrics=metrics,

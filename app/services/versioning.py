@@ -153,6 +153,33 @@ def assign_semver(
     bump: ChangeType | None = None,
 ) -> VersionRecord:
     """Detect the change against Production, pick the semver, write record and tags to the version."""
+    record = plan_semver(registry, name, alias, version, record, bump)
+    for key, value in version_tags(record).items():
+        registry.client.set_model_version_tag(name, version, key, value)
+    log.info("version %s of %s is %s (%s)", version, name, record.semver,
+             record.change_type or "first version")
+    return record
+
+
+def version_tags(record: VersionRecord) -> dict[str, str]:
+    """The registry tags that carry a planned record."""
+    return {
+        "semver": record.semver, "change_type": record.change_type or "initial",
+        "parent_version": record.parent_version or "", "signature": record.signature,
+        RECORD_TAG: record.model_dump_json(),
+    }
+
+
+def plan_semver(
+    registry: ModelRegistry,
+    name: str,
+    alias: str,
+    version: str | None,
+    record: VersionRecord,
+    bump: ChangeType | None = None,
+) -> VersionRecord:
+    """The record ``assign_semver`` would write, without writing anything (``version`` None: a
+    candidate that is not registered, as in a dry run)."""
     prod = production_ref(registry, name, alias)
     prod_record = read_record(registry, prod) if prod is not None and prod.version != version else None
     detected = detect_change(record, prod_record)
@@ -168,13 +195,4 @@ def assign_semver(
         "parent_version": prod.version if prod is not None and prod.version != version else None,
         "bump_overridden": bump is not None and bump != detected,
     })
-    record = VersionRecord.model_validate(record.model_dump())  # re-validate the final record
-    tags = {
-        "semver": record.semver, "change_type": change or "initial",
-        "parent_version": record.parent_version or "", "signature": record.signature,
-        RECORD_TAG: record.model_dump_json(),
-    }
-    for key, value in tags.items():
-        registry.client.set_model_version_tag(name, version, key, value)
-    log.info("version %s of %s is %s (%s)", version, name, record.semver, change or "first version")
-    return record
+    return VersionRecord.model_validate(record.model_dump())  # re-validate the final record
