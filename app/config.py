@@ -117,6 +117,13 @@ class LimitsSettings(BaseSettings):
     model_config = _group("FS_LIMIT_")
 
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413 above)")
+    linger_s: float = Field(
+        10.0, ge=0, description="After answering before the body is read (a 413), read and discard "
+        "the rest of it this long at most, so the client can read the answer (lingering close)",
+    )
+    linger_max_bytes: int = Field(
+        64 * 1_048_576, ge=0, description="At most this many bytes are discarded that way",
+    )
     max_in_flight: int = Field(256, ge=1, description="Predictions admitted at once per worker (503 above)")
     deadline_s: float = Field(
         10.0, gt=0, description="Longest a prediction request may take, parsing included (504 above)"

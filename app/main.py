@@ -181,7 +181,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    limits = settings.limits
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=limits.max_body_bytes,
+                       linger_s=limits.linger_s, linger_max_bytes=limits.linger_max_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import uuid
 
@@ -10,15 +12,22 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_body
-
 from app.logs import request_id_var
 
+log = logging.getLogger(__name__)
+
 REQUEST_ID_HEADER = "x-request-id"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
+# Stored in prediction.request_id (String(100)) and written in every log line of the request.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
 
 
 class RequestIdMiddleware:
-    """Accept a well-formed ``X-Request-ID`` or generate one; expose it to logs and handlers."""
+    """Accept a well-formed ``X-Request-ID`` or generate one; expose it to logs and handlers.
+
+    An id that is not 1-100 characters of ``[A-Za-z0-9._:-]`` (too long for the column, or with
+    characters that would break a log line) is replaced, not refused: the id is a tracing aid,
+    the request itself is fine, and the answer's ``X-Request-ID`` names the id used.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -30,7 +39,7 @@ class RequestIdMiddleware:
         supplied = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER.encode()), None
         )
-        request_id = supplied if supplied and _SAFE_ID.match(supplied) else uuid.uuid4().hex
+        request_id = supplied if supplied and _SAFE_ID.fullmatch(supplied) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
 
@@ -48,25 +57,46 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """413 for bodies over the limit, counted as the body streams in (Content-Length is not trusted).
+    """413 for bodies over the limit, counted as the body streams in (Content-Length is not trusted),
+    and a lingering close for any answer given before the body was read.
 
     Starlette's own ``RequestBodyLimitMiddleware`` answers a declared oversize body in plain text,
     outside our error shape; this one answers JSON. The streamed case raises an ``HTTPException``
     from ``receive``, which FastAPI re-raises from body parsing to the error handler table.
+
+    Lingering close (nginx's ``lingering_close``): a server that answers and closes while the
+    client is still sending resets the connection, and ``http.client``, ``requests``, ``httpx``
+    or curl see a broken pipe instead of the 413. So the answer's last message is held back
+    while the rest of the body is read and discarded, for at most ``linger_s`` and
+    ``linger_max_bytes``; then the response ends and the server closes a drained connection.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, linger_s: float = 10.0, linger_max_bytes: int = 64 << 20
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.linger_s = linger_s
+        self.linger_max_bytes = linger_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = b""
+        chunked = False
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = value
+            elif key == b"transfer-encoding":
+                chunked = True
+        if not chunked and declared in (b"", b"0"):  # no body: nothing to count or drain
+            await self.app(scope, receive, send)
+            return
         message = f"the request body exceeds {self.max_bytes} bytes"
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        body = _BodyState()
         if declared.isdigit() and int(declared) > self.max_bytes:
-            payload = json.dumps(error_body("payload_too_large", message)).encode()
+            payload = json.dumps(_too_large(scope["path"], message)).encode()
             await send({
                 "type": "http.response.start",
                 "status": 413,
@@ -74,21 +104,65 @@ class BodySizeLimitMiddleware:
                             (b"content-length", str(len(payload)).encode()),
                             (b"connection", b"close")],
             })
-            await send({"type": "http.response.body", "body": payload})
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+            await self._discard_rest(receive, body)
+            await send({"type": "http.response.body", "body": b""})
             return
 
-        received = 0
-
         async def counting_receive() -> Message:
-            nonlocal received
             msg = await receive()
-            if msg["type"] == "http.request":
-                received += len(msg.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, message)
+            body.saw(msg)
+            if body.received > self.max_bytes:
+                raise HTTPException(413, message)
             return msg
 
-        await self.app(scope, counting_receive, send)
+        async def lingering_send(msg: Message) -> None:
+            if msg["type"] == "http.response.body" and not msg.get("more_body") and not body.done:
+                await send({**msg, "more_body": True})
+                await self._discard_rest(receive, body)
+                msg = {"type": "http.response.body", "body": b""}
+            await send(msg)
+
+        await self.app(scope, counting_receive, lingering_send)
+
+    async def _discard_rest(self, receive: Receive, body: _BodyState) -> None:
+        discarded = 0
+        try:
+            async with asyncio.timeout(self.linger_s):
+                while not body.done and discarded <= self.linger_max_bytes:
+                    msg = await receive()
+                    body.saw(msg)
+                    discarded += len(msg.get("body", b""))
+        except TimeoutError:
+            log.info("lingering close: the client still sent after %.1f s; closing", self.linger_s)
+        if not body.done:  # the server resets the connection: the client may miss the answer
+            log.info("lingering close gave up after discarding %d bytes", discarded)
+
+
+def _too_large(path: str, message: str) -> dict:
+    """The 413 in the error shape of the protocol the path belongs to (routing has not run yet)."""
+    if path == "/invocations":
+        return {"error_code": "BAD_REQUEST", "message": message}
+    if path.startswith("/v2/"):
+        return {"error": message}
+    return error_body("payload_too_large", message)
+
+
+class _BodyState:
+    """How much of the request body has arrived, and whether all of it has."""
+
+    __slots__ = ("received", "done")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.done = False
+
+    def saw(self, msg: Message) -> None:
+        if msg["type"] == "http.request":
+            self.received += len(msg.get("body", b""))
+            self.done = not msg.get("more_body", False)
+        else:  # http.disconnect: nothing more will come
+            self.done = True
 
 
 # JSON answers carry a locked-down policy; HTML pages (docs, reports) keep their own needs.

@@ -14,6 +14,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import DeadlineExceeded, DomainError, InvalidInput, status_for
 from app.services.protocols.errors import ProtocolInputError, UnsupportedContentType
@@ -46,6 +47,7 @@ def mlflow_error(code: str, message: str, status: int | None = None) -> JSONResp
 MLFLOW_CODE_OF_STATUS = {
     400: "BAD_REQUEST",
     401: "UNAUTHENTICATED",
+    413: "BAD_REQUEST",
     403: "PERMISSION_DENIED",
     404: "RESOURCE_DOES_NOT_EXIST",
     409: "RESOURCE_CONFLICT",
@@ -59,6 +61,8 @@ def _status(exc: Exception) -> int:
     """Both protocols answer bad input with 400 (the HR API's 422 is its own convention)."""
     if isinstance(exc, (InvalidInput, RequestValidationError)):
         return 400
+    if isinstance(exc, StarletteHTTPException):  # e.g. the body-size limit's 413 from receive
+        return exc.status_code
     if isinstance(exc, DeadlineExceeded):
         return 504
     if isinstance(exc, DomainError):
@@ -78,8 +82,15 @@ def _mlflow_response(exc: Exception) -> Response:
     if status >= 500 and status not in MLFLOW_CODE_OF_STATUS:
         log.error("unhandled error on an MLflow scoring route", exc_info=exc)
         return mlflow_error("INTERNAL_ERROR", "internal server error")
-    message = exc.message if isinstance(exc, DomainError) else "invalid request"
-    return mlflow_error(MLFLOW_CODE_OF_STATUS.get(status, "BAD_REQUEST"), message, status)
+    return mlflow_error(MLFLOW_CODE_OF_STATUS.get(status, "BAD_REQUEST"), _message(exc), status)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, DomainError):
+        return exc.message
+    if isinstance(exc, StarletteHTTPException) and isinstance(exc.detail, str):
+        return exc.detail
+    return "invalid request"
 
 
 def v2_error(message: str, status: int) -> JSONResponse:
@@ -92,8 +103,7 @@ def _v2_response(exc: Exception) -> Response:
     if status == 500:
         log.error("unhandled error on a V2 route", exc_info=exc)
         return v2_error("internal server error", 500)
-    message = exc.message if isinstance(exc, DomainError) else "invalid request"
-    return v2_error(message, status)
+    return v2_error(_message(exc), status)
 
 
 def _translating(translate: Callable[[Exception], Response]) -> type[APIRoute]:
