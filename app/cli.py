@@ -307,16 +307,20 @@ def drift(
         for f in result.features:
             table.add_row(f.feature, f.method, f"{f.score:.4g}", f"{f.threshold:.4g}",
                           "yes" if f.drifted else "no")
-        Console().print(table)
-        verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
-        console.print(f"{verdict}: share {result.drift_share:.2f} (threshold {result.share_threshold})")
+        if result.features:
+            Console().print(table)
+        if result.insufficient:
+            console.print(f"no drift verdict: {result.reason}")
+        else:
+            verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
+            console.print(f"{verdict}: share {result.drift_share:.2f} (threshold {result.share_threshold})")
         for note in result.notes + ([f"Evidently failed: {result.fallback_reason}"]
                                     if result.fallback_reason else []):
             console.print(f"note: {note}")
     if html:
         console.print(f"HTML report written to {html}")
-    if run_id:
-        console.print(f"logged to MLflow run {run_id}")
+    if run_id:  # MLflow's own "View run" lines are suppressed (monitor.py): stdout stays JSON
+        console.print(f"logged to MLflow run {run_id} (experiment production-monitoring)")
 
 
 register_lifecycle_commands(app)

@@ -234,6 +234,12 @@ class DriftSettings(BaseSettings):
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-feature threshold")
     default_window: str = Field("24h", description="Window of GET /v1/drift without start/end/last")
     max_current_rows: int = Field(500_000, ge=100, description="Larger windows are sampled down to this")
+    # The tests need counts, not a handful of rows: chi-square wants ~5 expected rows in each of
+    # ~20 categories, and KS on a few rows flags chance as drift (4 rows gave share 1.00).
+    min_rows: int = Field(
+        100, ge=1, description="Fewer rows in the window (or the reference sample): the report "
+        "says insufficient data and gives no drift verdict",
+    )
     evidently_timeout_s: float = Field(300.0, gt=0, description="Slower Evidently runs fall back to native")
     check_enabled: bool = True
     check_interval_s: float = Field(
@@ -274,7 +280,11 @@ class HealthSettings(BaseSettings):
     window: str = Field("7d", description="Feedback window of the accuracy checks")
     bucket: str = Field("1d", description="Bucket of the accuracy trend")
     latency_window: str = Field("1h", description="Window of the latency check")
-    min_feedback: int = Field(20, ge=1, description="Fewer feedback rows: accuracy checks are skipped")
+    min_feedback: int = Field(20, ge=1, description="Fewer feedback rows: the accuracy checks report insufficient data")
+    min_predictions: int = Field(
+        100, ge=1, description="Fewer predictions in the latency window: the latency check reports "
+        "insufficient data (a p95 of a few rows is their maximum)",
+    )
     drift_max_age: str = Field("48h", description="Older drift reports are not used by the drift check")
     trend_tolerance: float = Field(0.02, ge=0, description="Accuracy changes within this are stable")
 

@@ -19,6 +19,7 @@ from app.db.migrate import upgrade
 from app.db.tables import DriftReport, ScheduledRun
 from app.ml.features import FEATURE_NAMES
 from app.ml.synthetic import generate
+from app.services.monitoring.windows import TimeWindow
 from tests.conftest import RunningApp, make_settings
 from tests.monitoring_helpers import insert_predictions, now, prediction_rows, wait_logged
 
@@ -290,3 +291,62 @@ async def test_window_edge_values_are_4xx_not_500(client):
     assert numeric.status_code == 422
     huge = await client.get("/v1/performance", params={"last": "99999w"})
     assert huge.status_code == 422
+
+
+async def test_a_handful_of_rows_gets_no_verdict_anywhere(big_registry, tmp_path):
+    """4 shifted predictions once gave "dataset drift, share 1.00" and 7 rows a health warning:
+    below FS_DRIFT_MIN_ROWS the report, the page, the gauges and health say insufficient data."""
+    from datetime import timedelta
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
+    await upgrade(db_url)
+    earlier = generate(1500, seed=28, shift=SHIFTED)
+    await insert_predictions(db_url, prediction_rows(earlier, earlier["future_need_level"],
+                                                     now() - timedelta(hours=3)))
+    few = generate(4, seed=29, shift=SHIFTED)
+    await insert_predictions(db_url, prediction_rows(few, few["future_need_level"], now(),
+                                                     latency_ms=900.0))
+    running = RunningApp(app_settings(big_registry, db_url, check_enabled=False))
+    async with running as client:
+        drift = running.container.drift
+        for engine in ("native", "evidently"):
+            body = (await client.get("/v1/drift", params={"last": "1h", "engine": engine})).json()
+            assert body["status"] == "insufficient_data", body
+            assert body["dataset_drift"] is None and body["drift_share"] is None
+            assert body["features"] == [] and body["drifted_features"] == []
+            assert body["prediction_drift"] is None
+            assert (body["current_rows"], body["min_rows"], body["reference_rows"]) == (4, 100, 5000)
+            assert "4 predictions" in body["reason"] and "100" in body["reason"]
+        page = await client.get("/v1/drift/report.html", params={"last": "1h"})
+        assert "Insufficient data: 4 rows" in page.text and "<table>" not in page.text
+
+        # A real verdict on the wide window, then the handful: the gauges go back to unknown.
+        wide, _ = await drift.report(TimeWindow.resolve(None, None, "4h", "4h"))
+        assert wide.status == "ok" and wide.dataset_drift is False and wide.drift_share == 0.25
+        drift.publish(wide)
+        assert "fs_drift_share 0.25" in (await client.get("/metrics")).text
+        narrow, _ = await drift.report(TimeWindow.resolve(None, None, "1h", "1h"))
+        drift.publish(narrow)
+        metrics = (await client.get("/metrics")).text
+        assert "fs_drift_share NaN" in metrics and "fs_dataset_drift NaN" in metrics
+        assert "fs_drift_detected{" not in metrics and "fs_drift_score{" not in metrics
+        for engine in ("native", "evidently"):  # the page asked Evidently, which never ran
+            assert f'fs_drift_checks_total{{engine="{engine}",outcome="insufficient_data"}} 2.0' in metrics
+
+        # Health reads the newest stored report (the handful): no drift warning, and the
+        # 900 ms latency of 4 predictions is no warning either.
+        health = (await client.get("/v1/models/future-skills-model/health")).json()
+        checks = {c["check"]: c for c in health["checks"]}
+        assert checks["drift"]["status"] == "insufficient_data"
+        assert (checks["drift"]["rows"], checks["drift"]["min_rows"]) == (4, 100)
+        assert checks["latency_p95"]["status"] == "insufficient_data"
+        assert (checks["latency_p95"]["rows"], checks["latency_p95"]["min_rows"]) == (4, 100)
+        assert health["status"] == "healthy" and health["reasons"] == []
+        assert {"drift", "latency_p95", "accuracy"} <= set(health["insufficient_data"])
+
+    # The minimum is a setting: at 4 the same rows get tests and a verdict.
+    async with RunningApp(app_settings(big_registry, db_url, check_enabled=False,
+                                       min_rows=4)) as client:
+        body = (await client.get("/v1/drift", params={"last": "1h"})).json()
+        assert body["status"] == "ok" and body["dataset_drift"] is not None
+        assert len(body["features"]) == len(FEATURE_NAMES)

@@ -24,8 +24,8 @@ from app.services.loaded_model import LoadedModel, to_frame
 from app.services.model_service import ModelService
 from app.services.monitoring import evidently_engine, html
 from app.services.monitoring.data import Reference
-from app.services.monitoring.native import run_native
-from app.services.monitoring.result import DriftResult
+from app.services.monitoring.native import insufficient_result, run_native
+from app.services.monitoring.result import DriftResult, shortage
 from app.services.monitoring.window_reader import read_window
 from app.services.monitoring.windows import TimeWindow
 
@@ -81,7 +81,8 @@ class DriftService:
         except Exception:
             self._metrics.drift_checks.labels(engine, "error").inc()
             raise
-        outcome = "fallback" if result.fallback_reason else "ok"
+        outcome = ("insufficient_data" if result.insufficient else
+                   "fallback" if result.fallback_reason else "ok")
         self._metrics.drift_checks.labels(engine, outcome).inc()
         if store:
             result.report_id = await self._store(result)
@@ -97,6 +98,11 @@ class DriftService:
                 f"no predictions of version {reference.model_version} between "
                 f"{span.start.isoformat()} and {span.end.isoformat()}"
             )
+        reason = shortage(window.rows, reference.rows, s.min_rows)
+        if reason is not None:  # no engine runs: a verdict on a handful of rows is noise
+            result = await asyncio.to_thread(insufficient_result, reference, window,
+                                             s.share_threshold, engine, s.min_rows, reason)
+            return result, html.render(result) if with_html else None
         if engine == "evidently":
             try:
                 return await self._evidently(reference, window, with_html)
@@ -135,8 +141,9 @@ class DriftService:
                     id=report_id, model_name=result.model_name, model_version=result.model_version,
                     engine=result.engine, window_start=result.window_start,
                     window_end=result.window_end, reference_rows=result.reference_rows,
-                    current_rows=result.current_rows, drift_share=result.drift_share,
-                    dataset_drift=result.dataset_drift, result=result.to_dict(),
+                    # The columns are not nullable; the result body (status, nulls) is the truth.
+                    current_rows=result.current_rows, drift_share=result.drift_share or 0.0,
+                    dataset_drift=bool(result.dataset_drift), result=result.to_dict(),
                 )
             )
         return str(report_id)
@@ -151,16 +158,22 @@ class DriftService:
         self._set_gauges([(f["feature"], f["score"], f["drifted"]) for f in body["features"]],
                          body["drift_share"], body["dataset_drift"])
 
-    def _set_gauges(self, features: list[tuple[str, float, bool]], share: float,
-                    dataset_drift: bool) -> None:
+    def _set_gauges(self, features: list[tuple[str, float, bool]], share: float | None,
+                    dataset_drift: bool | None) -> None:
+        """``share``/``dataset_drift`` None (insufficient data): the gauges say NaN, unknown,
+        never "no drift" or a stale verdict."""
         m = self._metrics
-        m.drift_score.clear()
-        m.drift_detected.clear()
+        nan = float("nan")
+        for gauge in (m.drift_score, m.drift_detected):
+            # In multiprocess mode clear() keeps a series in the worker's file: blank it first.
+            for labels in list(gauge._metrics):
+                gauge.labels(*labels).set(nan)
+            gauge.clear()
         for feature, score, drifted in features:
             m.drift_score.labels(feature).set(score)
             m.drift_detected.labels(feature).set(1 if drifted else 0)
-        m.drift_share.set(share)
-        m.dataset_drift.set(1 if dataset_drift else 0)
+        m.drift_share.set(nan if share is None else share)
+        m.dataset_drift.set(nan if dataset_drift is None else 1 if dataset_drift else 0)
 
     async def stored(self, report_id: str) -> dict | None:
         """A stored report's result body."""

@@ -21,7 +21,10 @@ from app.services.monitoring.performance import PerformanceService
 from app.services.monitoring.windows import TimeWindow, parse_duration
 from app.services.prediction_log import PredictionLog
 
-SEVERITY = {"ok": 0, "skipped": 0, "warning": 1, "degraded": 2}
+# "insufficient_data": too few rows for this check to judge (the check says how many it had and
+# how many it needs); "skipped": nothing to judge at all (no drift report, one trend bucket).
+SEVERITY = {"ok": 0, "skipped": 0, "insufficient_data": 0, "warning": 1, "degraded": 2}
+INSUFFICIENT = "insufficient_data"
 STATUS_NAME = {0: "healthy", 1: "warning", 2: "degraded"}
 
 
@@ -59,6 +62,8 @@ class HealthService:
             "model": {"name": model.name, "version": model.version, "semver": model.semver},
             "status": status,
             "reasons": [c["reason"] for c in checks if SEVERITY[c["status"]] > 0],
+            # The checks that had too few rows to judge: the status does not count them.
+            "insufficient_data": [c["check"] for c in checks if c["status"] == INSUFFICIENT],
             "checks": checks,
             "checked_at": now.isoformat(),
         }
@@ -70,9 +75,11 @@ class HealthService:
         overall_ = perf["overall"]
         if overall_ is None or overall_["feedback"] < s.min_feedback:
             got = overall_["feedback"] if overall_ else 0
-            reason = f"{got} feedback rows in the last {s.window}; {s.min_feedback} needed"
-            return [_check("accuracy", "skipped", reason, feedback=got),
-                    _check("accuracy_trend", "skipped", reason)]
+            reason = (f"insufficient data: {got} feedback rows in the last {s.window}; "
+                      f"{s.min_feedback} needed (FS_HEALTH_MIN_FEEDBACK)")
+            return [_check("accuracy", INSUFFICIENT, reason, feedback=got, rows=got,
+                           min_rows=s.min_feedback),
+                    _check("accuracy_trend", INSUFFICIENT, reason, rows=got, min_rows=s.min_feedback)]
         accuracy = overall_["accuracy"]
         low = accuracy < s.min_accuracy
         checks = [_check(
@@ -101,8 +108,12 @@ class HealthService:
         where = (p.c.model_name == name, p.c.model_version == version, p.c.created_at >= since)
         async with self._engine.connect() as conn:
             n = (await conn.execute(select(func.count()).select_from(p).where(*where))).scalar_one()
-            if not n:
-                return _check("latency_p95", "skipped", f"no predictions in the last {s.latency_window}")
+            if n < s.min_predictions:  # the p95 of a few rows is their maximum
+                return _check(
+                    "latency_p95", INSUFFICIENT,
+                    f"insufficient data: {n} predictions in the last {s.latency_window}; "
+                    f"{s.min_predictions} needed (FS_HEALTH_MIN_PREDICTIONS)",
+                    predictions=n, rows=n, min_rows=s.min_predictions)
             # The nearest-rank 95th percentile, on both databases.
             rank = max(math.ceil(0.95 * n), 1)
             p95 = (await conn.execute(
@@ -121,7 +132,12 @@ class HealthService:
         latest = await self._drift.latest_stored(name, version, now - parse_duration(s.drift_max_age))
         if latest is None:
             return _check("drift", "skipped", f"no drift report of this version in the last {s.drift_max_age}")
-        drifted = latest["result"].get("drifted_features", [])
+        body = latest["result"]
+        drifted = body.get("drifted_features", [])
+        if body.get("status") == INSUFFICIENT:  # that report gave no verdict: neither do we
+            return _check("drift", INSUFFICIENT, body.get("reason") or "insufficient data",
+                          rows=body.get("current_rows"), min_rows=body.get("min_rows"),
+                          report_id=str(latest["id"]))
         if latest["dataset_drift"]:
             return _check("drift", "warning",
                           f"dataset drift: {len(drifted)} features drifted ({', '.join(drifted)})",

@@ -24,7 +24,15 @@ def render(result: DriftResult) -> str:
         f"<td>{_fmt(f.threshold)}</td><td>{'drifted' if f.drifted else 'stable'}</td></tr>"
         for f in result.features
     )
-    verdict = "Dataset drift detected" if result.dataset_drift else "No dataset drift"
+    if result.insufficient:
+        verdict_line = (f"Insufficient data: {result.current_rows} rows in the window and "
+                        f"{result.reference_rows} in the reference; {result.min_rows} of each are "
+                        "needed for a drift verdict. No test was run.")
+    else:
+        verdict = "Dataset drift detected" if result.dataset_drift else "No dataset drift"
+        verdict_line = (f"{verdict}: {len(result.drifted_features)} of {len(result.features)} "
+                        f"features drifted (share {_fmt(result.drift_share)}, threshold "
+                        f"{_fmt(result.share_threshold)}).")
     pred = result.prediction_drift
     pred_line = (
         f"<p>Predicted-level drift: {escape(pred.method_label)} {_fmt(pred.score)} "
@@ -44,9 +52,8 @@ def render(result: DriftResult) -> str:
 <p>Model <b>{escape(result.model_name)}</b> version <b>{escape(result.model_version)}</b>; engine {escape(result.engine)};
 window {escape(window)}; reference rows {result.reference_rows}; current rows {result.current_rows}
 (of {result.rows_in_window} in the window).</p>
-<p class="verdict">{verdict}: {len(result.drifted_features)} of {len(result.features)} features drifted
-(share {_fmt(result.drift_share)}, threshold {_fmt(result.share_threshold)}).</p>
-<table><tr><th>feature</th><th>type</th><th>method</th><th>score</th><th>threshold</th><th>result</th></tr>{rows}</table>
+<p class="verdict">{escape(verdict_line)}</p>
+{f'<table><tr><th>feature</th><th>type</th><th>method</th><th>score</th><th>threshold</th><th>result</th></tr>{rows}</table>' if rows else ''}
 {pred_line}
 <p>Rows with a category unseen in training: {unseen.get('rows_with_unseen', 0)} ({_fmt(unseen.get('rate', 0.0))}).</p>
 {f'<ul>{notes}</ul>' if notes else ''}

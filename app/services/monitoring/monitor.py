@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from datetime import datetime
 
@@ -26,6 +27,10 @@ from app.services.scheduling import SlotClaims, sleep_until_next_slot
 log = logging.getLogger(__name__)
 
 MONITORING_EXPERIMENT = "production-monitoring"
+# With a tracking server, MlflowClient.set_terminated writes "View run ... at: URL" lines to
+# stdout (mlflow/tracking/_tracking_service/client.py, _log_url), which breaks `drift --json`
+# and JSON log lines; the run id is logged and printed by us instead. An operator may set it false.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
@@ -44,9 +49,12 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
-        metrics = [
+        verdict = [] if result.insufficient else [  # no verdict on too few rows, not even 0
             Metric("drift_share", result.drift_share, now, 0),
             Metric("dataset_drift", float(result.dataset_drift), now, 0),
+        ]
+        metrics = [
+            *verdict,
             Metric("current_rows", float(result.current_rows), now, 0),
             Metric("reference_rows", float(result.reference_rows), now, 0),
             Metric("unseen_category_rate", float(result.unseen_categories["rate"]), now, 0),
@@ -61,9 +69,11 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
             Param("window_end", result.window_end.isoformat() if result.window_end else ""),
             Param("share_threshold", str(result.share_threshold)),
             Param("sampled", str(result.sampled)),
+            Param("min_rows", str(result.min_rows or "")),
         ]
         client.log_batch(run_id, metrics=metrics, params=params,
-                         tags=[RunTag("requested_engine", result.requested_engine)])
+                         tags=[RunTag("requested_engine", result.requested_engine),
+                               RunTag("status", result.status)])
         client.log_text(run_id, json.dumps(result.to_dict(), indent=2), "drift/report.json")
         if page is not None:
             client.log_text(run_id, page, "drift/report.html")
@@ -95,8 +105,12 @@ class DriftMonitor:
         result, page = await self._drift.report(window, s.check_engine, with_html=True)
         self._drift.publish(result)
         run_id = await asyncio.to_thread(log_report, self._registry, result, page, slot)
-        log.info("drift check: %d of %d features drifted (dataset drift: %s); MLflow run %s",
-                 len(result.drifted_features), len(result.features), result.dataset_drift, run_id)
+        if result.insufficient:
+            log.info("drift check: %s; MLflow run %s", result.reason, run_id)
+        else:
+            log.info("drift check: %d of %d features drifted (dataset drift: %s); MLflow run %s",
+                     len(result.drifted_features), len(result.features), result.dataset_drift,
+                     run_id)
         return result, run_id
 
     async def refresh_accuracy(self, model_name: str) -> None:

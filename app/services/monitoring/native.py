@@ -9,7 +9,7 @@ import numpy as np
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, NUMERIC
 from app.services.monitoring import stats
 from app.services.monitoring.data import ColumnSet, Reference, Window
-from app.services.monitoring.result import DriftResult, FeatureDrift
+from app.services.monitoring.result import INSUFFICIENT_DATA, DriftResult, FeatureDrift
 
 # Numeric columns with at most this many reference values are counted, not binned (Evidently's rule).
 COUNTED_NUMERIC_MAX = 20
@@ -138,3 +138,15 @@ def base_result(reference, window, share_threshold, engine, requested_engine, fe
         features=features, share_threshold=share_threshold, prediction_drift=drift,
         prediction_distribution=shares, unseen_categories=unseen_summary(current), notes=notes,
     )
+
+
+def insufficient_result(reference: Reference, window: Window, share_threshold: float,
+                        requested_engine: str, min_rows: int, reason: str) -> DriftResult:
+    """A report without tests or verdict: too few rows. The counts (predicted levels, unseen
+    categories) are still given, since they describe the rows rather than judge them."""
+    current = ColumnSet.from_arrow(window.table, reference.vocabulary)
+    _, shares = prediction_drift(reference, current)
+    result = base_result(reference, window, share_threshold, requested_engine, requested_engine,
+                         [], current, None, shares)
+    result.status, result.min_rows, result.reason = INSUFFICIENT_DATA, min_rows, reason
+    return result

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+OK = "ok"
+INSUFFICIENT_DATA = "insufficient_data"
+
 
 @dataclass
 class FeatureDrift:
@@ -39,17 +42,30 @@ class DriftResult:
     fallback_reason: str | None = None
     duration_s: float = 0.0
     report_id: str | None = None
+    # "ok", or "insufficient_data": fewer rows than ``min_rows`` in the window or the reference;
+    # then no test is run and there is no verdict (dataset_drift and drift_share are None).
+    status: str = OK
+    min_rows: int = 0
+    reason: str | None = None
+
+    @property
+    def insufficient(self) -> bool:
+        return self.status == INSUFFICIENT_DATA
 
     @property
     def drifted_features(self) -> list[str]:
         return [f.feature for f in self.features if f.drifted]
 
     @property
-    def drift_share(self) -> float:
+    def drift_share(self) -> float | None:
+        if self.insufficient:
+            return None
         return len(self.drifted_features) / len(self.features) if self.features else 0.0
 
     @property
-    def dataset_drift(self) -> bool:
+    def dataset_drift(self) -> bool | None:
+        if self.insufficient:
+            return None
         return bool(self.features) and self.drift_share >= self.share_threshold
 
     def to_dict(self) -> dict:
@@ -60,3 +76,14 @@ class DriftResult:
         body["drift_share"] = self.drift_share
         body["dataset_drift"] = self.dataset_drift
         return body
+
+
+def shortage(current_rows: int, reference_rows: int, min_rows: int) -> str | None:
+    """Why there are too few rows for a verdict, or None when there are enough."""
+    if current_rows < min_rows:
+        return (f"insufficient data: {current_rows} predictions in the window; at least "
+                f"{min_rows} are needed for a drift verdict (FS_DRIFT_MIN_ROWS)")
+    if reference_rows < min_rows:
+        return (f"insufficient data: the reference sample has {reference_rows} rows; at least "
+                f"{min_rows} are needed for a drift verdict (FS_DRIFT_MIN_ROWS)")
+    return None
