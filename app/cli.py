@@ -84,44 +84,60 @@ def db_purge(
     console.print(f"deleted {predictions} predictions and {feedback} feedback rows older than {older_than}")
 
 
+def _spool_engine_run(settings: Settings, work):
+    """Run ``work(engine)`` on a fresh engine, disposed afterwards."""
+    from app.db.engine import create_engine
+
+    async def run():
+        engine = create_engine(settings.db_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 @spool_app.command("status")
 def spool_status() -> None:
-    """List spool segments: size, records, and whether a live worker holds each."""
-    from app.services.spool import describe
+    """List spool segments: size, records, how many are not yet in the database, the owner; and
+    the dead letters."""
+    from app.services.spool_admin import spool_status as status_of
 
     settings = _settings()
-    infos = describe(settings.spool_dir)
+    status = _spool_engine_run(settings, lambda engine: status_of(engine, settings.spool_dir))
     table = Table(title=f"spool {settings.spool_dir}")
-    for column in ("segment", "bytes", "records", "owner"):
+    for column in ("segment", "bytes", "records", "pending", "owner"):
         table.add_column(column, justify="left" if column in ("segment", "owner") else "right")
-    for info in infos:
-        table.add_row(info.path.name, str(info.size), str(info.lines), "live" if info.live else "orphan")
+    for seg in status.segments:
+        pending = "?" if seg.pending is None else str(seg.pending)
+        table.add_row(seg.name, str(seg.size), str(seg.records), pending, "live" if seg.live else "orphan")
     Console().print(table)
-    orphans = [i for i in infos if not i.live]
+    segs = status.segments
+    orphans = [s for s in segs if not s.live]
+    if status.database_reachable:
+        pending = f"{sum(s.pending for s in segs)} pending (not yet in the database)"
+    else:
+        pending = "pending unknown: the database is unreachable (records include rows already written)"
+    dead = status.dead_letters
     Console().print(
-        f"{len(infos)} segments, {sum(i.lines for i in infos)} records, "
-        f"{sum(i.size for i in infos)} bytes; {len(orphans)} orphaned "
-        f"({sum(i.lines for i in orphans)} records)"
+        f"{len(segs)} segments, {sum(s.records for s in segs)} records, {pending}, "
+        f"{sum(s.size for s in segs)} bytes; {len(orphans)} orphaned "
+        f"({sum(s.records for s in orphans)} records); {sum(dead.values())} dead letters"
+        + (" (" + ", ".join(f"{n} {kind}" for kind, n in sorted(dead.items())) + ")" if dead else "")
     )
 
 
 @spool_app.command("drain")
 def spool_drain() -> None:
     """Write segments left by dead workers into the database and delete them (safe to repeat)."""
-    from app.db.engine import create_engine
     from app.services.spool_admin import drain_orphans
 
     settings = _settings()
-
-    async def run():
-        engine = create_engine(settings.db_url)
-        try:
-            return await drain_orphans(engine, settings.spool_dir, settings.spool)
-        finally:
-            await engine.dispose()
-
     try:
-        report = asyncio.run(run())
+        report = _spool_engine_run(
+            settings, lambda engine: drain_orphans(engine, settings.spool_dir, settings.spool)
+        )
     except Exception as exc:  # the segments are kept; say why and fail
         console.print(f"drain failed ({type(exc).__name__}); segments kept, run it again later")
         raise typer.Exit(1) from None
@@ -129,7 +145,92 @@ def spool_drain() -> None:
         f"drained {report.rows} records from {report.segments} segments; "
         f"{report.live_skipped} segments held by live workers left alone"
         + (f"; {report.damaged} damaged lines quarantined" if report.damaged else "")
+        + (f"; {report.dead_lettered} refused records dead-lettered" if report.dead_lettered else "")
+        + (f"; {report.waiting} feedback records still waiting for their prediction"
+           if report.waiting else "")
     )
+
+
+@spool_app.command("dead-letters")
+def spool_dead_letters(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout")] = False,
+) -> None:
+    """Records the database refused: id, kind, when, the database's reason (and the line with --json)."""
+    import dataclasses
+    import json
+
+    from app.services.dead_letters import DeadLetterStore
+
+    letters = DeadLetterStore(_settings().spool_dir).list()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(d) for d in letters], indent=2))
+        return
+    table = Table(title="dead letters")
+    for column in ("id", "kind", "at", "reason"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(d.id, d.kind, d.at, d.reason)
+    Console(width=200).print(table)
+    console.print(f"{len(letters)} dead letters")
+
+
+def _ids_or_all(ids: list[str] | None, everything: bool) -> list[str] | None:
+    import uuid
+
+    if bool(ids) == everything:
+        console.print("name dead-letter ids, or --all")
+        raise typer.Exit(2)
+    try:
+        return None if everything else [str(uuid.UUID(i)) for i in ids]
+    except ValueError:
+        console.print("dead-letter ids are UUIDs (see `spool dead-letters`)")
+        raise typer.Exit(2) from None
+
+
+@spool_app.command("replay")
+def spool_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every dead letter")] = False,
+) -> None:
+    """Write dead letters to the database again; those still refused stay, with the new reason."""
+    from app.services.spool_admin import replay
+
+    wanted = _ids_or_all(ids, everything)
+    settings = _settings()
+    try:
+        report = _spool_engine_run(
+            settings, lambda engine: replay(engine, settings.spool_dir, settings.spool, wanted)
+        )
+    except Exception as exc:
+        console.print(f"replay failed ({type(exc).__name__}); dead letters kept, run it again later")
+        raise typer.Exit(1) from None
+    for rid, reason in report.still_refused:
+        console.print(f"still refused: {rid}: {reason}")
+    for rid in report.unknown:
+        console.print(f"no dead letter {rid}")
+    console.print(f"replayed {len(report.written)} records; {len(report.still_refused)} still refused")
+    if report.still_refused or report.unknown:
+        raise typer.Exit(1)
+
+
+@spool_app.command("discard")
+def spool_discard(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every dead letter")] = False,
+) -> None:
+    """Delete dead letters for good (the records are then not in the prediction log)."""
+    from app.services.dead_letters import DeadLetterStore
+
+    wanted = _ids_or_all(ids, everything)
+    store = DeadLetterStore(_settings().spool_dir)
+    if wanted is None:
+        wanted = [d.id for d in store.list()]
+    removed = store.remove(wanted)
+    for rid in sorted(set(wanted) - set(removed)):
+        console.print(f"no dead letter {rid}")
+    console.print(f"discarded {len(removed)} dead letters")
+    if len(removed) != len(wanted):
+        raise typer.Exit(1)
 
 
 def _train_with_progress(settings: Settings, dry_run: bool = False, **kwargs):

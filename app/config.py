@@ -100,6 +100,11 @@ class SpoolSettings(BaseSettings):
     backoff_max_s: float = Field(5.0, gt=0, description="Cap of the retry delay while the database is down")
     drain_timeout_s: float = Field(30.0, ge=0, description="Shutdown waits this long for the drain")
     orphan_scan_interval_s: float = Field(30.0, gt=0, description="How often dead workers' segments are looked for")
+    feedback_grace_s: float = Field(
+        300.0, ge=0,
+        description="How long feedback waits for its prediction to reach the database before it is "
+        "dead-lettered (never while the prediction is in a spool on this host)",
+    )
 
 
 class PrivacySettings(BaseSettings):

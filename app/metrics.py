@@ -61,6 +61,19 @@ class ServiceMetrics:
             "Prediction records answered but not recorded (only with fail-open, or durability none at exit)",
             registry=r,
         )
+        self.spool_dead_letters = Counter(
+            "fs_spool_dead_letters",
+            "Spooled records the database refused, moved to the dead-letter store, by record kind",
+            ["kind"], registry=r,
+        )
+        self.spool_dead_letters_on_disk = Gauge(
+            "fs_spool_dead_letters_on_disk", "Dead letters kept in this host's spool directory",
+            registry=r, multiprocess_mode="livemax",
+        )
+        self.spool_peer_reads = Counter(
+            "fs_spool_peer_reads",
+            "Records read from another worker's spool segment (not yet in the database)", registry=r,
+        )
 
         self.rejected = Counter(
             "fs_requests_rejected",

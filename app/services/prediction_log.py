@@ -5,6 +5,8 @@ as ``FS_SPOOL_DURABILITY`` promises; only then is the response sent. A drainer t
 records into the database (``app.services.drainer``); segments left by dead workers or a crashed
 process are adopted and drained at start-up and every ``orphan_scan_interval_s``. The spool is
 bounded: when full, ``record`` raises ``PredictionLogFull`` (503 + Retry-After) unless fail-open.
+Feedback is spooled the same way (``record_feedback``). Reads look in this worker's buffer, the
+database, then the other workers' live segments on this host (``app.services.peer_spool``).
 """
 
 from __future__ import annotations
@@ -19,20 +21,27 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import SpoolSettings
-from app.db.dialect import ingest_ignoring_duplicates
 from app.db.engine import DB_ERRORS
 from app.db.tables import Prediction
 from app.errors import DatabaseUnavailable, PredictionLogFull
 from app.metrics import ServiceMetrics
+from app.services.dead_letters import DeadLetterStore
 from app.services.drainer import Drainer
+from app.services.ingest import LogSink
+from app.services.peer_spool import PeerRecords, scan
 from app.services.pending import PendingBuffer
-from app.services.records import PredictionRecord, decode, encode, record_id
+from app.services.records import (
+    FEEDBACK, PREDICTION, FeedbackRecord, PredictionRecord, decode, decode_entry, encode, record_id,
+)
 from app.services.spool import Segment, SpoolFiles, adopt, orphan_paths
 from app.services.spool_writer import SpoolWriteError, SpoolWriter
 
 __all__ = ["PredictionLog", "PredictionRecord"]
 
 log = logging.getLogger(__name__)
+
+# A fully drained active segment at least this big is rotated out (and deleted) at the next append.
+ROTATE_DRAINED_BYTES = 1 << 20
 
 
 def default_worker_id() -> str:
@@ -60,9 +69,11 @@ class PredictionLog:
         self.buffer = PendingBuffer()
         self.writer = SpoolWriter(self.files, settings.durability, settings.group_commit_wait_ms)
         self.writer.on_closed = self._segment_closed
+        self.sink = LogSink(engine, settings.ingest_method)
+        self.dead_letters = DeadLetterStore(directory)
         self.drainer = Drainer(
-            self.buffer, self._write_rows, settings, metrics, self._retire,
-            self._scan_orphans if durable else None,
+            self.buffer, self.sink, settings, metrics, self._retire, self.dead_letters,
+            self._peer_has, self._scan_orphans if durable else None, self._drained,
         )
         self._reserved = 0  # bytes being written to the spool, not yet in the buffer
         self._started = False
@@ -74,6 +85,7 @@ class PredictionLog:
             await asyncio.to_thread(self.files.open)
         # Segments of dead workers (or of this worker's previous life) are drained first.
         await self._scan_orphans()
+        await self.drainer.count_dead_letters()
         self.writer.start()
         self.drainer.start()
         self._started = True
@@ -110,21 +122,36 @@ class PredictionLog:
 
     async def record(self, records: list[PredictionRecord]) -> None:
         """Spool ``records``; returns once they are durable per the setting (before the response)."""
-        assert self._started, "PredictionLog.start() was not called"
         lines = [encode(r) for r in records]
+        spooled, segment = await self._spool(lines)
+        if spooled:
+            self.buffer.add([r.id for r in records], lines, segment)
+            self._added()
+
+    async def record_feedback(self, record: FeedbackRecord) -> None:
+        """Spool one feedback submission, with the same durability and bound as predictions."""
+        lines = [encode(record)]
+        spooled, segment = await self._spool(lines)
+        if spooled:
+            self.buffer.add([record.id], lines, segment, FEEDBACK, [record.prediction_id])
+            self._added()
+
+    async def _spool(self, lines: list[bytes]) -> tuple[bool, Segment | None]:
+        assert self._started, "PredictionLog.start() was not called"
         size = sum(len(line) for line in lines)
         if self.buffer.bytes + self._reserved + size > self.settings.max_bytes:
-            self._reject(len(records), "the prediction log is full; retry shortly")
-            return
+            self._reject(len(lines), "the prediction log is full; retry shortly")
+            return False, None
         self._reserved += size
         try:
-            segment = await self.writer.append(b"".join(lines))
+            return True, await self.writer.append(b"".join(lines))
         except SpoolWriteError:
-            self._reject(len(records), "the prediction log cannot be written; retry shortly")
-            return
+            self._reject(len(lines), "the prediction log cannot be written; retry shortly")
+            return False, None
         finally:
             self._reserved -= size
-        self.buffer.add([r.id for r in records], lines, segment)
+
+    def _added(self) -> None:
         self.drainer.update_gauges()
         self.drainer.notify()
 
@@ -146,9 +173,31 @@ class PredictionLog:
         return self.buffer.oldest_age()
 
     async def get(self, prediction_id: uuid.UUID) -> dict | None:
-        """A logged prediction, from the spool if it is not in the database yet."""
+        """A logged prediction: this worker's buffer, the database, then the host's other spools.
+
+        Raises ``DatabaseUnavailable`` only when the database cannot be asked and no spool has it.
+        """
         if (row := self.pending(prediction_id)) is not None:
             return row
+        try:
+            if (row := await self._select(prediction_id)) is not None:
+                return row
+            database_up = True
+        except DatabaseUnavailable:
+            database_up = False
+        peers = await self.peers([prediction_id])
+        if (row := peers.predictions.get(prediction_id)) is not None:
+            self._metrics.spool_peer_reads.inc()
+            return row
+        if not database_up:
+            raise DatabaseUnavailable("the prediction database is unavailable; retry shortly")
+        # Its owner may have committed it and retired the segment between our two looks.
+        return await self._select(prediction_id)
+
+    async def exists(self, prediction_id: uuid.UUID) -> bool:
+        return await self.get(prediction_id) is not None
+
+    async def _select(self, prediction_id: uuid.UUID) -> dict | None:
         try:
             async with self._engine.connect() as conn:
                 row = (
@@ -160,8 +209,19 @@ class PredictionLog:
             raise DatabaseUnavailable("the prediction database is unavailable; retry shortly") from exc
         return dict(row) if row else None
 
-    async def exists(self, prediction_id: uuid.UUID) -> bool:
-        return await self.get(prediction_id) is not None
+    async def peers(self, ids: list[uuid.UUID]) -> PeerRecords:
+        """Records about ``ids`` in the other workers' segments on this host (a thread scans)."""
+        own = frozenset(self.files.own) if self.files is not None else frozenset()
+        return await asyncio.to_thread(scan, self.directory, own, ids)
+
+    def spooled_feedback(self, prediction_id: uuid.UUID) -> dict[uuid.UUID, dict]:
+        """This worker's feedback about ``prediction_id`` not yet in the database, by id."""
+        rows = (decode(rec.line) for rec in self.buffer.feedback_for(prediction_id))
+        return {row["id"]: row for row in rows}
+
+    async def _peer_has(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        own = {i for i in ids if self.buffer.get(i) is not None}
+        return own | set((await self.peers(list(ids - own))).predictions)
 
     @property
     def pending_count(self) -> int:
@@ -169,10 +229,10 @@ class PredictionLog:
 
     # --- internals -------------------------------------------------------------------------------
 
-    async def _write_rows(self, rows: list[dict]) -> None:
-        await ingest_ignoring_duplicates(
-            self._engine, Prediction.__table__, rows, self.settings.ingest_method
-        )
+    def _drained(self) -> None:
+        active = self.files.active if self.files is not None else None
+        if active is not None and active.outstanding == 0 and active.size >= ROTATE_DRAINED_BYTES:
+            self.files.rotate_next = True
 
     def _segment_closed(self, segment: Segment) -> None:
         segment.closed = True
@@ -198,6 +258,10 @@ class PredictionLog:
             if not adopted.lines:
                 self._retire(segment)
                 continue
-            self.buffer.add([record_id(line) for line in adopted.lines], adopted.lines, segment)
+            entries = [(line, *decode_entry(line)) for line in adopted.lines]
+            for kind in (PREDICTION, FEEDBACK):
+                rows = [(line, row) for line, k, row in entries if k == kind]
+                self.buffer.add([row["id"] for _, row in rows], [line for line, _ in rows], segment,
+                                kind, [row.get("prediction_id") for _, row in rows])
             log.info("prediction log: adopted %d records from %s", len(adopted.lines), path.name)
         self.drainer.notify()

@@ -1,4 +1,8 @@
-"""A prediction record and its spool encoding (one JSON line per record)."""
+"""Spool records and their encoding (one JSON line per record).
+
+Two kinds share the spool: predictions (the line has no ``kind``, as it always had) and feedback
+(``"kind": "feedback"``). Each carries its own uuid, so replaying a line writes at most one row.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 import orjson
+
+PREDICTION = "prediction"
+FEEDBACK = "feedback"
+KINDS = (PREDICTION, FEEDBACK)
 
 
 @dataclass(frozen=True)
@@ -30,20 +38,44 @@ class PredictionRecord:
         return {f.name: getattr(self, f.name) for f in _FIELDS}
 
 
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One submission of ground truth; ``id`` is the ``prediction_feedback`` row's key."""
+
+    id: uuid.UUID
+    prediction_id: uuid.UUID
+    actual_level: str
+    created_at: datetime
+    kind: str = FEEDBACK
+
+
 _FIELDS = fields(PredictionRecord)
 
 
-def encode(record: PredictionRecord) -> bytes:
+def encode(record: PredictionRecord | FeedbackRecord) -> bytes:
     """One spool line (newline included); orjson writes dataclasses, UUIDs and aware datetimes."""
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
+def decode_entry(line: bytes) -> tuple[str, dict]:
+    """A spool line as (kind, row of its table); raises ValueError on a line that is not a record."""
+    try:
+        row = orjson.loads(line)
+        kind = row.pop("kind", PREDICTION)
+        if kind not in KINDS:
+            raise ValueError(f"unknown record kind {kind!r}")
+        row["id"] = uuid.UUID(row["id"])
+        row["created_at"] = datetime.fromisoformat(row["created_at"])
+        if kind == FEEDBACK:
+            row["prediction_id"] = uuid.UUID(row["prediction_id"])
+    except (KeyError, TypeError, AttributeError) as exc:  # valid JSON, but not a record
+        raise ValueError(f"not a spool record: {type(exc).__name__} {exc}") from exc
+    return kind, row
+
+
 def decode(line: bytes) -> dict:
-    """A spool line back into a ``prediction`` row; raises ValueError on a damaged line."""
-    row = orjson.loads(line)
-    row["id"] = uuid.UUID(row["id"])
-    row["created_at"] = datetime.fromisoformat(row["created_at"])
-    return row
+    """A spool line back into a row of its table; raises ValueError on a damaged line."""
+    return decode_entry(line)[1]
 
 
 def record_id(line: bytes) -> uuid.UUID:

@@ -217,6 +217,9 @@ class SpoolFiles:
     active: Segment | None = None
     own: set[Path] = field(default_factory=set)
     created: int = 0  # segments created by this worker so far
+    # Set when the active segment is fully drained and big: the next append starts a new one, so
+    # the drained one is deleted and the files other workers scan stay small.
+    rotate_next: bool = False
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -231,9 +234,10 @@ class SpoolFiles:
         day = today()
         current = self.active
         if current is not None and current.day == day and (
-            current.size == 0 or current.size + nbytes <= self.segment_max_bytes
+            current.size == 0 or (current.size + nbytes <= self.segment_max_bytes and not self.rotate_next)
         ):
             return current, None
+        self.rotate_next = False
         self.active = create_segment(self.directory, self.worker, day, self.sync)
         self.own.add(self.active.path)
         self.created += 1
