@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.hygiene import error_message, field_name
+
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +30,10 @@ class DomainError(Exception):
 
 class InvalidInput(DomainError):
     code = "invalid_input"
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
 
 
 class NotFound(DomainError):
@@ -107,6 +113,7 @@ class ReferenceUnavailable(Conflict):
 # Most specific class first: the first isinstance match wins.
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInput, 422),
+    (UnsupportedMediaType, 415),
     (NotFound, 404),
     (Conflict, 409),
     (Unauthenticated, 401),
@@ -138,9 +145,10 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pydantic errors reduced to location and message; submitted values are never echoed."""
     return [
         {
-            "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body",
+            "field": ".".join(field_name(part) for part in err.get("loc", ()) if part != "body")
+            or "body",
             "type": err.get("type", "invalid"),
-            "message": err.get("msg", "invalid value"),
+            "message": error_message(err),
         }
         for err in errors
     ]

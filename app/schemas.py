@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
+from app.hygiene import SAFE_TEXT_PATTERN, SafeText
 from app.ml.features import FEATURES, Feature, Level
 
 
@@ -26,7 +27,8 @@ def _field(feature: Feature) -> tuple[Any, Any]:
     common: dict[str, Any] = {"description": feature.description, "strict": True}
     if feature.is_categorical:
         examples = list(feature.vocabulary[:3])
-        return str, Field(min_length=1, max_length=feature.max_length, examples=examples, **common)
+        return str, Field(min_length=1, max_length=feature.max_length, pattern=SAFE_TEXT_PATTERN,
+                          examples=examples, **common)
     bounds = {
         "ge": feature.minimum,
         "le": feature.maximum,
@@ -67,7 +69,7 @@ class PredictionRequest(BaseModel):
     )
 
     items: Annotated[list[PredictionItem], Field(min_length=1)]  # type: ignore[valid-type]
-    subject_id: Annotated[str | None, Field(max_length=200, description="Employee or team id")] = None
+    subject_id: Annotated[SafeText(200) | None, Field(description="Employee or team id")] = None
 
 
 class Probabilities(BaseModel):
@@ -170,6 +172,7 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found",
     409: "Refused in the current state (for example by the promotion policy), with the reason",
     413: "Request body too large",
+    415: "The request body is not JSON (Content-Type must be application/json)",
     422: "Validation failed; details name each offending field",
     503: "No model loaded, at capacity or shutting down (see Retry-After)",
     504: "The prediction did not finish within the deadline",

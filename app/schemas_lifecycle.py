@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Reason = Annotated[str | None, Field(max_length=500, description="Why; kept in the audit")]
+from app.hygiene import SafeText
+
+Reason = Annotated[SafeText(500) | None, Field(description="Why, on one line; kept in the audit")]
 
 
 class PromoteRequest(BaseModel):

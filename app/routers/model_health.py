@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from app.deps import ContainerDep
+from app.routers.params import ModelName
 from app.schemas import error_responses
 
 router = APIRouter(
@@ -16,7 +15,7 @@ router = APIRouter(
 
 @router.get("/{name}/health", operation_id="get_model_health")
 async def get_model_health(
-    container: ContainerDep, name: Annotated[str, Path(max_length=200)]
+    container: ContainerDep, name: ModelName
 ) -> dict:
     """Accuracy below the threshold is degraded; declining accuracy, slow p95 latency, dataset
     drift or an old prediction-log backlog are warnings. The most severe status wins."""

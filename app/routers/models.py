@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query
 
 from app.deps import ContainerDep, LifecycleDep, ReloaderDep
 from app.errors import ModelNotFound
+from app.routers.json_body import JsonBodyRoute
+from app.routers.params import ModelName
 from app.schemas import error_responses
 from app.schemas_lifecycle import (
     ModelOut,
@@ -24,9 +26,11 @@ from app.services.lifecycle import MoveResult
 from app.services.reloader import Reloader
 
 router = APIRouter(
-    prefix="/v1/models", tags=["models"], responses=error_responses(400, 404, 409, 422, 503)
+    prefix="/v1/models", tags=["models"], responses=error_responses(400, 404, 409, 422, 503),
+    route_class=JsonBodyRoute,
 )
 ADMIN = {401: {"description": "No admin token"}, 403: {"description": "Wrong admin token"}}
+BODY = error_responses(415)
 
 
 async def _after_move(result: MoveResult, container, reloader: Reloader) -> MoveOut:
@@ -42,7 +46,7 @@ async def _after_move(result: MoveResult, container, reloader: Reloader) -> Move
 
 
 @router.get("/{name}", response_model=ModelOut, operation_id="get_model")
-async def get_model(name: str, lifecycle: LifecycleDep, container: ContainerDep) -> ModelOut:
+async def get_model(name: ModelName, lifecycle: LifecycleDep, container: ContainerDep) -> ModelOut:
     """The registered model, its Production version and what this worker serves."""
     summary = await lifecycle.summary(name)
     model = container.models.current
@@ -53,22 +57,23 @@ async def get_model(name: str, lifecycle: LifecycleDep, container: ContainerDep)
 
 
 @router.get("/{name}/versions", response_model=VersionList, operation_id="list_model_versions")
-async def list_versions(name: str, lifecycle: LifecycleDep) -> VersionList:
+async def list_versions(name: ModelName, lifecycle: LifecycleDep) -> VersionList:
     """Every version, newest first: semver, metrics, aliases, legacy stage, run id, creation time."""
     return VersionList(name=name, versions=await lifecycle.versions(name))
 
 
 @router.get("/{name}/promotions", response_model=PromotionList, operation_id="list_promotions")
 async def list_promotions(
-    name: str, lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    name: ModelName, lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> PromotionList:
     """The promotion audit, newest first."""
     return PromotionList(name=name, promotions=await lifecycle.audit.list(name, limit))
 
 
-@router.post("/{name}/promote", response_model=MoveOut, responses=ADMIN, operation_id="promote_model")
+@router.post("/{name}/promote", response_model=MoveOut, responses=ADMIN | BODY,
+             operation_id="promote_model")
 async def promote(
-    name: str, body: PromoteRequest, admin: AdminDep, lifecycle: LifecycleDep,
+    name: ModelName, body: PromoteRequest, admin: AdminDep, lifecycle: LifecycleDep,
     container: ContainerDep, reloader: ReloaderDep,
 ) -> MoveOut:
     """Make a version Production if the promotion policy agrees (``force`` skips it). Admin only."""
@@ -77,9 +82,10 @@ async def promote(
     return await _after_move(result, container, reloader)
 
 
-@router.post("/{name}/rollback", response_model=MoveOut, responses=ADMIN, operation_id="rollback_model")
+@router.post("/{name}/rollback", response_model=MoveOut, responses=ADMIN | BODY,
+             operation_id="rollback_model")
 async def rollback(
-    name: str, admin: AdminDep, lifecycle: LifecycleDep, container: ContainerDep,
+    name: ModelName, admin: AdminDep, lifecycle: LifecycleDep, container: ContainerDep,
     reloader: ReloaderDep, body: RollbackRequest | None = None,
 ) -> MoveOut:
     """Undo the last move: Production goes back to the version before it (repeatable). Admin only."""
@@ -88,7 +94,7 @@ async def rollback(
 
 
 @router.post("/{name}/reload", response_model=ReloadOut, responses=ADMIN, operation_id="reload_model")
-async def reload(name: str, admin: AdminDep, container: ContainerDep, reloader: ReloaderDep) -> ReloadOut:
+async def reload(name: ModelName, admin: AdminDep, container: ContainerDep, reloader: ReloaderDep) -> ReloadOut:
     """Look at the registry now (also retries a version that failed recently). Admin only."""
     if name != container.settings.model.name:
         raise ModelNotFound(f"this service only serves {container.settings.model.name!r}")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import ContainerDep
+from app.routers.params import VersionQuery
 from app.schemas import error_responses
 from app.services.monitoring.windows import DURATION_PATTERN, TimeWindow, parse_duration
 
@@ -20,7 +21,7 @@ async def get_performance(
     container: ContainerDep,
     last: Annotated[str, Query(pattern=DURATION_PATTERN, description="Window: 7d, 30d, 24h, ...")] = "30d",
     bucket: Annotated[str, Query(pattern=DURATION_PATTERN, description="Bucket size: 1d, 6h, 1w, ...")] = "1d",
-    version: Annotated[str | None, Query(max_length=50, description="Only this model version")] = None,
+    version: VersionQuery = None,
 ) -> dict:
     """Accuracy, macro-F1 and per-class recall per bucket from feedback (latest feedback per
     prediction wins), the overall figures, and the trend (improving / declining / stable)."""

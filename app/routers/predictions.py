@@ -18,6 +18,7 @@ from app.schemas import (
     PredictionResponse,
     error_responses,
 )
+from app.routers.json_body import JsonBodyRoute
 from app.security import require_client_key
 from app.services.privacy import hash_subject
 
@@ -26,6 +27,7 @@ router = APIRouter(
     tags=["predictions"],
     dependencies=[Depends(require_client_key)],
     responses=error_responses(401, 403, 413, 422),
+    route_class=JsonBodyRoute,
 )
 
 
@@ -49,7 +51,7 @@ _PREDICTION_LINKS = {
     response_model=PredictionResponse,
     operation_id="create_predictions",
     responses={200: {"description": "Successful Response", "links": _PREDICTION_LINKS},
-               **error_responses(400, 503, 504)},
+               **error_responses(400, 415, 503, 504)},
 )
 async def create_predictions(
     body: PredictionRequest,
@@ -106,7 +108,7 @@ async def get_prediction(
     "/{prediction_id}/feedback",
     response_model=FeedbackOut,
     operation_id="submit_feedback",
-    responses=error_responses(400, 404, 503),
+    responses=error_responses(400, 404, 415, 503),
 )
 async def submit_feedback(
     prediction_id: uuid.UUID, body: FeedbackIn, feedback: FeedbackDep

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.deps import ContainerDep, ModelsDep, PredictionsDep, RequestIdDep
+from app.routers.params import ModelName, VersionPath
 from app.routers.protocol_errors import V2Route, v2_error
 from app.services.protocols import v2
 from app.errors import DeadlineExceeded
@@ -53,7 +54,7 @@ async def _infer(
     version: str | None,
 ) -> Response:
     json_length = request.headers.get(BINARY_HEADER)
-    if json_length is not None and not json_length.isdigit():
+    if json_length is not None and not (json_length.isascii() and json_length.isdigit()):
         raise ProtocolInputError("Inference-Header-Content-Length must be a byte count")
     timeout = container.settings.limits.deadline_s
     try:
@@ -88,22 +89,22 @@ INFER = {
 
 
 @router.get("/models/{name}", operation_id="v2_model_metadata", **METADATA)
-async def model_metadata(name: str, models: ModelsDep) -> dict:
+async def model_metadata(name: ModelName, models: ModelsDep) -> dict:
     return v2.model_metadata(v2.find_model(models, name, None))
 
 
 @router.get("/models/{name}/versions/{version}", operation_id="v2_model_version_metadata", **METADATA)
-async def model_version_metadata(name: str, version: str, models: ModelsDep) -> dict:
+async def model_version_metadata(name: ModelName, version: VersionPath, models: ModelsDep) -> dict:
     return v2.model_metadata(v2.find_model(models, name, version))
 
 
 @router.get("/models/{name}/ready", operation_id="v2_model_ready", **READY)
-async def model_ready(name: str, models: ModelsDep) -> dict:
+async def model_ready(name: ModelName, models: ModelsDep) -> dict:
     return {"name": v2.find_model(models, name, None).name, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready", operation_id="v2_model_version_ready", **READY)
-async def model_version_ready(name: str, version: str, models: ModelsDep) -> dict:
+async def model_version_ready(name: ModelName, version: VersionPath, models: ModelsDep) -> dict:
     return {"name": v2.find_model(models, name, version).name, "ready": True}
 
 
@@ -111,7 +112,7 @@ async def model_version_ready(name: str, version: str, models: ModelsDep) -> dic
     "/models/{name}/infer", operation_id="v2_infer", dependencies=CLIENT_KEY, **INFER
 )
 async def infer(
-    name: str, request: Request, container: ContainerDep, predictions: PredictionsDep,
+    name: ModelName, request: Request, container: ContainerDep, predictions: PredictionsDep,
     request_id: RequestIdDep,
 ) -> Response:
     return await _infer(request, container, predictions, request_id, name, None)
@@ -124,7 +125,7 @@ async def infer(
     **INFER,
 )
 async def version_infer(
-    name: str, version: str, request: Request, container: ContainerDep,
+    name: ModelName, version: VersionPath, request: Request, container: ContainerDep,
     predictions: PredictionsDep, request_id: RequestIdDep,
 ) -> Response:
     return await _infer(request, container, predictions, request_id, name, version)

@@ -21,6 +21,8 @@ from mlflow.models.signature import ModelSignature
 from mlflow.models.utils import _enforce_schema  # the cast pyfunc.predict applies; pinned MLflow
 from mlflow.pyfunc import scoring_server as mlflow_server
 
+from app.hygiene import table_has_control
+from app.ml.features import FEATURE_NAMES
 from app.services.protocols.errors import ProtocolInputError, UnsupportedContentType
 from app.services.protocols.rows import validate_records
 
@@ -117,7 +119,9 @@ def _check_cells(form: str, value: Any) -> None:
     for row, column, cell in _cells(form, value):
         if cell is None or isinstance(cell, (bool, dict, list)):
             kind = "a missing" if cell is None else "a non-scalar or boolean"
-            raise ProtocolInputError(f"{kind} value in column '{column}' (row {row})")
+            # Only a feature's name is repeated back; any other key is the client's own text.
+            named = f"column '{column}'" if column in FEATURE_NAMES else "a column not in the model"
+            raise ProtocolInputError(f"{kind} value in {named} (row {row})")
 
 
 def _parse_json(body: bytes, schema) -> tuple[Any, dict[str, Any] | None]:
@@ -153,6 +157,8 @@ def _parse_csv(body: bytes, schema) -> pd.DataFrame:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolInputError("the CSV body is not valid UTF-8") from None
+    if table_has_control(text):
+        raise ProtocolInputError("the CSV body holds a control character (other than tab and line breaks)")
     try:
         return mlflow_server.parse_csv_input(StringIO(text), schema)
     except MlflowException as exc:

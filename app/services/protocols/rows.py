@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from app.hygiene import error_message
 from app.ml.features import FEATURE_NAMES
 from app.schemas import PredictionItem
 from app.services.protocols.errors import ProtocolInputError
@@ -39,11 +40,12 @@ def validate_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for err in exc.errors()[:20]:
             loc = err.get("loc", ())
             row, column = (loc[0], loc[1]) if len(loc) >= 2 else (loc[0] if loc else "?", "?")
-            details.append({"field": f"rows[{row}].{column}", "type": err["type"], "message": err["msg"]})
+            details.append({"field": f"rows[{row}].{column}", "type": err["type"],
+                            "message": error_message(err)})
         first = exc.errors()[0]
         row, column = (list(first["loc"]) + ["?", "?"])[:2]
         raise ProtocolInputError(
-            f"invalid value in column '{column}' (row {row}): {first['msg']}"
+            f"invalid value in column '{column}' (row {row}): {error_message(first)}"
             + (f"; {exc.error_count() - 1} more error(s)" if exc.error_count() > 1 else ""),
             "BAD_REQUEST",
             details,

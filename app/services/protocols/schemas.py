@@ -9,9 +9,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from app.hygiene import SAFE_TEXT_PATTERN
 from app.ml.features import FEATURE_NAMES, FEATURES, LEVELS
 from app.schemas import EXAMPLE_ITEM, PredictionItem
-from app.services.protocols.v2 import DATATYPE_OF, OUTPUTS, SIGNATURE_TYPE_OF_KIND
+from app.services.protocols.v2 import DATATYPE_OF, MAX_ID_LENGTH, OUTPUTS, SIGNATURE_TYPE_OF_KIND
 
 def _row_schema() -> dict[str, Any]:
     schema = copy.deepcopy(PredictionItem.model_json_schema())
@@ -117,7 +118,7 @@ def infer_request_body() -> dict[str, Any]:
         "type": "object",
         "title": "InferenceRequest",
         "properties": {
-            "id": {"type": "string"},
+            "id": {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": SAFE_TEXT_PATTERN},
             "parameters": {"type": "object"},
             "inputs": {
                 "type": "array",
@@ -151,7 +152,7 @@ def infer_response_schema() -> dict[str, Any]:
         "properties": {
             "model_name": {"type": "string"},
             "model_version": {"type": "string"},
-            "id": {"type": "string"},
+            "id": {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": SAFE_TEXT_PATTERN},
             "outputs": {
                 "type": "array",
                 "items": {

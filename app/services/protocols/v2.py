@@ -11,6 +11,7 @@ from typing import Any
 from mlflow.models.signature import ModelSignature
 
 from app.errors import ModelNotFound, ModelNotReady
+from app.hygiene import text_problem
 from app.ml.features import FEATURES, LEVELS
 from app.services.loaded_model import LoadedModel
 from app.services.model_service import ModelService
@@ -49,6 +50,7 @@ OUTPUTS = (
     {"name": OUTPUT_PROBABILITIES, "datatype": "FP64", "shape": [-1, len(LEVELS)]},
 )
 MAX_NESTING = 3
+MAX_ID_LENGTH = 100  # the request id is echoed in the response, so it is held to the header's rule
 
 
 def input_tensors(signature: ModelSignature | None) -> list[dict[str, Any]]:
@@ -188,6 +190,8 @@ def parse_infer(
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolInputError("'id' must be a string")
+    if request_id is not None and (problem := text_problem(request_id, MAX_ID_LENGTH)):
+        raise ProtocolInputError(f"'id' {problem}")
     tensors = request.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise ProtocolInputError("'inputs' must be a non-empty list of tensors")

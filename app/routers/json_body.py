@@ -1,0 +1,36 @@
+"""415 for a JSON route sent a body that is not JSON.
+
+FastAPI only parses a body as JSON when the Content-Type says so; any other body reaches the
+model as bytes and is answered 422 "Input should be a valid dictionary", which misleads the
+client. Routes of this class answer 415 naming the media type they take instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+from app.errors import UnsupportedMediaType
+
+
+def is_json(content_type: str | None) -> bool:
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+class JsonBodyRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:  # no body parameter: nothing to check
+            return handler
+
+        async def checked(request: Request) -> Response:
+            # The body is cached on the request: FastAPI's own parsing reads it from there.
+            if await request.body() and not is_json(request.headers.get("content-type")):
+                raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
+            return await handler(request)
+
+        return checked
