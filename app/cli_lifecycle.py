@@ -31,9 +31,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 
 
 def _settings() -> Settings:
+    from app.cli_settings import load_settings
     from app.logs import configure_logging
 
-    settings = Settings()
+    settings = load_settings()  # a bad environment: one line per problem, exit 2
     settings.ensure_dirs()
     configure_logging(settings.log_level, settings.log_json)
     return settings
@@ -69,6 +70,13 @@ async def _lifecycle(settings: Settings):
         await engine.dispose()
 
 
+def print_wide(table: Table) -> None:
+    """A table at its natural width, never cut to the terminal's (or 80 columns when stdout is
+    not a terminal): run ids, timestamps and names stay whole and copyable."""
+    natural = Console(width=100_000).measure(table).maximum
+    Console(width=max(natural, out.width), soft_wrap=True).print(table)
+
+
 def _fail(exc) -> None:
     console.print(f"[red]{exc.message}[/red]")
     raise typer.Exit(2)
@@ -81,7 +89,7 @@ def print_decision(decision) -> None:
     table.add_column("detail")
     for check in decision.checks:
         table.add_row(check.name, "yes" if check.passed else "no", check.detail)
-    out.print(table)
+    print_wide(table)
     verdict = "promote" if decision.promote else "refuse"
     out.print(f"decision: {verdict}: {decision.reason}")
 
@@ -168,7 +176,7 @@ def models_list(as_json: AsJson = False) -> None:
         table.add_row(v["version"], v["semver"] or "", v["change_type"] or "", ",".join(v["aliases"]),
                       v["stage"] or "", f"{metric:.4f}" if metric is not None else "", v["run_id"] or "",
                       v["created_at"] or "")
-    out.print(table)
+    print_wide(table)
 
 
 @models_app.command("archive")
@@ -196,7 +204,7 @@ def _print_runs(runs: list[dict], as_json: bool, metrics: list[str]) -> None:
     for run in runs:
         table.add_row(run["run_id"], run["run_name"] or "", run["status"],
                       *(f"{run['metrics'][m]:.4f}" if m in run["metrics"] else "" for m in metrics))
-    out.print(table)
+    print_wide(table)
 
 
 Experiment = Annotated[list[str] | None, typer.Option("--experiment", "-e", help="Experiment name (repeatable; default all)")]
@@ -242,7 +250,7 @@ def runs_compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more 
         for key, values in data[kind].items():
             cells = [("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)) for v in values]
             table.add_row(f"{kind[:-1]} {key}", *cells)
-    out.print(table)
+    print_wide(table)
 
 
 @runs_app.command("best")

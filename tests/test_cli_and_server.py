@@ -56,3 +56,51 @@ def test_serve_runs_a_real_server(registry_dir, tmp_path):
     finally:
         code = server.stop()
     assert code == 0, server.output
+
+
+def test_bad_settings_are_one_line_each_naming_the_variable_and_exit_2(tmp_path):
+    """A 7-character admin token used to be an 82-line traceback at start."""
+    env = clean_env(tmp_path, FS_ADMIN_TOKENS="alice:secret7", FS_PORT="eighty",
+                    FS_DRIFT_MIN_ROWS="0")
+    for command in (["serve"], ["models", "list"], ["db", "upgrade"]):
+        result = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            "configuration error: FS_PORT: Input should be a valid integer, unable to parse string "
+            "as an integer",
+            "configuration error: FS_ADMIN_TOKENS: admin token 'alice' is shorter than 8 characters",
+            "configuration error: FS_DRIFT_MIN_ROWS: Input should be greater than or equal to 1",
+        ], command
+        assert "secret7" not in result.stderr and "eighty" not in result.stderr
+
+
+def test_db_purge_dry_run_counts_and_deletes_nothing(tmp_path):
+    import asyncio
+    from datetime import timedelta
+
+    from app.db.migrate import upgrade
+    from app.ml.synthetic import generate
+    from tests.monitoring_helpers import count_predictions, insert_feedback, insert_predictions, now
+    from tests.monitoring_helpers import prediction_rows
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    frame = generate(5, seed=1)
+    old = prediction_rows(frame.head(3), ["LOW"] * 3, now() - timedelta(days=100))
+    new = prediction_rows(frame.tail(2), ["LOW"] * 2, now() - timedelta(days=1))
+
+    async def prepare():
+        await upgrade(db_url)
+        await insert_predictions(db_url, old + new)
+        await insert_feedback(db_url, [(old[0]["id"], "HIGH", now()), (new[0]["id"], "HIGH", now())])
+
+    asyncio.run(prepare())
+    env = clean_env(tmp_path, DATABASE_URL=db_url)
+    purge = [*CLI, "db", "purge", "--older-than", "90d"]
+    dry = subprocess.run([*purge, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete (dry run) 3 predictions and 1 feedback rows older than 90d" in dry.stderr
+    assert asyncio.run(count_predictions(db_url)) == 5
+    done = subprocess.run(purge, env=env, capture_output=True, text=True, timeout=60)
+    assert "deleted 3 predictions and 1 feedback rows" in done.stderr
+    assert asyncio.run(count_predictions(db_url)) == 2

@@ -65,6 +65,10 @@ def test_promote_rollback_list_and_archive(lifecycle_dir):
     listed = json.loads(run_cli(lifecycle_dir, "models", "list", "--json"))
     assert [(v["version"], v["semver"], v["aliases"]) for v in listed] == [
         ("2", "1.1.0", ["production"]), ("1", "1.0.0", [])]
+    table = run_cli(lifecycle_dir, "models", "list").splitlines()
+    for v in listed:  # not cut to 80 columns: each row holds its whole run id and timestamp
+        row = next(line for line in table if line.startswith(f"│ {v['version']} "))
+        assert v["run_id"] in row and v["created_at"] in row, row
     assert "rolled back: version 1 is Production (was 2)" in run_cli(lifecycle_dir, "rollback")
     assert production() == "1"
 

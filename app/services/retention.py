@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.tables import Prediction, PredictionFeedback
@@ -21,13 +21,22 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-async def purge_older_than(engine: AsyncEngine, age: timedelta) -> tuple[int, int]:
+async def purge_older_than(engine: AsyncEngine, age: timedelta,
+                           dry_run: bool = False) -> tuple[int, int]:
     """Delete predictions created before now - ``age`` and their feedback; (predictions, feedback).
+    With ``dry_run`` only count them (the same conditions, nothing deleted).
 
     The range condition on ``created_at`` uses ``ix_prediction_created_at``.
     """
     cutoff = datetime.now(UTC) - age
     old = select(Prediction.id).where(Prediction.created_at < cutoff)
+    if dry_run:
+        async with engine.connect() as conn:
+            feedback = await conn.scalar(select(func.count()).select_from(PredictionFeedback)
+                                         .where(PredictionFeedback.prediction_id.in_(old)))
+            predictions = await conn.scalar(select(func.count()).select_from(Prediction)
+                                            .where(Prediction.created_at < cutoff))
+        return predictions, feedback
     async with engine.begin() as conn:
         feedback = await conn.execute(
             delete(PredictionFeedback).where(PredictionFeedback.prediction_id.in_(old))
