@@ -26,7 +26,9 @@ console = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    from app.cli_settings import load_settings
+
+    settings = load_settings()  # a bad environment: one line per problem, exit 2
     settings.ensure_dirs()
     from app.logs import configure_logging
 
@@ -62,6 +64,7 @@ def db_upgrade(revision: str = "head") -> None:
 @db_app.command("purge")
 def db_purge(
     older_than: Annotated[str, typer.Option(help="Age of the rows to delete, e.g. 90d, 12h, 2w")],
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted")] = False,
 ) -> None:
     """Delete predictions (and their feedback) older than the given age."""
     from app.db.engine import create_engine
@@ -76,12 +79,13 @@ def db_purge(
     async def run() -> tuple[int, int]:
         engine = create_engine(settings.db_url)
         try:
-            return await purge_older_than(engine, age)
+            return await purge_older_than(engine, age, dry_run=dry_run)
         finally:
             await engine.dispose()
 
     predictions, feedback = asyncio.run(run())
-    console.print(f"deleted {predictions} predictions and {feedback} feedback rows older than {older_than}")
+    verb = "would delete (dry run)" if dry_run else "deleted"
+    console.print(f"{verb} {predictions} predictions and {feedback} feedback rows older than {older_than}")
 
 
 def _spool_engine_run(settings: Settings, work):
