@@ -6,8 +6,14 @@ Each test uses the private cluster (tests/pgcluster.py), which it stops and star
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
+
+from sqlalchemy import select
 
 from app.config import SpoolSettings
+from app.db.engine import create_engine
+from app.db.tables import PredictionFeedback
 from tests.conftest import RunningApp, make_settings
 from tests.dbcheck import assert_exactly_once
 from tests.load import run_load
@@ -49,6 +55,7 @@ async def test_postgres_stopped_mid_load_loses_nothing(registry_dir, tmp_path, p
     assert _metric(metrics, "fs_spool_flush_failures_total") > 0  # the outage was really seen
     assert _metric(metrics, "fs_spool_dropped_records_total") == 0
     assert _metric(metrics, "fs_spool_pending_records") == 0
+    assert _metric(metrics, "fs_spool_dead_letters_on_disk") == 0  # an outage refuses nothing
     total = await assert_exactly_once(cluster_db, load.ids)
     assert total == len(load.ids)
 
@@ -99,3 +106,52 @@ async def test_fail_open_answers_and_counts_the_drop(registry_dir, tmp_path, pg_
         pg_cluster.start()
     assert statuses == [200] * 20
     assert _metric(metrics, "fs_spool_dropped_records_total") > 0
+
+
+async def test_feedback_while_postgres_is_stopped_is_answered_and_lands(
+    registry_dir, tmp_path, pg_cluster, cluster_db
+):
+    spool = SpoolSettings(dir=tmp_path / "spool", backoff_initial_s=0.05, backoff_max_s=0.3,
+                          drain_interval_s=0.05, feedback_grace_s=0.5)
+    app = RunningApp(make_settings(registry_dir, database_url=cluster_db, spool=spool))
+    log = None
+    async with app as client:
+        log = app.container.prediction_log
+
+        async def predict() -> str:
+            response = await client.post("/v1/predictions", json={"items": valid_items(1)})
+            assert response.status_code == 200, response.text
+            return response.json()["predictions"][0]["prediction_id"]
+
+        async def feedback(pid: str, level: str) -> int:
+            path = f"/v1/predictions/{pid}/feedback"
+            return (await client.post(path, json={"actual_level": level})).status_code
+
+        stored = await predict()
+        await _wait_drained(app)
+        pg_cluster.stop("fast")
+        spooled = await predict()
+        never = str(uuid.uuid4())  # no one can tell it is unknown while the database is down
+        assert [await feedback(stored, "HIGH"), await feedback(spooled, "MEDIUM"),
+                await feedback(spooled, "LOW"), await feedback(never, "LOW")] == [200] * 4
+        shown = (await client.get(f"/v1/predictions/{spooled}")).json()  # from the spool
+        assert shown["feedback"]["actual_level"] == "LOW" and shown["feedback"]["submissions"] == 2
+        await asyncio.to_thread(pg_cluster.start)
+        await _wait_drained(app)
+        after = (await client.get(f"/v1/predictions/{spooled}")).json()
+        assert after["feedback"]["actual_level"] == "LOW" and after["feedback"]["submissions"] == 2
+        assert (await feedback(str(uuid.uuid4()), "LOW")) == 404  # database up: unknown is 404
+    engine = create_engine(cluster_db)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(
+                select(PredictionFeedback.prediction_id, PredictionFeedback.actual_level)
+            )).all()
+    finally:
+        await engine.dispose()
+    assert sorted((str(p), lvl) for p, lvl in rows) == sorted(
+        [(stored, "HIGH"), (spooled, "MEDIUM"), (spooled, "LOW")]
+    )
+    [letter] = log.dead_letters.list()  # the one about a prediction that never existed
+    assert letter.kind == "feedback" and letter.reason == "no prediction with this id"
+    assert json.loads(letter.line)["prediction_id"] == never
