@@ -128,7 +128,8 @@ def spool_status() -> None:
         f"{len(segs)} segments, {sum(s.records for s in segs)} records, {pending}, "
         f"{sum(s.size for s in segs)} bytes; {len(orphans)} orphaned "
         f"({sum(s.records for s in orphans)} records); {sum(dead.values())} dead letters"
-        + (" (" + ", ".join(f"{n} {kind}" for kind, n in sorted(dead.items())) + ")" if dead else "")
+        + (" (" + ", ".join(f"{n} {kind}" for kind, n in sorted(dead.items())) + ")" if dead else ""),
+        soft_wrap=True,  # one line, whatever the terminal width: scripts grep it
     )
 
 

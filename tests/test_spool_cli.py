@@ -14,7 +14,7 @@ from sqlalchemy import insert
 from app.db.dialect import ingest_ignoring_duplicates
 from app.db.engine import create_engine
 from app.db.tables import Prediction, PredictionFeedback
-from app.services.records import encode
+from app.services.records import decode, encode
 from app.services.spool import create_segment, today
 from tests.dbcheck import stored_ids
 from tests.test_spool import make_record
@@ -44,11 +44,18 @@ async def test_spool_status_and_drain_are_replay_safe(tmp_path, pg_url):
     env = _env(tmp_path, pg_url)
     lines = [encode(make_record()) for _ in range(120)]
     path = _orphan(tmp_path / "spool", "dead1", lines)
+    # Written by its worker before it died, not yet deleted from the segment: not pending.
+    engine = create_engine(pg_url)
+    try:
+        await ingest_ignoring_duplicates(engine, Prediction.__table__, [decode(x) for x in lines[:50]])
+    finally:
+        await engine.dispose()
 
     status = _run(["spool", "status"], env)
     assert status.returncode == 0, status.stderr
     assert path.name in status.stdout and "orphan" in status.stdout
-    assert "120 records" in status.stdout
+    assert "120 records, 70 pending (not yet in the database)" in status.stdout, status.stdout
+    assert "0 dead letters" in status.stdout
 
     drain = _run(["spool", "drain"], env)
     assert drain.returncode == 0, drain.stderr
@@ -67,6 +74,8 @@ async def test_spool_drain_keeps_segments_when_the_database_is_down(tmp_path):
     drain = _run(["spool", "drain"], env)
     assert drain.returncode == 1 and "segments kept" in drain.stderr
     assert path.exists()
+    status = _run(["spool", "status"], env)
+    assert status.returncode == 0 and "pending unknown: the database is unreachable" in status.stdout
 
 
 async def test_db_purge_deletes_only_old_rows(tmp_path, pg_url):
