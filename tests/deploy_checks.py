@@ -20,11 +20,19 @@ _PROMQL_WORDS = {
 }
 
 
+# Programs that come from Debian packages, not from pip (scripts/test.sh installs them as root).
+DEBIAN_PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus"}
+
+
 def tool(name: str) -> str:
     """A validator's executable: next to this Python (the venv's bin), else on PATH. Never skips."""
     candidate = Path(sys.executable).parent / name
     found = str(candidate) if candidate.exists() else shutil.which(name)
-    assert found, f"{name} is not installed (pip install -e '.[dev]', or apt-get install prometheus)"
+    if name in DEBIAN_PACKAGES:
+        how = f"sudo apt-get install -y {DEBIAN_PACKAGES[name]} (bash scripts/test.sh does it as root)"
+    else:
+        how = "pip install -e '.[dev]' (bash scripts/test.sh does it)"
+    assert found, f"{name} is not installed: {how}"
     return found
 
 
