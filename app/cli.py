@@ -152,7 +152,8 @@ def spool_drain() -> None:
         + (f"; {report.damaged} damaged lines quarantined" if report.damaged else "")
         + (f"; {report.dead_lettered} refused records dead-lettered" if report.dead_lettered else "")
         + (f"; {report.waiting} feedback records still waiting for their prediction"
-           if report.waiting else "")
+           if report.waiting else ""),
+        soft_wrap=True,
     )
 
 
@@ -210,7 +211,7 @@ def spool_replay(
         console.print(f"replay failed ({type(exc).__name__}); dead letters kept, run it again later")
         raise typer.Exit(1) from None
     for rid, reason in report.still_refused:
-        console.print(f"still refused: {rid}: {reason}")
+        console.print(f"still refused: {rid}: {reason}", soft_wrap=True)
     for rid in report.unknown:
         console.print(f"no dead letter {rid}")
     console.print(f"replayed {len(report.written)} records; {len(report.still_refused)} still refused")

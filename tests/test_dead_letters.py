@@ -119,16 +119,20 @@ async def test_spool_drain_dead_letters_and_the_cli_replays_or_discards_them(tmp
     late_prediction = make_record()  # its feedback arrives before it does
     stale = datetime.now(UTC) - timedelta(hours=1)
     feedback = FeedbackRecord(uuid.uuid4(), late_prediction.id, "HIGH", stale)
-    orphan(spool, [encode(r) for r in [good[0], bad, feedback, *good[1:]]])
-    grace = {"FS_SPOOL_FEEDBACK_GRACE_S": "60"}  # the feedback is an hour old: past it
+    fresh = FeedbackRecord(uuid.uuid4(), uuid.uuid4(), "LOW", datetime.now(UTC))  # may still come
+    orphan(spool, [encode(r) for r in [good[0], bad, feedback, fresh, *good[1:]]])
+    grace = {"FS_SPOOL_FEEDBACK_GRACE_S": "60"}  # the first feedback is an hour old: past it
 
     drain = _cli(["spool", "drain"], tmp_path, pg_url, **grace)
     assert drain.returncode == 0, drain.stderr
     assert "drained 20 records from 1 segments" in drain.stderr
     assert "2 refused records dead-lettered" in drain.stderr
+    assert "1 feedback records still waiting for their prediction" in drain.stderr
     status = _cli(["spool", "status"], tmp_path, pg_url)
     assert status.returncode == 0, status.stderr
     assert "2 dead letters (1 feedback, 1 prediction)" in status.stdout, status.stdout
+    # Only the waiting feedback is kept, in a segment of its own that the next drain adopts.
+    assert "1 segments, 1 records, 1 pending" in status.stdout, status.stdout
 
     listed = _cli(["spool", "dead-letters", "--json"], tmp_path, pg_url)
     entries = {e["id"]: e for e in json.loads(listed.stdout)}

@@ -140,3 +140,12 @@ def _run_scenario(base, mlflow_url, prom, pg_port, env, service):
                       and sum(r.values()) == total and r, 30, "prediction rows in Postgres")
     assert rows == {"1": rows_v1, "2": rows_v2}
     print(f"stack: {total} predictions (v1 {rows_v1}, v2 {rows_v2}) scraped by Prometheus and in Postgres")
+
+    # drift --json through the MLflow server: stdout is the JSON alone (MLflow's client prints
+    # "View run ... at: URL" to stdout when it ends a run on a server), and 10 predictions of
+    # version 2 are too few for a verdict.
+    drift = _cli(["drift", "--last", "1h", "--json"], env)
+    report = json.loads(drift.stdout)
+    assert report["model_version"] == "2" and report["current_rows"] == rows_v2
+    assert report["status"] == "insufficient_data" and report["dataset_drift"] is None
+    assert "logged to MLflow run" in drift.stderr
