@@ -41,8 +41,7 @@ def dry_run(settings: Settings, data=None, rows: int | None = None, seed: int | 
     registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
                              settings.model_cache_dir)
     name = settings.model.name
-    fitted = fit_and_evaluate(settings, data, rows, seed, progress)
-    progress("log")
+    fitted = fit_and_evaluate(settings, data, rows, seed, progress)  # then: nothing to log
     record = plan_semver(registry, name, settings.model.alias, None,
                          fitted.record("", settings.training.algorithm), bump=bump)
     production = production_ref(registry, name, settings.model.alias)
@@ -50,7 +49,6 @@ def dry_run(settings: Settings, data=None, rows: int | None = None, seed: int | 
         model_dir = Path(tmp) / "model"
         stored_as = model_format(fitted, Path(tmp) / REFERENCE_FILE)
         mlflow.sklearn.save_model(fitted.model, str(model_dir), **stored_as)
-        progress("register")
         candidate = VersionRef(name=name, version=CANDIDATE, run_id=None, source=str(model_dir),
                                tags=version_tags(record))
         decision = PromotionPolicy(registry, settings.lifecycle).evaluate(
