@@ -100,6 +100,7 @@ async def test_two_workers_share_one_metrics_scrape(registry_dir, tmp_path):
         FS_MODEL_POLL_INTERVAL_S="1",
         FS_DRIFT_CHECK_INTERVAL_S="1",
         FS_DRIFT_CHECK_WINDOW="1h",
+        FS_DRIFT_MIN_ROWS="5",  # a verdict on the few rows sent here (the default wants 100)
     )
     started_ms = int(time.time() * 1000)
     subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
