@@ -1,4 +1,6 @@
-"""The ``future-skills`` command: serve, bootstrap, train, data, db, spool, drift, lifecycle."""
+"""The ``future-skills`` command: serve, data, db, spool here; train/bootstrap (``cli_training``),
+drift (``cli_monitoring``) and the lifecycle commands (``cli_lifecycle``) are registered from
+their modules."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from app.cli_lifecycle import register as register_lifecycle_commands
+from app.cli_monitoring import register as register_monitoring_commands
+from app.cli_training import register as register_training_commands
 from app.config import Settings
 
 app = typer.Typer(help="Future Skills model service.", no_args_is_help=True, add_completion=False)
@@ -26,14 +29,9 @@ console = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    from app.cli_settings import load_settings
+    from app.cli_settings import settings_for_command
 
-    settings = load_settings()  # a bad environment: one line per problem, exit 2
-    settings.ensure_dirs()
-    from app.logs import configure_logging
-
-    configure_logging(settings.log_level, settings.log_json)
-    return settings
+    return settings_for_command()  # a bad environment: one line per problem, exit 2
 
 
 @data_app.command("generate")
@@ -239,110 +237,6 @@ def spool_discard(
         raise typer.Exit(1)
 
 
-def _train_with_progress(settings: Settings, dry_run: bool = False, **kwargs):
-    from app.services.training import STAGES, train
-    from app.services.training_dry_run import dry_run as train_dry_run
-
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as progress:
-        task = progress.add_task("training", total=len(STAGES))
-
-        def on_stage(stage: str) -> None:
-            progress.update(task, description=f"training: {stage}", completed=STAGES.index(stage))
-
-        if dry_run:
-            result = train_dry_run(settings, progress=on_stage, **kwargs)
-        else:
-            result = asyncio.run(train(settings, progress=on_stage, **kwargs))
-        progress.update(task, description="training: done", completed=len(STAGES))
-    return result
-
-
-def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in ("accuracy", "f1_macro", "f1_weighted", "baseline_majority_f1_macro",
-                "baseline_rules_f1_macro"):
-        table.add_row(key, f"{metrics[key]:.4f}")
-    return table
-
-
-def _print_result(result) -> None:
-    Console().print(_metrics_table(
-        f"{result.model_name} version {result.version} (run {result.run_id})", result.metrics))
-    if result.semver:
-        Console().print(f"semver {result.semver} ({result.change_type or 'first version'})")
-    if result.promoted:
-        console.print(f"version {result.version} is now the Production model (first version)")
-
-
-def _print_dry_run(result) -> None:
-    from app.cli_lifecycle import print_decision
-
-    Console().print(_metrics_table(f"{result.model_name} candidate (dry run)", result.metrics))
-    Console().print(f"would be registered as semver {result.semver} "
-                    f"({result.change_type or 'first version'})")
-    print_decision(result.decision)
-    if result.production is None:
-        Console().print("there is no Production version: registering it would make it Production")
-    Console().print("dry run: nothing changed (no MLflow run, no registered version, "
-                    "no alias or tag moved)")
-
-
-@app.command()
-def train(
-    data: Annotated[Path | None, typer.Option(help="Training CSV (else synthetic data)")] = None,
-    rows: Annotated[int | None, typer.Option(min=100, help="Synthetic rows to generate")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    bump: Annotated[str | None, typer.Option(help="Override the detected change: major, minor, patch")] = None,
-    auto_promote: Annotated[bool, typer.Option(help="Promote the new version if the policy agrees")] = False,
-    dry_run: Annotated[bool, typer.Option(
-        help="Train and evaluate only, then report the semver and the promotion policy's decision; "
-             "nothing is logged to MLflow, registered or promoted (the registry is only read)")] = False,
-) -> None:
-    """Train a model, log it to MLflow and register a new version (with its semver)."""
-    from app.cli_lifecycle import auto_promote as apply_policy
-    from app.db.migrate import upgrade_sync
-    from app.services.training import load_data
-
-    if bump is not None and bump not in ("major", "minor", "patch"):
-        raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
-    settings = _settings()
-    frame = load_data(data) if data else None
-    if dry_run:
-        _print_dry_run(_train_with_progress(settings, dry_run=True, data=frame, rows=rows,
-                                            seed=seed, bump=bump))
-        return
-    upgrade_sync(settings.db_url)
-    result = _train_with_progress(settings, data=frame, rows=rows, seed=seed, bump=bump)
-    _print_result(result)
-    if auto_promote and not result.promoted:
-        apply_policy(settings, result.version)
-
-
-@app.command()
-def bootstrap() -> None:
-    """Migrate the database, create the experiments, and train a first model if none is Production."""
-    from app.db.migrate import upgrade_sync
-    from app.errors import ModelNotFound
-    from app.services.registry import ModelRegistry
-
-    settings = _settings()
-    upgrade_sync(settings.db_url)
-    registry = ModelRegistry(
-        settings.tracking_uri, settings.registry_uri, settings.artifact_root, settings.model_cache_dir
-    )
-    registry.ensure_experiments()
-    try:
-        ref = registry.resolve(settings.model.name, settings.model.alias, settings.model.stage_fallback)
-        console.print(f"{ref.name} version {ref.version} is Production; nothing to train")
-    except ModelNotFound:
-        console.print("no Production model yet: training the demo model")
-        _print_result(_train_with_progress(settings))
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (FS_HOST)")] = None,
@@ -379,58 +273,9 @@ def serve(
     )
 
 
-@app.command()
-def drift(
-    last: Annotated[str, typer.Option(help="Window: the last 30m, 24h, 7d, ...")] = "24h",
-    engine: Annotated[str, typer.Option(help="native or evidently")] = "native",
-    html: Annotated[Path | None, typer.Option(help="Write the HTML report to this file")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow",
-                                             help="Log the report to production-monitoring")] = True,
-) -> None:
-    """Drift report of the Production model over a window: stored, logged to MLflow, printed."""
-    import json
-
-    from app.services.monitoring.cli_report import run_drift_command
-
-    if engine not in ("native", "evidently"):
-        raise typer.BadParameter("engine must be native or evidently", param_hint="--engine")
-    from app.errors import DomainError
-
-    settings = _settings()
-    try:
-        result, run_id = asyncio.run(run_drift_command(settings, last, engine, html, mlflow_log))
-    except DomainError as exc:
-        console.print(f"no drift report: {exc.message}")
-        raise typer.Exit(2) from exc
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        table = Table(title=f"Drift of {result.model_name} version {result.model_version} "
-                            f"({result.engine} engine, {result.current_rows} current vs "
-                            f"{result.reference_rows} reference rows)")
-        for column in ("feature", "method", "score", "threshold", "drifted"):
-            table.add_column(column)
-        for f in result.features:
-            table.add_row(f.feature, f.method, f"{f.score:.4g}", f"{f.threshold:.4g}",
-                          "yes" if f.drifted else "no")
-        if result.features:
-            Console().print(table)
-        if result.insufficient:
-            console.print(f"no drift verdict: {result.reason}")
-        else:
-            verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
-            console.print(f"{verdict}: share {result.drift_share:.2f} (threshold {result.share_threshold})")
-        for note in result.notes + ([f"Evidently failed: {result.fallback_reason}"]
-                                    if result.fallback_reason else []):
-            console.print(f"note: {note}")
-    if html:
-        console.print(f"HTML report written to {html}")
-    if run_id:  # MLflow's own "View run" lines are suppressed (monitor.py): stdout stays JSON
-        console.print(f"logged to MLflow run {run_id} (experiment production-monitoring)")
-
-
+register_training_commands(app)
 register_lifecycle_commands(app)
+register_monitoring_commands(app)
 
 
 def main() -> None:

@@ -31,13 +31,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 
 
 def _settings() -> Settings:
-    from app.cli_settings import load_settings
-    from app.logs import configure_logging
+    from app.cli_settings import settings_for_command
 
-    settings = load_settings()  # a bad environment: one line per problem, exit 2
-    settings.ensure_dirs()
-    configure_logging(settings.log_level, settings.log_json)
-    return settings
+    return settings_for_command()  # a bad environment: one line per problem, exit 2
 
 
 def _registry(settings: Settings):

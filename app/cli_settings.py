@@ -19,6 +19,16 @@ EXIT_BAD_SETTINGS = 2
 _FIELD_IN_SOURCE_ERROR = re.compile(r'field "(\w+)"')
 
 
+def settings_for_command() -> Settings:
+    """What every command starts with: valid settings, the data dir, logging configured."""
+    from app.logs import configure_logging
+
+    settings = load_settings()
+    settings.ensure_dirs()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
 def load_settings() -> Settings:
     """``Settings()`` from the environment, or the problems on stderr and exit 2."""
     try:
