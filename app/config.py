@@ -87,7 +87,10 @@ class SpoolSettings(BaseSettings):
     group_commit_wait_ms: float = Field(
         0.0, ge=0, description="Extra wait for company before an fsync (writes arriving during one are grouped anyway)"
     )
-    segment_max_bytes: int = Field(16 * 2**20, ge=1024, description="Size at which a segment is rotated")
+    segment_max_bytes: int = Field(
+        2**20, ge=1024,
+        description="Size at which a segment is rotated (small: other workers scan live segments on a read miss)",
+    )
     worker_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.]{1,40}$", description="Segment owner name (default p<pid>)"
     )
