@@ -19,9 +19,12 @@ done
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages the tests need:$missing" >&2
-    apt-get update -q
     # shellcheck disable=SC2086  # one word per package
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+           apt-get install -y -q --no-install-recommends $missing; }; then
+      echo "apt-get could not install:$missing (no package mirror?); install them, then rerun" >&2
+      exit 1
+    fi
   else
     echo "the tests need Debian packages that are not installed; run:" >&2
     echo "  sudo apt-get install -y$missing" >&2
