@@ -63,7 +63,9 @@ async def test_refused_records_are_dead_lettered_and_never_hold_back_later_ones(
     # Put straight into a segment (as if it got there some other way) with good records around.
     adopted_bad = refused_records(db_url)
     adopted_good = [make_record() for _ in range(40)]
-    segment = orphan(spool, [encode(r) for r in [adopted_good[0], *adopted_bad, *adopted_good[1:]]])
+    feedback = FeedbackRecord(uuid.uuid4(), adopted_good[-1].id, "LOW", datetime.now(UTC))
+    segment = orphan(spool, [encode(r) for r in [adopted_good[0], *adopted_bad, feedback,
+                                                 *adopted_good[1:]]])
     settings = SpoolSettings(dir=spool, durability="fsync", drain_interval_s=0.05, backoff_max_s=0.2)
     metrics = ServiceMetrics()
     engine = create_engine(db_url)
@@ -87,6 +89,12 @@ async def test_refused_records_are_dead_lettered_and_never_hold_back_later_ones(
     bad = adopted_bad + live_bad
     assert set(per_id) == good_ids and total == len(good_ids)
     assert not segment.exists(), "the adopted segment was not retired"
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:  # feedback adopted with it, after its prediction
+            assert (await conn.execute(select(PredictionFeedback.id))).scalars().all() == [feedback.id]
+    finally:
+        await engine.dispose()
 
     letters = {d.id: d for d in DeadLetterStore(spool).list()}
     assert set(letters) == {str(r.id) for r in bad}
