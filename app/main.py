@@ -25,6 +25,7 @@ from app.errors import install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from app.routers import api_router
+from app.security import document_client_key
 from app.services.admission import Admission
 from app.services.feedback import FeedbackService
 from app.services.batching import MicroBatcher
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = metrics
     install_error_handlers(app)
+    document_client_key(app, required=bool(settings.security.api_keys))
     app.include_router(api_router)
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app)
     # Added last = outermost: ids and limits apply before anything else runs.

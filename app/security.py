@@ -2,7 +2,7 @@
 
 - Admin routes: named bearer tokens (``FS_ADMIN_TOKENS``). No token -> 401, a token that matches
   none -> 403. The caller is known by the token's *name*, which is what audits record.
-- Prediction routes: optional client API keys (``FS_API_KEYS``, ``X-API-Key``); off when unset.
+- Client routes: optional client API keys (``FS_API_KEYS``, ``X-API-Key``); off when unset.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hmac
 import logging
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.deps import ContainerDep
@@ -20,7 +20,10 @@ from app.errors import PermissionDenied, Unauthenticated
 log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="An admin token from FS_ADMIN_TOKENS")
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Client API key")
+_KEY_SCHEME = "APIKeyHeader"
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name=_KEY_SCHEME, auto_error=False, description="Client API key"
+)
 
 
 def match_token(tokens: dict, presented: str) -> str | None:
@@ -58,13 +61,44 @@ def key_matches(candidate: str, keys) -> bool:
     return matched
 
 
-async def require_client_key(request: Request) -> None:
-    """Enforced only when FS_API_KEYS is set; the key itself is never logged or echoed."""
+async def require_client_key(
+    request: Request, supplied: Annotated[str | None, Depends(_api_key_header)]
+) -> None:
+    """Enforced only when FS_API_KEYS is set; the key itself is never logged or echoed.
+
+    Guards every client route of the data: predictions on all three protocols, their records and
+    feedback, drift (the JSON and the HTML page: the same data), performance, model health and
+    the model reads. Probes stay open (``/health/*``, ``/ping``, ``/health``, ``/v2/health/*``,
+    ``/metrics``), as do the protocol metadata routes (``/version``, ``/v2``, V2 model metadata
+    and readiness: the signature, no data). Admin routes take an admin token instead.
+    """
     keys = request.app.state.container.settings.security.api_keys
     if not keys:
         return
-    supplied = await _api_key_header(request)
     if not supplied:
         raise Unauthenticated("an API key is required (X-API-Key header)", scheme="ApiKey")
     if not key_matches(supplied, keys):
         raise PermissionDenied("the API key is not valid")
+
+
+def document_client_key(app: FastAPI, required: bool) -> None:
+    """The OpenAPI document asks for the client key only when FS_API_KEYS is set: a schema
+    requiring a header the service does not check misleads clients and fuzzers alike."""
+    if required:
+        return
+    generate = app.openapi
+
+    def openapi() -> dict:
+        schema = generate()  # FastAPI's cached document: the edit below is idempotent
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if "security" in operation:
+                    kept = [r for r in operation["security"] if _KEY_SCHEME not in r]
+                    if kept:
+                        operation["security"] = kept
+                    else:
+                        del operation["security"]
+        schema.get("components", {}).get("securitySchemes", {}).pop(_KEY_SCHEME, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

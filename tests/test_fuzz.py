@@ -19,11 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import (
-    negative_data_rejection,
-    positive_data_acceptance,
-    response_schema_conformance,
-)
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, multiple, rule, run_state_machine_as_test
 
@@ -58,10 +54,6 @@ def api_schema(live):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-# /ping, /health and /version answer MLflow's bodies byte for byte ("\n" and a bare "3.17.2", both
-# labelled application/json) because MLflow clients and probes rely on them: only those bodies are
-# exempt from JSON parsing.
-MLFLOW_BYTE_COMPATIBLE = {"/ping", "/health", "/version"}
 # /invocations casts cells to the model signature the way MLflow does ("0.5" for a double, 3.0 for
 # a long, any `params`), so values the typed schema calls invalid are accepted there on purpose, and
 # its columnar form needs equal column lengths, which JSON Schema cannot state. Acceptance is held
@@ -80,8 +72,6 @@ V2_TENSOR_RELATIONS = {"/v2/models/{name}/infer", "/v2/models/{name}/versions/{v
 
 def _exemptions(case) -> list:
     excluded = []
-    if case.path in MLFLOW_BYTE_COMPATIBLE:
-        excluded.append(response_schema_conformance)
     if case.path in MLFLOW_COERCING:
         excluded += [negative_data_rejection, positive_data_acceptance]
     if case.path in RELATED_PARAMETERS | V2_TENSOR_RELATIONS:

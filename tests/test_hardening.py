@@ -96,6 +96,32 @@ async def test_client_api_keys_when_configured(settings):
         assert key not in (await client.get("/metrics")).text
 
 
+async def test_with_api_keys_every_data_route_needs_one_and_probes_stay_open(settings):
+    key = "k-" + "8" * 30
+    settings = settings.model_copy(update={"security": SecuritySettings(api_keys=[SecretStr(key)])})
+    model = "future-skills-model"
+    guarded = ["/v1/drift", "/v1/drift/report.html", "/v1/performance", f"/v1/models/{model}/health",
+               f"/v1/models/{model}", f"/v1/models/{model}/versions", f"/v1/models/{model}/promotions"]
+    probes = ["/health/live", "/health/ready", "/ping", "/health", "/version", "/metrics",
+              "/v2/health/live", "/v2/health/ready", "/v2", f"/v2/models/{model}", "/docs"]
+    async with RunningApp(settings) as client:
+        for path in guarded:
+            missing = await client.get(path)
+            assert missing.status_code == 401, (path, missing.text)
+            assert missing.json()["error"]["code"] == "unauthenticated"
+            assert (await client.get(path, headers={"X-API-Key": "nope"})).status_code == 403, path
+            assert (await client.get(path, headers={"X-API-Key": key})).status_code != 401, path
+        for path in probes:
+            assert (await client.get(path)).status_code == 200, path
+        spec = (await client.get("/openapi.json")).json()
+        assert {"APIKeyHeader": []} in spec["paths"]["/v1/performance"]["get"]["security"]
+        assert "security" not in spec["paths"]["/health/ready"]["get"]
+    async with RunningApp(settings.model_copy(update={"security": SecuritySettings()})) as client:
+        spec = (await client.get("/openapi.json")).json()  # no keys: the document asks for none
+        assert "security" not in spec["paths"]["/v1/performance"]["get"]
+        assert "APIKeyHeader" not in spec.get("components", {}).get("securitySchemes", {})
+
+
 async def test_cors_allows_only_listed_origins(settings):
     settings = settings.model_copy(
         update={"security": SecuritySettings(cors_origins=["https://hr.example.com"])}

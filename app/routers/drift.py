@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from app.deps import ContainerDep
 from app.schemas import IsoDatetime, error_responses, json_error_responses
+from app.security import require_client_key
 from app.services.monitoring.windows import DURATION_PATTERN
 
-router = APIRouter(prefix="/v1/drift", tags=["monitoring"])
-ERRORS = (404, 409, 422, 503)
+router = APIRouter(
+    prefix="/v1/drift", tags=["monitoring"], dependencies=[Depends(require_client_key)]
+)
+ERRORS = (401, 403, 404, 409, 422, 503)
 
 Start = Annotated[IsoDatetime | None, Query(description="Window start (ISO 8601; naive means UTC)")]
 End = Annotated[IsoDatetime | None, Query(description="Window end (default: now)")]

@@ -9,37 +9,50 @@ from fastapi.responses import JSONResponse
 from mlflow.version import VERSION as MLFLOW_VERSION
 
 from app.deps import ContainerDep, PredictionsDep, RequestIdDep
-from app.routers.protocol_errors import MlflowRoute, mlflow_error
+from app.routers.protocol_errors import MlflowRoute, documented, mlflow_error
 from app.security import require_client_key
 from app.errors import DeadlineExceeded
 from app.services.protocols.mlflow_scoring import parse_invocation
-from app.services.protocols.schemas import invocations_request_body, invocations_response_schema
+from app.services.protocols.schemas import (
+    MLFLOW_ERROR_SCHEMA,
+    invocations_request_body,
+    invocations_response_schema,
+)
 
 router = APIRouter(tags=["mlflow scoring protocol"], route_class=MlflowRoute)
-NOT_READY = {503: {"description": "No model is loaded yet"}}
+NOT_READY = documented(MLFLOW_ERROR_SCHEMA, {503: "No model is loaded yet"})
+PLAIN = "text/plain"
+# MLflow's bodies byte for byte ("\n", a bare version): clients only look at the status. MLflow
+# labels them application/json, which they are not; they are labelled (and documented) as text.
+PING_OK = {200: {"description": "A model is loaded", "content": {PLAIN: {"schema": {"type": "string"}}}}}
 
 
 async def _ping(container: ContainerDep) -> Response:
     if container.models.current is None:
         return mlflow_error("TEMPORARILY_UNAVAILABLE", "no model is loaded yet")
-    # MLflow's body, byte for byte: clients only look at the status.
-    return Response("\n", 200, media_type="application/json")
+    return Response("\n", 200, media_type=PLAIN)
 
 
 router.add_api_route(
-    "/ping", _ping, methods=["GET"], operation_id="mlflow_ping", responses=NOT_READY,
-    summary="200 once a model is loaded (MLflow scoring server health check)",
+    "/ping", _ping, methods=["GET"], operation_id="mlflow_ping", responses=PING_OK | NOT_READY,
+    response_class=Response, summary="200 once a model is loaded (MLflow scoring server health check)",
 )
 router.add_api_route(
-    "/health", _ping, methods=["GET"], operation_id="mlflow_health", responses=NOT_READY,
-    summary="Same as /ping",
+    "/health", _ping, methods=["GET"], operation_id="mlflow_health", responses=PING_OK | NOT_READY,
+    response_class=Response, summary="Same as /ping",
 )
 
 
-@router.get("/version", operation_id="mlflow_version")
+@router.get(
+    "/version",
+    operation_id="mlflow_version",
+    response_class=Response,
+    responses={200: {"description": "The MLflow version, e.g. 3.17.2",
+                     "content": {PLAIN: {"schema": {"type": "string"}}}}},
+)
 async def version() -> Response:
     """The MLflow version, as MLflow's scoring server answers it (bare, not a JSON string)."""
-    return Response(MLFLOW_VERSION, 200, media_type="application/json")
+    return Response(MLFLOW_VERSION, 200, media_type=PLAIN)
 
 
 @router.post(
@@ -49,12 +62,15 @@ async def version() -> Response:
     openapi_extra={"requestBody": invocations_request_body()},
     responses={
         200: {"content": {"application/json": {"schema": invocations_response_schema()}}},
-        400: {"description": "Input the model signature or the feature schema refuses"},
-        415: {"description": "Missing or unsupported Content-Type or charset"},
-        503: {"description": "No model is loaded yet"},
-        401: {"description": "API key missing (when FS_API_KEYS is set)"},
-        403: {"description": "API key not valid"},
-        504: {"description": "The request took longer than FS_LIMIT_DEADLINE_S"},
+        **documented(MLFLOW_ERROR_SCHEMA, {
+            400: "Input the model signature or the feature schema refuses",
+            401: "API key missing (when FS_API_KEYS is set)",
+            403: "API key not valid",
+            413: "Request body too large",
+            415: "Missing or unsupported Content-Type or charset",
+            503: "No model is loaded yet (see Retry-After)",
+            504: "The request took longer than FS_LIMIT_DEADLINE_S",
+        }),
     },
 )
 async def invocations(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app.deps import ContainerDep
 from app.routers.params import ModelName
 from app.schemas import error_responses
+from app.security import require_client_key
 
 router = APIRouter(
-    prefix="/v1/models", tags=["monitoring"], responses=error_responses(404, 409, 422, 503)
+    prefix="/v1/models", tags=["monitoring"], dependencies=[Depends(require_client_key)],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 
 

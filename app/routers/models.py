@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from app.deps import ContainerDep, LifecycleDep, ReloaderDep
 from app.errors import ModelNotFound
@@ -21,7 +21,7 @@ from app.schemas_lifecycle import (
     ServingOut,
     VersionList,
 )
-from app.security import AdminDep
+from app.security import AdminDep, require_client_key
 from app.services.lifecycle import MoveResult
 from app.services.reloader import Reloader
 
@@ -31,6 +31,8 @@ router = APIRouter(
 )
 ADMIN = {401: {"description": "No admin token"}, 403: {"description": "Wrong admin token"}}
 BODY = error_responses(415)
+# Reads need the client key (when FS_API_KEYS is set); moves need an admin token instead.
+READ = {"dependencies": [Depends(require_client_key)], "responses": error_responses(401, 403)}
 
 
 async def _after_move(result: MoveResult, container, reloader: Reloader) -> MoveOut:
@@ -45,7 +47,7 @@ async def _after_move(result: MoveResult, container, reloader: Reloader) -> Move
     )
 
 
-@router.get("/{name}", response_model=ModelOut, operation_id="get_model")
+@router.get("/{name}", response_model=ModelOut, operation_id="get_model", **READ)
 async def get_model(name: ModelName, lifecycle: LifecycleDep, container: ContainerDep) -> ModelOut:
     """The registered model, its Production version and what this worker serves."""
     summary = await lifecycle.summary(name)
@@ -56,13 +58,13 @@ async def get_model(name: ModelName, lifecycle: LifecycleDep, container: Contain
     return ModelOut(**summary, serving=serving)
 
 
-@router.get("/{name}/versions", response_model=VersionList, operation_id="list_model_versions")
+@router.get("/{name}/versions", response_model=VersionList, operation_id="list_model_versions", **READ)
 async def list_versions(name: ModelName, lifecycle: LifecycleDep) -> VersionList:
     """Every version, newest first: semver, metrics, aliases, legacy stage, run id, creation time."""
     return VersionList(name=name, versions=await lifecycle.versions(name))
 
 
-@router.get("/{name}/promotions", response_model=PromotionList, operation_id="list_promotions")
+@router.get("/{name}/promotions", response_model=PromotionList, operation_id="list_promotions", **READ)
 async def list_promotions(
     name: ModelName, lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> PromotionList:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from app.deps import ContainerDep
 from app.routers.params import VersionQuery
 from app.schemas import error_responses
+from app.security import require_client_key
 from app.services.monitoring.windows import DURATION_PATTERN, TimeWindow, parse_duration
 
 router = APIRouter(
-    prefix="/v1/performance", tags=["monitoring"], responses=error_responses(404, 409, 422, 503)
+    prefix="/v1/performance", tags=["monitoring"], dependencies=[Depends(require_client_key)],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 
 

@@ -124,3 +124,11 @@ def _translating(translate: Callable[[Exception], Response]) -> type[APIRoute]:
 
 MlflowRoute = _translating(_mlflow_response)
 V2Route = _translating(_v2_response)
+
+
+def documented(schema: dict[str, Any], descriptions: dict[int, str]) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for errors answered as JSON in this protocol's shape."""
+    return {
+        status: {"description": text, "content": {"application/json": {"schema": schema}}}
+        for status, text in descriptions.items()
+    }

@@ -9,20 +9,27 @@ from fastapi.responses import JSONResponse
 
 from app.deps import ContainerDep, ModelsDep, PredictionsDep, RequestIdDep
 from app.routers.params import ModelName, VersionPath
-from app.routers.protocol_errors import V2Route, v2_error
+from app.routers.protocol_errors import V2Route, documented, v2_error
 from app.services.protocols import v2
 from app.errors import DeadlineExceeded
 from app.security import require_client_key
 from app.services.protocols.errors import ProtocolInputError
-from app.services.protocols.schemas import infer_request_body, infer_response_schema
+from app.services.protocols.schemas import V2_ERROR_SCHEMA, infer_request_body, infer_response_schema
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=V2Route)
 BINARY_HEADER = "inference-header-content-length"
-ERRORS = {
-    400: {"description": "Bad input: `{\"error\": \"...\"}`"},
-    404: {"description": "Unknown model or a version that is not loaded"},
-    503: {"description": "No model is loaded yet"},
-}
+ERRORS = documented(V2_ERROR_SCHEMA, {
+    400: "Bad input, a path parameter included",
+    404: "Unknown model or a version that is not loaded",
+    503: "No model is loaded yet (see Retry-After)",
+})
+INFER_ERRORS = documented(V2_ERROR_SCHEMA, {
+    401: "API key missing (when FS_API_KEYS is set)",
+    403: "API key not valid",
+    413: "Request body too large",
+    504: "The request took longer than FS_LIMIT_DEADLINE_S",
+})
+BINARY_BODY = {"schema": {"type": "string", "format": "binary"}}
 
 
 @router.get("/health/live", operation_id="v2_live")
@@ -84,7 +91,15 @@ CLIENT_KEY = [Depends(require_client_key)]
 INFER = {
     "summary": "Predict: the label and the class probabilities (LOW, MEDIUM, HIGH) per row",
     "openapi_extra": {"requestBody": infer_request_body()},
-    "responses": {200: {"content": {"application/json": {"schema": infer_response_schema()}}}, **ERRORS},
+    "responses": {
+        200: {
+            "description": "The outputs; with binary outputs requested, the binary tensor data "
+            "extension's body (JSON, then the tensors; Inference-Header-Content-Length)",
+            "content": {"application/json": {"schema": infer_response_schema()},
+                        "application/octet-stream": BINARY_BODY},
+        },
+        **ERRORS, **INFER_ERRORS,
+    },
 }
 
 

@@ -139,8 +139,11 @@ def infer_request_body() -> dict[str, Any]:
     }
     return {
         "required": True,
+        "description": "JSON; or, with the binary tensor data extension, that JSON (its length "
+        "in the Inference-Header-Content-Length header) followed by the raw tensors",
         "content": {
-            "application/json": {"schema": schema, "example": {"id": "42", "inputs": example_inputs}}
+            "application/json": {"schema": schema, "example": {"id": "42", "inputs": example_inputs}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 
@@ -176,3 +179,17 @@ def invocations_response_schema() -> dict[str, Any]:
         "properties": {"predictions": {"type": "array", "items": {"enum": list(LEVELS)}}},
         "required": ["predictions"],
     }
+
+
+MLFLOW_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "MlflowError",
+    "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+    "required": ["error_code", "message"],
+}
+V2_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "V2Error",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+}
