@@ -109,11 +109,13 @@ def spool_status() -> None:
     settings = _settings()
     status = _spool_engine_run(settings, lambda engine: status_of(engine, settings.spool_dir))
     table = Table(title=f"spool {settings.spool_dir}")
-    for column in ("segment", "bytes", "records", "pending", "owner"):
-        table.add_column(column, justify="left" if column in ("segment", "owner") else "right")
+    for column in ("segment", "bytes", "records", "feedback", "pending", "owner"):
+        table.add_column(column, justify="left" if column in ("segment", "owner") else "right",
+                         no_wrap=column == "segment")
     for seg in status.segments:
         pending = "?" if seg.pending is None else str(seg.pending)
-        table.add_row(seg.name, str(seg.size), str(seg.records), pending, "live" if seg.live else "orphan")
+        table.add_row(seg.name, str(seg.size), str(seg.records), str(seg.feedback), pending,
+                      "live" if seg.live else "orphan")
     Console().print(table)
     segs = status.segments
     orphans = [s for s in segs if not s.live]
