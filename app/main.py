@@ -25,6 +25,7 @@ from app.errors import install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from app.routers import api_router
+from app.routers.docs import install_docs
 from app.security import document_client_key
 from app.services.admission import Admission
 from app.services.feedback import FeedbackService
@@ -160,14 +161,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs = settings.security.docs_enabled
     app = FastAPI(
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served with local assets by install_docs
+        redoc_url=None,
         title="Future Skills model service",
         version="0.1.0",
         summary="Serves the Production future-skills model, logs every prediction, follows the registry.",
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    if docs:
+        install_docs(app)
     install_error_handlers(app)
     document_client_key(app, required=bool(settings.security.api_keys))
     app.include_router(api_router)
