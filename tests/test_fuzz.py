@@ -111,8 +111,10 @@ def test_stateful_runs_follow_links(api_schema):
 
 def _value(feature):
     if feature.is_categorical:
-        # Known vocabulary and arbitrary unseen categories are both valid.
-        unseen = st.text(min_size=1, max_size=feature.max_length)
+        # Known vocabulary and arbitrary unseen categories of printable text are both valid
+        # (control characters and lone surrogates are refused: app/hygiene.py).
+        printable = st.characters(exclude_categories=("Cc", "Cs"))
+        unseen = st.text(printable, min_size=1, max_size=feature.max_length)
         return st.one_of(st.sampled_from(feature.vocabulary), unseen)
     if feature.kind == "integer":
         return st.integers(int(feature.minimum), int(feature.maximum))
@@ -126,7 +128,10 @@ valid_rows = st.fixed_dictionaries({f.name: _value(f) for f in FEATURES})
 
 def _invalid_value(feature):
     if feature.is_categorical:
-        return st.one_of(st.just(""), st.integers(), st.none(), st.text(min_size=feature.max_length + 1, max_size=feature.max_length + 20))
+        control = st.characters(categories=("Cc", "Cs"))
+        with_control = st.tuples(st.text(max_size=5), control).map("".join)
+        return st.one_of(st.just(""), st.integers(), st.none(), with_control,
+                         st.text(min_size=feature.max_length + 1, max_size=feature.max_length + 20))
     above = st.floats(feature.maximum + 1, 1e12) if feature.maximum is not None else st.nothing()
     below_bound = feature.minimum if feature.minimum is not None else feature.exclusive_minimum
     below = st.floats(-1e12, below_bound - 0.5) if below_bound is not None else st.nothing()
