@@ -12,7 +12,7 @@ Blocking file work; callers on the event loop run it in a thread.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import uuid
 from dataclasses import asdict, dataclass
@@ -24,6 +24,8 @@ import orjson
 from app.services.spool import fsync_dir
 
 DIR_NAME = "dead-letter"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,12 @@ class DeadLetterStore:
     def list(self) -> list[DeadLetter]:
         letters = []
         for path in self._files():
-            with contextlib.suppress(FileNotFoundError):  # replayed or discarded meanwhile
+            try:
                 letters.append(DeadLetter(**orjson.loads(path.read_bytes())))
+            except FileNotFoundError:  # replayed or discarded meanwhile
+                continue
+            except (ValueError, TypeError) as exc:  # not ours, or edited by hand: left alone, said
+                log.error("dead letters: %s is not a dead letter (%s); left in place", path.name, exc)
         return sorted(letters, key=lambda d: (d.at, d.id))
 
     def count(self) -> int:
