@@ -82,8 +82,10 @@ async def test_two_workers_read_their_writes_through_any_worker(registry_dir, tm
         FS_LOG_LEVEL="WARNING",
     )
     subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    # A file, not a pipe: a full pipe nobody reads would block the server's next log write.
+    server_log = open(tmp_path / "server.log", "w+")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=server_log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     statuses: list[tuple[str, int]] = []
     try:
@@ -107,7 +109,10 @@ async def test_two_workers_read_their_writes_through_any_worker(registry_dir, tm
             await asyncio.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        server_log.seek(0)
+        output = server_log.read()
+        server_log.close()
     bad = [(kind, status) for kind, status in statuses if status != 200]
     assert not bad, f"{len(bad)} failed reads/feedbacks, e.g. {bad[:5]}"
     assert len(statuses) == 2 * CHAINS + CHAINS // 5
