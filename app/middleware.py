@@ -84,12 +84,14 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = b""
-        chunked = False
+        chunked = expects_continue = False
         for key, value in scope["headers"]:
             if key == b"content-length":
                 declared = value
             elif key == b"transfer-encoding":
                 chunked = True
+            elif key == b"expect":
+                expects_continue = value.lower() == b"100-continue"
         if not chunked and declared in (b"", b"0"):  # no body: nothing to count or drain
             await self.app(scope, receive, send)
             return
@@ -104,9 +106,13 @@ class BodySizeLimitMiddleware:
                             (b"content-length", str(len(payload)).encode()),
                             (b"connection", b"close")],
             })
-            await send({"type": "http.response.body", "body": payload, "more_body": True})
-            await self._discard_rest(receive, body)
-            await send({"type": "http.response.body", "body": b""})
+            # A client waiting for "100 Continue" sends no body after a final answer; reading
+            # would make the server send the 100 and invite the whole body.
+            if not expects_continue:
+                await send({"type": "http.response.body", "body": payload, "more_body": True})
+                await self._discard_rest(receive, body)
+                payload = b""
+            await send({"type": "http.response.body", "body": payload})
             return
 
         async def counting_receive() -> Message:
