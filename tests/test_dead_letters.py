@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.config import SpoolSettings
 from app.db.dialect import ingest_ignoring_duplicates
@@ -169,3 +169,30 @@ async def test_spool_drain_dead_letters_and_the_cli_replays_or_discards_them(tmp
     discard = _cli(["spool", "discard", str(bad.id)], tmp_path, pg_url)
     assert discard.returncode == 0 and "discarded 1 dead letters" in discard.stderr
     assert DeadLetterStore(spool).list() == []
+
+
+async def test_a_missing_table_is_not_a_refusal_records_wait_for_it(tmp_path, db_url):
+    """A schema problem (here: no ``prediction`` table) means "not now", never "dead-letter"."""
+    engine = create_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE prediction RENAME TO prediction_away"))
+    spool = tmp_path / "spool"
+    settings = SpoolSettings(dir=spool, drain_interval_s=0.05, backoff_initial_s=0.05,
+                             backoff_max_s=0.2)
+    metrics = ServiceMetrics()
+    log = PredictionLog(engine, settings, metrics, spool)
+    await log.start()
+    try:
+        records = [make_record() for _ in range(5)]
+        await log.record(records)
+        await asyncio.sleep(1.0)  # several failed attempts
+        assert metrics.registry.get_sample_value("fs_spool_flush_failures_total") >= 2
+        assert log.pending_count == 5 and DeadLetterStore(spool).list() == []
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE prediction_away RENAME TO prediction"))
+        await _settled(log)
+    finally:
+        await log.stop()
+        await engine.dispose()
+    total, per_id = await stored_ids(db_url)
+    assert set(per_id) == {str(r.id) for r in records} and DeadLetterStore(spool).list() == []
