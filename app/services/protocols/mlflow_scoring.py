@@ -207,7 +207,8 @@ def parse_invocation(
         data = _parse_parquet(body)
     if params:
         # The model declares no params schema; MLflow ignores params then, and so do we.
-        names = sorted(params) if isinstance(params, dict) else []
+        # The client's own names: as a list's repr (control characters escaped), ten at most.
+        names = sorted(params)[:10] if isinstance(params, dict) else []
         log.info("ignoring params %s: the model takes none", names)
     frame = _to_frame(data, signature)
     if frame.empty:  # the model cannot score zero rows: MLflow's server answers BAD_REQUEST too
