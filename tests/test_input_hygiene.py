@@ -4,6 +4,7 @@ something else."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import struct
@@ -14,6 +15,7 @@ import pytest
 from app.config import AdminSettings
 from app.hygiene import text_problem
 from tests.conftest import RunningApp
+from tests.dbcheck import stored_ids
 from tests.helpers import valid_items
 from tests.lifecycle_support import ADMIN_TOKEN, admin
 
@@ -180,3 +182,28 @@ async def test_a_json_route_sent_something_else_is_415(client, path, body):
     ok = await client.post("/v1/predictions", json={"items": valid_items(1)},
                            headers={"content-type": "application/json; charset=utf-8"})
     assert ok.status_code == 200
+
+
+async def test_hostile_strings_never_reach_the_database(settings, db_url):
+    """On Postgres (which refuses U+0000) and SQLite: every protocol refuses them, and the next
+    ordinary prediction is in the database within seconds."""
+    settings = settings.model_copy(update={"database_url": db_url})
+    async with RunningApp(settings) as client:
+        for value in HOSTILE.values():
+            answers = [
+                await client.post("/v1/predictions", content=_raw_json({"items": [_item(skill=value)]}),
+                                  headers={"content-type": "application/json"}),
+                await client.post("/invocations", headers={"content-type": "application/json"},
+                                  content=_raw_json({"dataframe_records": [_item(skill=value)]})),
+                await client.post("/v2/models/future-skills-model/infer",
+                                  content=_raw_json({"inputs": _v2_inputs(_item(skill=value))})),
+            ]
+            assert [a.status_code for a in answers] == [422, 400, 400], [a.text for a in answers]
+        ok = await client.post("/v1/predictions", json={"items": valid_items(1)})
+        assert ok.status_code == 200, ok.text
+        prediction_id = ok.json()["predictions"][0]["prediction_id"]
+        deadline = asyncio.get_running_loop().time() + 5
+        while prediction_id not in (await stored_ids(db_url))[1]:
+            assert asyncio.get_running_loop().time() < deadline, "not in the database after 5 s"
+            await asyncio.sleep(0.1)
+        assert (await stored_ids(db_url))[0] == 1
