@@ -60,7 +60,7 @@ class PredictionSettings(BaseSettings):
 
 
 class BatchSettings(BaseSettings):
-    """Adaptive micro-batching of concurrent prediction requests (app/services/batching.py)."""
+    """Adaptive micro-batching of concurrent prediction requests (app/serving/batching.py)."""
 
     model_config = _group("FS_BATCH_")
 
@@ -261,8 +261,8 @@ class DriftSettings(BaseSettings):
     @model_validator(mode="after")
     def _known_methods_and_features(self) -> DriftSettings:
         from app.ml.features import FEATURE_NAMES, NUMERIC
-        from app.services.monitoring.stats import METHODS, NUMERIC_ONLY
-        from app.services.monitoring.windows import is_duration
+        from app.monitoring.drift_tests import METHODS, NUMERIC_ONLY
+        from app.monitoring.windows import is_duration
 
         for feature in (*self.methods, *self.thresholds):
             if feature not in FEATURE_NAMES:
@@ -298,7 +298,7 @@ class HealthSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _durations(self) -> HealthSettings:
-        from app.services.monitoring.windows import is_duration
+        from app.monitoring.windows import is_duration
 
         for name in ("window", "bucket", "latency_window", "drift_max_age"):
             if not is_duration(getattr(self, name)):

@@ -8,18 +8,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.metrics import ServiceMetrics
-from app.services.feedback import FeedbackService
-from app.services.admission import Admission
-from app.services.model_service import ModelService
-from app.services.monitoring.drift_service import DriftService
-from app.services.monitoring.health import HealthService
-from app.services.monitoring.monitor import DriftMonitor
-from app.services.monitoring.performance import PerformanceService
-from app.services.prediction_log import PredictionLog
-from app.services.predictions import PredictionService
-from app.services.registry import ModelRegistry
-from app.services.lifecycle import LifecycleService
-from app.services.reloader import Reloader
+from app.prediction_log.feedback import FeedbackService
+from app.serving.admission import Admission
+from app.serving.model_slot import ModelService
+from app.monitoring.drift_service import DriftService
+from app.monitoring.health import HealthService
+from app.monitoring.periodic_check import DriftMonitor
+from app.monitoring.performance import PerformanceService
+from app.prediction_log.log import PredictionLog
+from app.serving.core import PredictionService
+from app.registry.client import ModelRegistry
+from app.lifecycle.service import LifecycleService
+from app.serving.reloader import Reloader
 
 
 @dataclass

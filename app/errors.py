@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.hygiene import error_message, field_name
+from app.api.hygiene import error_message, field_name
 
 log = logging.getLogger(__name__)
 

@@ -23,26 +23,26 @@ from app.db.engine import DB_ERRORS, create_engine
 from app.db.migrate import pending_revisions
 from app.errors import install_error_handlers
 from app.metrics import ServiceMetrics
-from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
-from app.routers import api_router
-from app.routers.docs import install_docs
-from app.security import document_client_key
-from app.services.admission import Admission
-from app.services.feedback import FeedbackService
-from app.services.batching import MicroBatcher
-from app.services.model_service import ModelService
-from app.services.monitoring.drift_service import DriftService
-from app.services.monitoring.health import HealthService
-from app.services.monitoring.monitor import DriftMonitor
-from app.services.monitoring.performance import PerformanceService
-from app.services.prediction_log import PredictionLog
-from app.services.predictions import PredictionService
-from app.services.registry import ModelRegistry
-from app.services.scheduling import SlotClaims
-from app.server import mark_worker_dead
-from app.services.audit import PromotionAudit
-from app.services.lifecycle import LifecycleService
-from app.services.reloader import Reloader
+from app.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from app.api.routes import api_router
+from app.api.routes.docs import install_docs
+from app.api.admin_auth import document_client_key
+from app.serving.admission import Admission
+from app.prediction_log.feedback import FeedbackService
+from app.serving.batching import MicroBatcher
+from app.serving.model_slot import ModelService
+from app.monitoring.drift_service import DriftService
+from app.monitoring.health import HealthService
+from app.monitoring.periodic_check import DriftMonitor
+from app.monitoring.performance import PerformanceService
+from app.prediction_log.log import PredictionLog
+from app.serving.core import PredictionService
+from app.registry.client import ModelRegistry
+from app.db.scheduling import SlotClaims
+from app.api.server import mark_worker_dead
+from app.lifecycle.audit import PromotionAudit
+from app.lifecycle.service import LifecycleService
+from app.serving.reloader import Reloader
 
 log = logging.getLogger(__name__)
 

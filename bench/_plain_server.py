@@ -6,7 +6,7 @@ import sys
 
 import uvicorn
 
-from app.server import NoDelayHttpProtocol
+from app.api.server import NoDelayHttpProtocol
 
 
 async def app(scope, receive, send):

@@ -131,7 +131,7 @@ def run_phase(phase: str, data_dir: str, db_url: str, rows: int) -> dict:
 
 def main_parent(args) -> None:
     from app.db.migrate import upgrade_sync
-    from app.services.training import train_and_register
+    from app.training.train import train_and_register
 
     name, dsn = asyncio.run(create_database(args.pg_dsn))
     db_url = dsn.replace("postgresql://", "postgresql+asyncpg://")
@@ -191,9 +191,9 @@ def save_reference(data_dir: str, db_url: str) -> None:
     """The Production version's reference sample with its predictions, for the child processes
     (so that they do not load the model, whose memory would hide the report's)."""
     from app.ml.features import LEVELS
-    from app.services.loaded_model import load_from_path, to_frame
-    from app.services.monitoring.drift_service import training_vocabulary
-    from app.services.registry import ModelRegistry
+    from app.serving.loaded_model import load_from_path, to_frame
+    from app.monitoring.drift_service import training_vocabulary
+    from app.registry.client import ModelRegistry
 
     s = settings_for(data_dir, db_url)
     registry = ModelRegistry(s.tracking_uri, s.registry_uri, s.artifact_root, s.model_cache_dir)
@@ -209,7 +209,7 @@ def save_reference(data_dir: str, db_url: str) -> None:
 def load_reference(data_dir: str):
     import pandas as pd
 
-    from app.services.monitoring.data import Reference
+    from app.monitoring.data import Reference
 
     frame = pd.read_parquet(os.path.join(data_dir, "bench-reference.parquet"))
     with open(os.path.join(data_dir, "bench-reference.json")) as fh:
@@ -220,7 +220,7 @@ def load_reference(data_dir: str):
 
 async def read(db_url: str, rows: int):
     from app.db.engine import create_engine
-    from app.services.monitoring.window_reader import read_window
+    from app.monitoring.window_reader import read_window
 
     engine = create_engine(db_url)
     end = datetime.now(UTC)
@@ -231,7 +231,7 @@ async def read(db_url: str, rows: int):
 
 
 async def phase_native(args) -> dict:
-    from app.services.monitoring.native import run_native
+    from app.monitoring.native import run_native
 
     reference = load_reference(args.data_dir)
     base = reset_peak()
@@ -247,7 +247,7 @@ async def phase_native(args) -> dict:
 
 
 async def phase_evidently(args) -> dict:
-    from app.services.monitoring import evidently_engine
+    from app.monitoring import evidently_engine
 
     t = time.perf_counter()
     evidently_engine.load()

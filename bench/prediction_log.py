@@ -35,12 +35,12 @@ from app.db.migrate import upgrade  # noqa: E402
 from app.db.tables import Prediction  # noqa: E402
 from app.metrics import ServiceMetrics  # noqa: E402
 from app.ml.synthetic import generate  # noqa: E402
-from app.services.admission import Admission  # noqa: E402
-from app.services.batching import MicroBatcher  # noqa: E402
-from app.services.model_service import ModelService  # noqa: E402
-from app.services.prediction_log import PredictionLog, PredictionRecord  # noqa: E402
-from app.services.predictions import PredictionService  # noqa: E402
-from app.services.registry import ModelRegistry  # noqa: E402
+from app.serving.admission import Admission  # noqa: E402
+from app.serving.batching import MicroBatcher  # noqa: E402
+from app.serving.model_slot import ModelService  # noqa: E402
+from app.prediction_log.log import PredictionLog, PredictionRecord  # noqa: E402
+from app.serving.core import PredictionService  # noqa: E402
+from app.registry.client import ModelRegistry  # noqa: E402
 
 
 def _rows(n: int, items: list[dict]) -> list[dict]:
@@ -119,7 +119,7 @@ def _service(settings: Settings, models, log, metrics) -> tuple[PredictionServic
 
 
 async def bench_durability(work: Path, requests: int) -> None:
-    from app.services.training import train
+    from app.training.train import train
 
     settings = Settings(
         data_dir=work, training=TrainingSettings(rows=4000, n_estimators=100, reference_rows=500),

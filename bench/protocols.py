@@ -26,7 +26,7 @@ import pandas as pd
 from app.config import Settings
 from app.ml.features import FEATURES
 from app.ml.synthetic import generate
-from tests.procs import free_port, running
+from tests.support.procs import free_port, running
 
 V2_TYPES = {"categorical": "BYTES", "integer": "INT64", "float": "FP64"}
 

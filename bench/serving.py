@@ -66,8 +66,8 @@ def ensure_model(data_dir: Path) -> None:
 
 def load_model(data_dir: Path):
     from app.config import Settings
-    from app.services.loaded_model import load_from_path
-    from app.services.registry import ModelRegistry
+    from app.serving.loaded_model import load_from_path
+    from app.registry.client import ModelRegistry
 
     settings = Settings(data_dir=data_dir)
     registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
@@ -79,7 +79,7 @@ def load_model(data_dir: Path):
 def ceiling(model, seconds: float = 3.0) -> dict[str, float]:
     """In-process rows/s of sklearn ``predict_proba`` at batch 64 (and of the lean path)."""
     from app.ml.synthetic import generate
-    from app.services.loaded_model import to_frame
+    from app.serving.loaded_model import to_frame
 
     rows = generate(64, seed=3, with_label=False).to_dict("records")
     frame = to_frame(rows)

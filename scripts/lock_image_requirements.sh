@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate requirements.lock: the exact versions the container image installs (the package's
 # dependencies plus its `server` extra), resolved by pip for Python 3.11 on Linux x86_64.
-# Run it after changing dependencies in pyproject.toml; tests/test_deploy_files.py checks it.
+# Run it after changing dependencies in pyproject.toml; tests/deploy/test_deploy_files.py checks it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"

@@ -46,7 +46,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 @pytest.fixture(scope="session")
 def registry_dir(tmp_path_factory) -> Path:
     """A data dir whose MLflow registry holds one trained, Production-aliased model version."""
-    from app.services.training import train
+    from app.training.train import train
 
     data_dir = tmp_path_factory.mktemp("registry")
     settings = make_settings(data_dir)
@@ -156,7 +156,7 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-# The private Postgres cluster that failure tests stop and kill (tests/pgcluster.py).
-from tests.pgcluster import cluster_db, pg_cluster  # noqa: E402, F401
+# The private Postgres cluster that failure tests stop and kill (tests/support/pgcluster.py).
+from tests.support.pgcluster import cluster_db, pg_cluster  # noqa: E402, F401
 # The model lifecycle tests' private registry (issue 3); registered here so it is built once.
-from tests.lifecycle_support import lifecycle_dir, lifecycle_template  # noqa: E402,F401
+from tests.support.lifecycle import lifecycle_dir, lifecycle_template  # noqa: E402,F401

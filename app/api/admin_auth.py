@@ -1,0 +1,104 @@
+"""Authentication, compared in constant time; secrets are never logged, returned or stored.
+
+- Admin routes: named bearer tokens (``FS_ADMIN_TOKENS``). No token -> 401, a token that matches
+  none -> 403. The caller is known by the token's *name*, which is what audits record.
+- Client routes: optional client API keys (``FS_API_KEYS``, ``X-API-Key``); off when unset.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.deps import ContainerDep
+from app.errors import PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(auto_error=False, description="An admin token from FS_ADMIN_TOKENS")
+_KEY_SCHEME = "APIKeyHeader"
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name=_KEY_SCHEME, auto_error=False, description="Client API key"
+)
+
+
+def match_token(tokens: dict, presented: str) -> str | None:
+    """The name of the token equal to ``presented``; every token is compared (no early exit)."""
+    given = presented.encode()
+    found = None
+    for name, secret in tokens.items():
+        if hmac.compare_digest(secret.get_secret_value().encode(), given):
+            found = name
+    return found
+
+
+def require_admin(
+    container: ContainerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None or not credentials.credentials:
+        raise Unauthenticated("an admin bearer token is required")
+    name = match_token(container.settings.admin.admin_tokens, credentials.credentials)
+    if name is None:
+        log.warning("admin request with an unknown token refused")
+        raise PermissionDenied("this token may not use the admin API")
+    return name
+
+
+AdminDep = Annotated[str, Depends(require_admin)]
+
+
+def key_matches(candidate: str, keys) -> bool:
+    """True if ``candidate`` equals one of the SecretStr ``keys``; every key is compared."""
+    supplied = candidate.encode()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(supplied, key.get_secret_value().encode())
+    return matched
+
+
+async def require_client_key(
+    request: Request, supplied: Annotated[str | None, Depends(_api_key_header)]
+) -> None:
+    """Enforced only when FS_API_KEYS is set; the key itself is never logged or echoed.
+
+    Guards every client route of the data: predictions on all three protocols, their records and
+    feedback, drift (the JSON and the HTML page: the same data), performance, model health and
+    the model reads. Probes stay open (``/health/*``, ``/ping``, ``/health``, ``/v2/health/*``,
+    ``/metrics``), as do the protocol metadata routes (``/version``, ``/v2``, V2 model metadata
+    and readiness: the signature, no data). Admin routes take an admin token instead.
+    """
+    keys = request.app.state.container.settings.security.api_keys
+    if not keys:
+        return
+    if not supplied:
+        raise Unauthenticated("an API key is required (X-API-Key header)", scheme="ApiKey")
+    if not key_matches(supplied, keys):
+        raise PermissionDenied("the API key is not valid")
+
+
+def document_client_key(app: FastAPI, required: bool) -> None:
+    """The OpenAPI document asks for the client key only when FS_API_KEYS is set: a schema
+    requiring a header the service does not check misleads clients and fuzzers alike."""
+    if required:
+        return
+    generate = app.openapi
+
+    def openapi() -> dict:
+        schema = generate()  # FastAPI's cached document: the edit below is idempotent
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if "security" in operation:
+                    kept = [r for r in operation["security"] if _KEY_SCHEME not in r]
+                    if kept:
+                        operation["security"] = kept
+                    else:
+                        del operation["security"]
+        schema.get("components", {}).get("securitySchemes", {}).pop(_KEY_SCHEME, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

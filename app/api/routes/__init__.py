@@ -1,0 +1,22 @@
+"""HTTP adapters, one module per resource, collected here."""
+
+from fastapi import APIRouter
+
+from app.api.routes import drift
+from app.api.routes import health
+from app.api.routes import mlflow_scoring
+from app.api.routes import model_health
+from app.api.routes import models
+from app.api.routes import performance
+from app.api.routes import predictions
+from app.api.routes import v2
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(predictions.router)
+api_router.include_router(mlflow_scoring.router)
+api_router.include_router(v2.router)
+api_router.include_router(models.router)
+api_router.include_router(drift.router)
+api_router.include_router(performance.router)
+api_router.include_router(model_health.router)

@@ -1,0 +1,78 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+from app.api.deps import ContainerDep
+from app.errors import error_body
+from app.api.schemas.predictions import Liveness, Readiness, error_responses
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live", operation_id="health_live", response_model=Liveness)
+async def live() -> dict:
+    """The process is up and answering."""
+    return {"status": "alive"}
+
+
+@router.get(
+    "/health/ready",
+    operation_id="health_ready",
+    response_model=Readiness,
+    responses=error_responses(503),
+)
+async def ready(container: ContainerDep) -> JSONResponse:
+    """Ready once a model is loaded; names the serving version. No connection details."""
+    model = container.models.current
+    if container.draining:
+        body = error_body("shutting_down", "the service is shutting down")
+        return JSONResponse(body, 503)
+    if model is None:
+        body = error_body("model_not_ready", "no model is loaded yet")
+        return JSONResponse(body, 503, headers={"Retry-After": "5"})
+    return JSONResponse(
+        {
+            "status": "ready",
+            "model": {
+                "name": model.name,
+                "version": model.version,
+                "semver": model.semver,
+                "alias": container.settings.model.alias,
+                "resolved_via": model.ref.via,
+            },
+            **_registry_state(container, model.ref.via),
+        }
+    )
+
+
+def _registry_state(container, via: str) -> dict:
+    """Whether the registry answers; a warning when the model came from the local cache."""
+    status = container.reloader.status
+    state: dict = {"registry": {"reachable": status.reachable, "last_error": status.last_error}}
+    if via == "cache":
+        state["warning"] = (
+            "the model registry was unreachable: serving the last known good version from the local cache"
+        )
+    return state
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                     "description": "Prometheus text exposition format"}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format (all workers' series in multiprocess mode)."""
+    registry = request.app.state.metrics.registry
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,90 @@
+"""MLflow's scoring protocol: a drop-in for ``mlflow models serve`` (PROTOCOLS.md section 1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from mlflow.version import VERSION as MLFLOW_VERSION
+
+from app.api.deps import ContainerDep, PredictionsDep, RequestIdDep
+from app.api.protocol_errors import MlflowRoute, documented, mlflow_error
+from app.api.admin_auth import require_client_key
+from app.errors import DeadlineExceeded
+from app.serving.codecs.mlflow_scoring import parse_invocation
+from app.serving.codecs.schemas import (
+    MLFLOW_ERROR_SCHEMA,
+    invocations_request_body,
+    invocations_response_schema,
+)
+
+router = APIRouter(tags=["mlflow scoring protocol"], route_class=MlflowRoute)
+NOT_READY = documented(MLFLOW_ERROR_SCHEMA, {503: "No model is loaded yet"})
+PLAIN = "text/plain"
+# MLflow's bodies byte for byte ("\n", a bare version): clients only look at the status. MLflow
+# labels them application/json, which they are not; they are labelled (and documented) as text.
+PING_OK = {200: {"description": "A model is loaded", "content": {PLAIN: {"schema": {"type": "string"}}}}}
+
+
+async def _ping(container: ContainerDep) -> Response:
+    if container.models.current is None:
+        return mlflow_error("TEMPORARILY_UNAVAILABLE", "no model is loaded yet")
+    return Response("\n", 200, media_type=PLAIN)
+
+
+router.add_api_route(
+    "/ping", _ping, methods=["GET"], operation_id="mlflow_ping", responses=PING_OK | NOT_READY,
+    response_class=Response, summary="200 once a model is loaded (MLflow scoring server health check)",
+)
+router.add_api_route(
+    "/health", _ping, methods=["GET"], operation_id="mlflow_health", responses=PING_OK | NOT_READY,
+    response_class=Response, summary="Same as /ping",
+)
+
+
+@router.get(
+    "/version",
+    operation_id="mlflow_version",
+    response_class=Response,
+    responses={200: {"description": "The MLflow version, e.g. 3.17.2",
+                     "content": {PLAIN: {"schema": {"type": "string"}}}}},
+)
+async def version() -> Response:
+    """The MLflow version, as MLflow's scoring server answers it (bare, not a JSON string)."""
+    return Response(MLFLOW_VERSION, 200, media_type=PLAIN)
+
+
+@router.post(
+    "/invocations",
+    operation_id="mlflow_invocations",
+    dependencies=[Depends(require_client_key)],
+    openapi_extra={"requestBody": invocations_request_body()},
+    responses={
+        200: {"content": {"application/json": {"schema": invocations_response_schema()}}},
+        **documented(MLFLOW_ERROR_SCHEMA, {
+            400: "Input the model signature or the feature schema refuses",
+            401: "API key missing (when FS_API_KEYS is set)",
+            403: "API key not valid",
+            413: "Request body too large",
+            415: "Missing or unsupported Content-Type or charset",
+            503: "No model is loaded yet (see Retry-After)",
+            504: "The request took longer than FS_LIMIT_DEADLINE_S",
+        }),
+    },
+)
+async def invocations(
+    request: Request, container: ContainerDep, predictions: PredictionsDep, request_id: RequestIdDep
+) -> Response:
+    """Score a table in any of MLflow's formats; answers ``{"predictions": [level, ...]}``."""
+    timeout = container.settings.limits.deadline_s
+    try:
+        async with asyncio.timeout(timeout):
+            model = container.models.require()
+            body = await request.body()
+            content_type = request.headers.get("content-type")
+            parsed = await asyncio.to_thread(parse_invocation, body, content_type, model.signature)
+            outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="mlflow")
+    except TimeoutError:
+        raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None
+    return JSONResponse({"predictions": [r.level for r in outcome.results]})

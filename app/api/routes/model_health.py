@@ -1,0 +1,24 @@
+"""Model health: healthy / warning / degraded, with every reason."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from app.api.deps import ContainerDep
+from app.api.params import ModelName
+from app.api.schemas.predictions import error_responses
+from app.api.admin_auth import require_client_key
+
+router = APIRouter(
+    prefix="/v1/models", tags=["monitoring"], dependencies=[Depends(require_client_key)],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+
+
+@router.get("/{name}/health", operation_id="get_model_health")
+async def get_model_health(
+    container: ContainerDep, name: ModelName
+) -> dict:
+    """Accuracy below the threshold is degraded; declining accuracy, slow p95 latency, dataset
+    drift or an old prediction-log backlog are warnings. The most severe status wins."""
+    return await container.health.check(name)

@@ -1,0 +1,103 @@
+"""The model lifecycle resource: versions, audit, and admin-only promote / rollback / reload."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.api.deps import ContainerDep, LifecycleDep, ReloaderDep
+from app.errors import ModelNotFound
+from app.api.json_body import JsonBodyRoute
+from app.api.params import ModelName
+from app.api.schemas.predictions import error_responses
+from app.api.schemas.models import (
+    ModelOut,
+    MoveOut,
+    PromoteRequest,
+    PromotionList,
+    ReloadOut,
+    RollbackRequest,
+    ServingOut,
+    VersionList,
+)
+from app.api.admin_auth import AdminDep, require_client_key
+from app.lifecycle.service import MoveResult
+from app.serving.reloader import Reloader
+
+router = APIRouter(
+    prefix="/v1/models", tags=["models"], responses=error_responses(400, 404, 409, 422, 503),
+    route_class=JsonBodyRoute,
+)
+ADMIN = {401: {"description": "No admin token"}, 403: {"description": "Wrong admin token"}}
+BODY = error_responses(415)
+# Reads need the client key (when FS_API_KEYS is set); moves need an admin token instead.
+READ = {"dependencies": [Depends(require_client_key)], "responses": error_responses(401, 403)}
+
+
+async def _after_move(result: MoveResult, container, reloader: Reloader) -> MoveOut:
+    """Reload here at once (other workers follow within one poll interval)."""
+    reload = None
+    if result.model_name == container.settings.model.name:
+        reload = ReloadOut(**vars(await reloader.poll_once(retry_failed=True)))
+    return MoveOut(
+        name=result.model_name, action=result.action, from_version=result.from_version,
+        to_version=result.to_version,
+        decision=result.decision.as_dict() if result.decision else None, reload=reload,
+    )
+
+
+@router.get("/{name}", response_model=ModelOut, operation_id="get_model", **READ)
+async def get_model(name: ModelName, lifecycle: LifecycleDep, container: ContainerDep) -> ModelOut:
+    """The registered model, its Production version and what this worker serves."""
+    summary = await lifecycle.summary(name)
+    model = container.models.current
+    serving = None
+    if model is not None and model.name == name:
+        serving = ServingOut(version=model.version, semver=model.semver, resolved_via=model.ref.via)
+    return ModelOut(**summary, serving=serving)
+
+
+@router.get("/{name}/versions", response_model=VersionList, operation_id="list_model_versions", **READ)
+async def list_versions(name: ModelName, lifecycle: LifecycleDep) -> VersionList:
+    """Every version, newest first: semver, metrics, aliases, legacy stage, run id, creation time."""
+    return VersionList(name=name, versions=await lifecycle.versions(name))
+
+
+@router.get("/{name}/promotions", response_model=PromotionList, operation_id="list_promotions", **READ)
+async def list_promotions(
+    name: ModelName, lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> PromotionList:
+    """The promotion audit, newest first."""
+    return PromotionList(name=name, promotions=await lifecycle.audit.list(name, limit))
+
+
+@router.post("/{name}/promote", response_model=MoveOut, responses=ADMIN | BODY,
+             operation_id="promote_model")
+async def promote(
+    name: ModelName, body: PromoteRequest, admin: AdminDep, lifecycle: LifecycleDep,
+    container: ContainerDep, reloader: ReloaderDep,
+) -> MoveOut:
+    """Make a version Production if the promotion policy agrees (``force`` skips it). Admin only."""
+    result = await lifecycle.promote(name, body.version, actor=admin, reason=body.reason,
+                                     force=body.force)
+    return await _after_move(result, container, reloader)
+
+
+@router.post("/{name}/rollback", response_model=MoveOut, responses=ADMIN | BODY,
+             operation_id="rollback_model")
+async def rollback(
+    name: ModelName, admin: AdminDep, lifecycle: LifecycleDep, container: ContainerDep,
+    reloader: ReloaderDep, body: RollbackRequest | None = None,
+) -> MoveOut:
+    """Undo the last move: Production goes back to the version before it (repeatable). Admin only."""
+    result = await lifecycle.rollback(name, actor=admin, reason=body.reason if body else None)
+    return await _after_move(result, container, reloader)
+
+
+@router.post("/{name}/reload", response_model=ReloadOut, responses=ADMIN, operation_id="reload_model")
+async def reload(name: ModelName, admin: AdminDep, container: ContainerDep, reloader: ReloaderDep) -> ReloadOut:
+    """Look at the registry now (also retries a version that failed recently). Admin only."""
+    if name != container.settings.model.name:
+        raise ModelNotFound(f"this service only serves {container.settings.model.name!r}")
+    return ReloadOut(**vars(await reloader.poll_once(retry_failed=True)))

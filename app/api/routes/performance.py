@@ -1,0 +1,34 @@
+"""Model performance from feedback, per time bucket, with the trend."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.api.deps import ContainerDep
+from app.api.params import VersionQuery
+from app.api.schemas.predictions import error_responses
+from app.api.admin_auth import require_client_key
+from app.monitoring.windows import DURATION_PATTERN, TimeWindow, parse_duration
+
+router = APIRouter(
+    prefix="/v1/performance", tags=["monitoring"], dependencies=[Depends(require_client_key)],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+
+
+@router.get("", operation_id="get_performance")
+async def get_performance(
+    container: ContainerDep,
+    last: Annotated[str, Query(pattern=DURATION_PATTERN, description="Window: 7d, 30d, 24h, ...")] = "30d",
+    bucket: Annotated[str, Query(pattern=DURATION_PATTERN, description="Bucket size: 1d, 6h, 1w, ...")] = "1d",
+    version: VersionQuery = None,
+) -> dict:
+    """Accuracy, macro-F1 and per-class recall per bucket from feedback (latest feedback per
+    prediction wins), the overall figures, and the trend (improving / declining / stable)."""
+    model = container.models.require()
+    window = TimeWindow.resolve(None, None, last, last)
+    return await container.performance.compute(
+        window, parse_duration(bucket, "bucket"), model.name, version
+    )

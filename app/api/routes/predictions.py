@@ -1,0 +1,120 @@
+"""The HR API's prediction resource."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends
+
+from app.api.deps import ContainerDep, FeedbackDep, PredictionsDep, RequestIdDep
+from app.api.schemas.predictions import (
+    FeedbackIn,
+    FeedbackOut,
+    LoggedFeedback,
+    LoggedPrediction,
+    ModelRefOut,
+    PredictionOut,
+    PredictionRequest,
+    PredictionResponse,
+    error_responses,
+)
+from app.api.json_body import JsonBodyRoute
+from app.api.admin_auth import require_client_key
+from app.prediction_log.privacy import hash_subject
+
+router = APIRouter(
+    prefix="/v1/predictions",
+    tags=["predictions"],
+    dependencies=[Depends(require_client_key)],
+    responses=error_responses(401, 403, 413, 422),
+    route_class=JsonBodyRoute,
+)
+
+
+# OpenAPI links: where a prediction id goes next (clients and schemathesis' stateful runs follow them).
+_PREDICTION_LINKS = {
+    "GetPrediction": {
+        "operationId": "get_prediction",
+        "parameters": {"prediction_id": "$response.body#/predictions/0/prediction_id"},
+        "description": "The logged prediction: the model version that made it, its feedback",
+    },
+    "SubmitFeedback": {
+        "operationId": "submit_feedback",
+        "parameters": {"prediction_id": "$response.body#/predictions/0/prediction_id"},
+        "description": "Ground truth for the prediction",
+    },
+}
+
+
+@router.post(
+    "",
+    response_model=PredictionResponse,
+    operation_id="create_predictions",
+    responses={200: {"description": "Successful Response", "links": _PREDICTION_LINKS},
+               **error_responses(400, 415, 503, 504)},
+)
+async def create_predictions(
+    body: PredictionRequest,
+    predictions: PredictionsDep,
+    container: ContainerDep,
+    request_id: RequestIdDep,
+) -> PredictionResponse:
+    """Score 1..N job role x skill x horizon items with the Production model."""
+    key = container.settings.privacy.subject_hmac_key.get_secret_value().encode()
+    outcome = await predictions.predict(
+        [item.model_dump() for item in body.items],
+        request_id=request_id,
+        protocol="v1",
+        subject_hash=hash_subject(key, body.subject_id),
+    )
+    model = outcome.model
+    return PredictionResponse(
+        model=ModelRefOut(
+            name=model.name, version=model.version, semver=model.semver,
+            alias=container.settings.model.alias,
+        ),
+        predictions=[
+            PredictionOut(
+                prediction_id=r.prediction_id, level=r.level, score=r.score,
+                probabilities=r.probabilities,
+            )
+            for r in outcome.results
+        ],
+    )
+
+
+@router.get(
+    "/{prediction_id}",
+    response_model=LoggedPrediction,
+    operation_id="get_prediction",
+    responses=error_responses(404, 503),
+)
+async def get_prediction(
+    prediction_id: uuid.UUID, predictions: PredictionsDep, feedback: FeedbackDep
+) -> LoggedPrediction:
+    """A logged prediction with the model version that made it, and its latest feedback."""
+    row = await predictions.get(prediction_id)
+    latest, count = await feedback.latest(prediction_id)
+    logged = None
+    if latest is not None:
+        logged = LoggedFeedback(
+            actual_level=latest.actual_level, created_at=latest.created_at, submissions=count
+        )
+    fields = {k: v for k, v in row.items() if k not in ("id", "subject_hash")}
+    return LoggedPrediction(prediction_id=row["id"], feedback=logged, **fields)
+
+
+@router.post(
+    "/{prediction_id}/feedback",
+    response_model=FeedbackOut,
+    operation_id="submit_feedback",
+    responses=error_responses(400, 404, 415, 503),
+)
+async def submit_feedback(
+    prediction_id: uuid.UUID, body: FeedbackIn, feedback: FeedbackDep
+) -> FeedbackOut:
+    """Ground truth for a prediction. Resubmitting is allowed: history is kept, the latest counts."""
+    saved = await feedback.submit(prediction_id, body.actual_level.value)
+    return FeedbackOut(
+        prediction_id=saved.prediction_id, actual_level=saved.actual_level, created_at=saved.created_at
+    )

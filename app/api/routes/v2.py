@@ -1,0 +1,146 @@
+"""Open Inference Protocol V2 REST (KServe / Triton clients), PROTOCOLS.md section 2."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.api.deps import ContainerDep, ModelsDep, PredictionsDep, RequestIdDep
+from app.api.params import ModelName, VersionPath
+from app.api.protocol_errors import V2Route, documented, v2_error
+from app.serving.codecs import v2
+from app.errors import DeadlineExceeded
+from app.api.admin_auth import require_client_key
+from app.serving.codecs.errors import ProtocolInputError
+from app.serving.codecs.schemas import V2_ERROR_SCHEMA, infer_request_body, infer_response_schema
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=V2Route)
+BINARY_HEADER = "inference-header-content-length"
+ERRORS = documented(V2_ERROR_SCHEMA, {
+    400: "Bad input, a path parameter included",
+    404: "Unknown model or a version that is not loaded",
+    503: "No model is loaded yet (see Retry-After)",
+})
+INFER_ERRORS = documented(V2_ERROR_SCHEMA, {
+    401: "API key missing (when FS_API_KEYS is set)",
+    403: "API key not valid",
+    413: "Request body too large",
+    504: "The request took longer than FS_LIMIT_DEADLINE_S",
+})
+BINARY_BODY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get("/health/live", operation_id="v2_live")
+async def live() -> dict:
+    """200 while the process answers."""
+    return {"live": True}
+
+
+@router.get("/health/ready", operation_id="v2_ready", responses={503: ERRORS[503]})
+async def ready(models: ModelsDep) -> JSONResponse:
+    """200 once a model is loaded and usable, else 503."""
+    if models.current is None:
+        return v2_error("the model is not loaded yet", 503)
+    return JSONResponse({"ready": True})
+
+
+@router.get("", operation_id="v2_server_metadata")
+async def server_metadata(request: Request) -> dict:
+    """Server name, version and the protocol extensions supported (none)."""
+    return v2.server_metadata(request.app.title, request.app.version)
+
+
+async def _infer(
+    request: Request,
+    container: ContainerDep,
+    predictions: PredictionsDep,
+    request_id: RequestIdDep,
+    name: str,
+    version: str | None,
+) -> Response:
+    json_length = request.headers.get(BINARY_HEADER)
+    if json_length is not None and not (json_length.isascii() and json_length.isdigit()):
+        raise ProtocolInputError("Inference-Header-Content-Length must be a byte count")
+    timeout = container.settings.limits.deadline_s
+    try:
+        async with asyncio.timeout(timeout):
+            model = v2.find_model(container.models, name, version)
+            body = await request.body()
+            parsed = await asyncio.to_thread(
+                v2.parse_infer, body, model.signature, int(json_length) if json_length else None
+            )
+            outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="v2")
+    except TimeoutError:
+        raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None
+    body, json_length = v2.encode_infer_response(parsed, outcome)
+    if json_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body, media_type="application/octet-stream", headers={BINARY_HEADER: str(json_length)}
+    )
+
+
+METADATA = {
+    "summary": "Model metadata: input tensors from the MLflow signature; outputs",
+    "responses": ERRORS,
+}
+READY = {"summary": "200 when this model (version) is loaded", "responses": ERRORS}
+CLIENT_KEY = [Depends(require_client_key)]
+INFER = {
+    "summary": "Predict: the label and the class probabilities (LOW, MEDIUM, HIGH) per row",
+    "openapi_extra": {"requestBody": infer_request_body()},
+    "responses": {
+        200: {
+            "description": "The outputs; with binary outputs requested, the binary tensor data "
+            "extension's body (JSON, then the tensors; Inference-Header-Content-Length)",
+            "content": {"application/json": {"schema": infer_response_schema()},
+                        "application/octet-stream": BINARY_BODY},
+        },
+        **ERRORS, **INFER_ERRORS,
+    },
+}
+
+
+@router.get("/models/{name}", operation_id="v2_model_metadata", **METADATA)
+async def model_metadata(name: ModelName, models: ModelsDep) -> dict:
+    return v2.model_metadata(v2.find_model(models, name, None))
+
+
+@router.get("/models/{name}/versions/{version}", operation_id="v2_model_version_metadata", **METADATA)
+async def model_version_metadata(name: ModelName, version: VersionPath, models: ModelsDep) -> dict:
+    return v2.model_metadata(v2.find_model(models, name, version))
+
+
+@router.get("/models/{name}/ready", operation_id="v2_model_ready", **READY)
+async def model_ready(name: ModelName, models: ModelsDep) -> dict:
+    return {"name": v2.find_model(models, name, None).name, "ready": True}
+
+
+@router.get("/models/{name}/versions/{version}/ready", operation_id="v2_model_version_ready", **READY)
+async def model_version_ready(name: ModelName, version: VersionPath, models: ModelsDep) -> dict:
+    return {"name": v2.find_model(models, name, version).name, "ready": True}
+
+
+@router.post(
+    "/models/{name}/infer", operation_id="v2_infer", dependencies=CLIENT_KEY, **INFER
+)
+async def infer(
+    name: ModelName, request: Request, container: ContainerDep, predictions: PredictionsDep,
+    request_id: RequestIdDep,
+) -> Response:
+    return await _infer(request, container, predictions, request_id, name, None)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    operation_id="v2_version_infer",
+    dependencies=CLIENT_KEY,
+    **INFER,
+)
+async def version_infer(
+    name: ModelName, version: VersionPath, request: Request, container: ContainerDep,
+    predictions: PredictionsDep, request_id: RequestIdDep,
+) -> Response:
+    return await _infer(request, container, predictions, request_id, name, version)

@@ -1,0 +1,209 @@
+"""Pydantic request/response models of the HR API, generated from the feature schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
+
+from app.api.hygiene import SAFE_TEXT_PATTERN, SafeText
+from app.ml.features import FEATURES, Feature, Level
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0 are both integers; "3" and true are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+JsonInteger = Annotated[int, BeforeValidator(_json_integer), Field(strict=False)]
+
+
+def _field(feature: Feature) -> tuple[Any, Any]:
+    common: dict[str, Any] = {"description": feature.description, "strict": True}
+    if feature.is_categorical:
+        examples = list(feature.vocabulary[:3])
+        return str, Field(min_length=1, max_length=feature.max_length, pattern=SAFE_TEXT_PATTERN,
+                          examples=examples, **common)
+    bounds = {
+        "ge": feature.minimum,
+        "le": feature.maximum,
+        "gt": feature.exclusive_minimum,
+    }
+    bounds = {k: v for k, v in bounds.items() if v is not None}
+    if feature.kind == "integer":
+        return JsonInteger, Field(**bounds, **(common | {"strict": False}))
+    return float, Field(allow_inf_nan=False, **bounds, **common)
+
+
+PredictionItem = create_model(
+    "PredictionItem",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="One job role x skill x horizon to score.",
+    **{f.name: _field(f) for f in FEATURES},
+)
+
+EXAMPLE_ITEM = {
+    "job_role": "Data Engineer",
+    "skill": "Cloud Computing",
+    "skill_category": "Technical",
+    "department": "Data",
+    "horizon_years": 3,
+    "trend_score": 0.82,
+    "internal_usage": 0.4,
+    "training_requests": 35,
+    "scarcity_index": 0.7,
+    "hiring_difficulty": 0.65,
+    "avg_salary_k": 68.0,
+    "economic_indicator": 0.55,
+}
+
+
+class PredictionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_ITEM]}]}
+    )
+
+    items: Annotated[list[PredictionItem], Field(min_length=1)]  # type: ignore[valid-type]
+    subject_id: Annotated[SafeText(200) | None, Field(description="Employee or team id")] = None
+
+
+class Probabilities(BaseModel):
+    LOW: float
+    MEDIUM: float
+    HIGH: float
+
+
+class ModelRefOut(BaseModel):
+    name: str
+    version: str
+    semver: str | None
+    alias: str
+
+
+class PredictionOut(BaseModel):
+    prediction_id: uuid.UUID
+    level: Level
+    score: float = Field(description="Expected need, 0-100: 100 * (0.5 P(MEDIUM) + P(HIGH))")
+    probabilities: Probabilities
+
+
+class PredictionResponse(BaseModel):
+    model: ModelRefOut
+    predictions: list[PredictionOut]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actual_level: Level = Field(description="The level that turned out to be right")
+
+
+class FeedbackOut(BaseModel):
+    prediction_id: uuid.UUID
+    actual_level: Level
+    created_at: datetime
+
+
+class LoggedFeedback(BaseModel):
+    actual_level: Level
+    created_at: datetime
+    submissions: int = Field(description="Feedback received for this prediction; the latest counts")
+
+
+class LoggedPrediction(BaseModel):
+    prediction_id: uuid.UUID
+    created_at: datetime
+    model_name: str
+    model_version: str
+    features: dict[str, Any]
+    level: Level
+    score: float
+    probabilities: Probabilities
+    latency_ms: float
+    request_id: str | None
+    protocol: str
+    feedback: LoggedFeedback | None = None
+
+
+class Liveness(BaseModel):
+    status: str
+
+
+class ServingModel(BaseModel):
+    name: str
+    version: str
+    semver: str | None
+    alias: str
+    resolved_via: str = Field(description="alias, stage (legacy fallback) or cache (registry down)")
+
+
+class Readiness(BaseModel):
+    status: str
+    model: ServingModel
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the HR API; submitted values are never echoed."""
+
+    error: ErrorBody
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid JSON",
+    401: "API key or token missing",
+    403: "API key or token not valid",
+    404: "Not found",
+    409: "Refused in the current state (for example by the promotion policy), with the reason",
+    413: "Request body too large",
+    415: "The request body is not JSON (Content-Type must be application/json)",
+    422: "Validation failed; details name each offending field",
+    503: "No model loaded, at capacity or shutting down (see Retry-After)",
+    504: "The prediction did not finish within the deadline",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` entries for the given error status codes."""
+    return {
+        code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
+    }
+
+
+def json_error_responses(*codes: int) -> dict[int | str, dict]:
+    """The same for a route whose success is not JSON (FastAPI would file the error model under
+    the route's own media type): the JSON error body is declared explicitly."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {
+        code: {"description": _ERROR_DESCRIPTIONS[code], "content": {"application/json": {"schema": schema}}}
+        for code in codes
+    }
+
+
+def _iso_datetime(value: Any) -> Any:
+    """ISO 8601 only: pydantic would also read "0.5" as a Unix timestamp, which no client means."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError("datetime_from_iso", "Input should be an ISO 8601 date-time") from None
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]

@@ -1,0 +1,1 @@
+"""The ``future-skills`` command line, one module per command group; ``main`` is the entry point."""

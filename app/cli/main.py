@@ -1,0 +1,284 @@
+"""The ``future-skills`` command: serve, data, db, spool here; train/bootstrap (``cli_training``),
+drift (``cli_monitoring``) and the lifecycle commands (``cli_lifecycle``) are registered from
+their modules."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.cli.lifecycle import register as register_lifecycle_commands
+from app.cli.monitoring import register as register_monitoring_commands
+from app.cli.training import register as register_training_commands
+from app.config import Settings
+
+app = typer.Typer(help="Future Skills model service.", no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Synthetic data.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(db_app, name="db")
+spool_app = typer.Typer(help="The local prediction spool.", no_args_is_help=True)
+app.add_typer(spool_app, name="spool")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from app.cli.settings import settings_for_command
+
+    return settings_for_command()  # a bad environment: one line per problem, exit 2
+
+
+@data_app.command("generate")
+def data_generate(
+    out: Annotated[Path, typer.Option(help="CSV file to write")],
+    rows: Annotated[int, typer.Option(min=1)] = 20_000,
+    seed: Annotated[int, typer.Option()] = 42,
+    shift: Annotated[list[str] | None, typer.Option(help="Feature to drift (repeatable)")] = None,
+) -> None:
+    """Write seeded synthetic training data (with labels) to a CSV file."""
+    from app.ml.synthetic import generate
+
+    df = generate(rows, seed=seed, shift=shift or ())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    console.print(f"wrote {len(df)} rows to {out}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the Alembic migrations to DATABASE_URL (or the embedded SQLite database)."""
+    from app.db.migrate import upgrade_sync
+
+    upgrade_sync(_settings().db_url, revision)
+    console.print("database schema is up to date")
+
+
+@db_app.command("purge")
+def db_purge(
+    older_than: Annotated[str, typer.Option(help="Age of the rows to delete, e.g. 90d, 12h, 2w")],
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted")] = False,
+) -> None:
+    """Delete predictions (and their feedback) older than the given age."""
+    from app.db.engine import create_engine
+    from app.prediction_log.retention import parse_age, purge_older_than
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = _settings()
+
+    async def run() -> tuple[int, int]:
+        engine = create_engine(settings.db_url)
+        try:
+            return await purge_older_than(engine, age, dry_run=dry_run)
+        finally:
+            await engine.dispose()
+
+    predictions, feedback = asyncio.run(run())
+    verb = "would delete (dry run)" if dry_run else "deleted"
+    console.print(f"{verb} {predictions} predictions and {feedback} feedback rows older than {older_than}")
+
+
+def _spool_engine_run(settings: Settings, work):
+    """Run ``work(engine)`` on a fresh engine, disposed afterwards."""
+    from app.db.engine import create_engine
+
+    async def run():
+        engine = create_engine(settings.db_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@spool_app.command("status")
+def spool_status() -> None:
+    """List spool segments: size, records, how many are not yet in the database, the owner; and
+    the dead letters."""
+    from app.prediction_log.admin import spool_status as status_of
+
+    settings = _settings()
+    status = _spool_engine_run(settings, lambda engine: status_of(engine, settings.spool_dir))
+    table = Table(title=f"spool {settings.spool_dir}")
+    for column in ("segment", "bytes", "records", "feedback", "pending", "owner"):
+        table.add_column(column, justify="left" if column in ("segment", "owner") else "right",
+                         no_wrap=column == "segment")
+    for seg in status.segments:
+        pending = "?" if seg.pending is None else str(seg.pending)
+        table.add_row(seg.name, str(seg.size), str(seg.records), str(seg.feedback), pending,
+                      "live" if seg.live else "orphan")
+    Console().print(table)
+    segs = status.segments
+    orphans = [s for s in segs if not s.live]
+    if status.database_reachable:
+        pending = f"{sum(s.pending for s in segs)} pending (not yet in the database)"
+    else:
+        pending = "pending unknown: the database is unreachable (records include rows already written)"
+    dead = status.dead_letters
+    Console().print(
+        f"{len(segs)} segments, {sum(s.records for s in segs)} records, {pending}, "
+        f"{sum(s.size for s in segs)} bytes; {len(orphans)} orphaned "
+        f"({sum(s.records for s in orphans)} records); {sum(dead.values())} dead letters"
+        + (" (" + ", ".join(f"{n} {kind}" for kind, n in sorted(dead.items())) + ")" if dead else ""),
+        soft_wrap=True,  # one line, whatever the terminal width: scripts grep it
+    )
+
+
+@spool_app.command("drain")
+def spool_drain() -> None:
+    """Write segments left by dead workers into the database and delete them (safe to repeat)."""
+    from app.prediction_log.admin import drain_orphans
+
+    settings = _settings()
+    try:
+        report = _spool_engine_run(
+            settings, lambda engine: drain_orphans(engine, settings.spool_dir, settings.spool)
+        )
+    except Exception as exc:  # the segments are kept; say why and fail
+        console.print(f"drain failed ({type(exc).__name__}); segments kept, run it again later")
+        raise typer.Exit(1) from None
+    console.print(
+        f"drained {report.rows} records from {report.segments} segments; "
+        f"{report.live_skipped} segments held by live workers left alone"
+        + (f"; {report.damaged} damaged lines quarantined" if report.damaged else "")
+        + (f"; {report.dead_lettered} refused records dead-lettered" if report.dead_lettered else "")
+        + (f"; {report.waiting} feedback records still waiting for their prediction"
+           if report.waiting else ""),
+        soft_wrap=True,
+    )
+
+
+@spool_app.command("dead-letters")
+def spool_dead_letters(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout")] = False,
+) -> None:
+    """Records the database refused: id, kind, when, the database's reason (and the line with --json)."""
+    import dataclasses
+    import json
+
+    from app.prediction_log.dead_letters import DeadLetterStore
+
+    letters = DeadLetterStore(_settings().spool_dir).list()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(d) for d in letters], indent=2))
+        return
+    table = Table(title="dead letters")
+    for column in ("id", "kind", "at", "reason"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(d.id, d.kind, d.at, d.reason)
+    Console(width=200).print(table)
+    console.print(f"{len(letters)} dead letters")
+
+
+def _ids_or_all(ids: list[str] | None, everything: bool) -> list[str] | None:
+    import uuid
+
+    if bool(ids) == everything:
+        console.print("name dead-letter ids, or --all")
+        raise typer.Exit(2)
+    try:
+        return None if everything else [str(uuid.UUID(i)) for i in ids]
+    except ValueError:
+        console.print("dead-letter ids are UUIDs (see `spool dead-letters`)")
+        raise typer.Exit(2) from None
+
+
+@spool_app.command("replay")
+def spool_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every dead letter")] = False,
+) -> None:
+    """Write dead letters to the database again; those still refused stay, with the new reason."""
+    from app.prediction_log.admin import replay
+
+    wanted = _ids_or_all(ids, everything)
+    settings = _settings()
+    try:
+        report = _spool_engine_run(
+            settings, lambda engine: replay(engine, settings.spool_dir, settings.spool, wanted)
+        )
+    except Exception as exc:
+        console.print(f"replay failed ({type(exc).__name__}); dead letters kept, run it again later")
+        raise typer.Exit(1) from None
+    for rid, reason in report.still_refused:
+        console.print(f"still refused: {rid}: {reason}", soft_wrap=True)
+    for rid in report.unknown:
+        console.print(f"no dead letter {rid}")
+    console.print(f"replayed {len(report.written)} records; {len(report.still_refused)} still refused")
+    if report.still_refused or report.unknown:
+        raise typer.Exit(1)
+
+
+@spool_app.command("discard")
+def spool_discard(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every dead letter")] = False,
+) -> None:
+    """Delete dead letters for good (the records are then not in the prediction log)."""
+    from app.prediction_log.dead_letters import DeadLetterStore
+
+    wanted = _ids_or_all(ids, everything)
+    store = DeadLetterStore(_settings().spool_dir)
+    if wanted is None:
+        wanted = [d.id for d in store.list()]
+    removed = store.remove(wanted)
+    for rid in sorted(set(wanted) - set(removed)):
+        console.print(f"no dead letter {rid}")
+    console.print(f"discarded {len(removed)} dead letters")
+    if len(removed) != len(wanted):
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (FS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (FS_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (FS_WORKERS)")] = None,
+) -> None:
+    """Run the HTTP service. SIGTERM shuts it down gracefully and exits 0."""
+    import signal
+
+    import uvicorn
+
+    from app.api.server import NoDelayHttpProtocol, prepare_multiprocess_dir
+
+    settings = _settings()
+    workers = workers or settings.server.workers
+    if workers > 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        # Before any worker starts: each one writes its metric files there, /metrics sums them.
+        prepare_multiprocess_dir(settings.data_dir)
+    # uvicorn re-raises the signal it handled once shutdown is complete; by then the service has
+    # drained, so that re-raise lands in a no-op handler and the process exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        workers=workers,
+        http=NoDelayHttpProtocol,
+        log_config=None,
+        proxy_headers=False,
+        loop="uvloop",
+        timeout_graceful_shutdown=int(settings.limits.shutdown_grace_s),
+    )
+
+
+register_training_commands(app)
+register_lifecycle_commands(app)
+register_monitoring_commands(app)
+
+
+def main() -> None:
+    app()

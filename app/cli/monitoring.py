@@ -1,0 +1,72 @@
+"""CLI command ``drift``: the periodic check's report, from a shell.
+
+``register(app)`` adds it to the ``future-skills`` Typer app (called from ``app.cli.main``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.cli.settings import settings_for_command as _settings
+
+console = Console(stderr=True)
+
+
+def drift(
+    last: Annotated[str, typer.Option(help="Window: the last 30m, 24h, 7d, ...")] = "24h",
+    engine: Annotated[str, typer.Option(help="native or evidently")] = "native",
+    html: Annotated[Path | None, typer.Option(help="Write the HTML report to this file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow",
+                                             help="Log the report to production-monitoring")] = True,
+) -> None:
+    """Drift report of the Production model over a window: stored, logged to MLflow, printed."""
+    import json
+
+    from app.cli.drift_report import run_drift_command
+
+    if engine not in ("native", "evidently"):
+        raise typer.BadParameter("engine must be native or evidently", param_hint="--engine")
+    from app.errors import DomainError
+
+    settings = _settings()
+    try:
+        result, run_id = asyncio.run(run_drift_command(settings, last, engine, html, mlflow_log))
+    except DomainError as exc:
+        console.print(f"no drift report: {exc.message}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        table = Table(title=f"Drift of {result.model_name} version {result.model_version} "
+                            f"({result.engine} engine, {result.current_rows} current vs "
+                            f"{result.reference_rows} reference rows)")
+        for column in ("feature", "method", "score", "threshold", "drifted"):
+            table.add_column(column)
+        for f in result.features:
+            table.add_row(f.feature, f.method, f"{f.score:.4g}", f"{f.threshold:.4g}",
+                          "yes" if f.drifted else "no")
+        if result.features:
+            Console().print(table)
+        if result.insufficient:
+            console.print(f"no drift verdict: {result.reason}")
+        else:
+            verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
+            console.print(f"{verdict}: share {result.drift_share:.2f} (threshold {result.share_threshold})")
+        for note in result.notes + ([f"Evidently failed: {result.fallback_reason}"]
+                                    if result.fallback_reason else []):
+            console.print(f"note: {note}")
+    if html:
+        console.print(f"HTML report written to {html}")
+    if run_id:  # MLflow's own "View run" lines are suppressed (monitor.py): stdout stays JSON
+        console.print(f"logged to MLflow run {run_id} (experiment production-monitoring)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(drift)

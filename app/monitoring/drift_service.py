@@ -1,0 +1,202 @@
+"""Drift reports: read the window, run an engine off the event loop, store the result.
+
+The native engine is the default; Evidently runs on request, and when it fails (or is slower than
+its timeout) the native engine answers and the result says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import DriftSettings
+from app.db.engine import DB_ERRORS
+from app.db.tables import DriftReport
+from app.errors import DatabaseUnavailable, NoDataInWindow, ReferenceUnavailable
+from app.metrics import ServiceMetrics
+from app.ml.features import CATEGORICAL, LEVELS
+from app.serving.loaded_model import LoadedModel, to_frame
+from app.serving.model_slot import ModelService
+from app.monitoring import evidently_engine
+from app.monitoring import html
+from app.monitoring.data import Reference
+from app.monitoring.native import insufficient_result, run_native
+from app.monitoring.result import DriftResult, shortage
+from app.monitoring.window_reader import read_window
+from app.monitoring.windows import TimeWindow
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("native", "evidently")
+
+
+def build_reference(model: LoadedModel) -> Reference:
+    """The model's reference sample with the model's own predictions on it (blocking)."""
+    if model.reference is None or model.reference.empty:
+        raise ReferenceUnavailable(f"model version {model.version} has no reference sample")
+    frame = to_frame(model.reference.to_dict("records"))
+    predicted = [LEVELS[i] for i in model.predict_proba(frame).argmax(axis=1)]
+    return Reference.build(model.name, model.version, model.reference, predicted,
+                           training_vocabulary(model))
+
+
+def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
+    """Categories the fitted one-hot encoder knows, i.e. those seen in training."""
+    try:
+        encoder = model.pipeline.named_steps["preprocess"].named_transformers_["categorical"]
+        return {name: set(map(str, cats)) for name, cats in zip(CATEGORICAL, encoder.categories_)}
+    except (AttributeError, KeyError):
+        return None  # another pipeline layout: the reference sample's categories stand in
+
+
+class DriftService:
+    def __init__(self, engine: AsyncEngine, models: ModelService, settings: DriftSettings,
+                 metrics: ServiceMetrics) -> None:
+        self._engine = engine
+        self._models = models
+        self.settings = settings
+        self._metrics = metrics
+        self._references: dict[tuple[str, str], Reference] = {}
+        self._evidently_slot: asyncio.Semaphore | None = None
+
+    async def reference(self) -> Reference:
+        model = self._models.require()
+        key = (model.name, model.version)
+        if key not in self._references:
+            reference = await asyncio.to_thread(build_reference, model)
+            self._references = {key: reference}  # only the serving version is kept
+        return self._references[key]
+
+    async def report(self, window: TimeWindow, engine: str = "native", with_html: bool = False,
+                     store: bool = True) -> tuple[DriftResult, str | None]:
+        try:
+            result, page = await self._compute(window, engine, with_html)
+        except NoDataInWindow:
+            self._metrics.drift_checks.labels(engine, "no_data").inc()
+            raise
+        except Exception:
+            self._metrics.drift_checks.labels(engine, "error").inc()
+            raise
+        outcome = ("insufficient_data" if result.insufficient else
+                   "fallback" if result.fallback_reason else "ok")
+        self._metrics.drift_checks.labels(engine, outcome).inc()
+        if store:
+            result.report_id = await self._store(result)
+        return result, page
+
+    async def _compute(self, span: TimeWindow, engine: str, with_html: bool):
+        s = self.settings
+        reference = await self.reference()
+        window = await read_window(self._engine, reference.model_name, reference.model_version,
+                                   span.start, span.end, s.max_current_rows)
+        if window.rows == 0:
+            raise NoDataInWindow(
+                f"no predictions of version {reference.model_version} between "
+                f"{span.start.isoformat()} and {span.end.isoformat()}"
+            )
+        reason = shortage(window.rows, reference.rows, s.min_rows)
+        if reason is not None:  # no engine runs: a verdict on a handful of rows is noise
+            result = await asyncio.to_thread(insufficient_result, reference, window,
+                                             s.share_threshold, engine, s.min_rows, reason)
+            return result, html.render(result) if with_html else None
+        if engine == "evidently":
+            try:
+                return await self._evidently(reference, window, with_html)
+            except Exception as exc:
+                reason = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
+                log.warning("Evidently drift report failed (%s); the native engine answers", reason)
+                result = await asyncio.to_thread(
+                    run_native, reference, window, s.share_threshold, s.methods, s.thresholds,
+                    None, "evidently",
+                )
+                result.fallback_reason = reason
+                return result, html.render(result) if with_html else None
+        result = await asyncio.to_thread(run_native, reference, window, s.share_threshold,
+                                         s.methods, s.thresholds)
+        return result, html.render(result) if with_html else None
+
+    async def _evidently(self, reference: Reference, window, with_html: bool):
+        s = self.settings
+        if self._evidently_slot is None:  # made inside the running loop
+            self._evidently_slot = asyncio.Semaphore(1)
+        async with self._evidently_slot:  # one Evidently run at a time: it needs ~1 GB at 1M rows
+            # The import happens here too, once, in a worker thread; a timed-out thread finishes
+            # on its own but no caller waits for it.
+            return await asyncio.wait_for(
+                asyncio.to_thread(evidently_engine.run_evidently, reference, window,
+                                  s.share_threshold, s.methods, s.thresholds, with_html),
+                s.evidently_timeout_s,
+            )
+
+    async def _store(self, result: DriftResult) -> str:
+        report_id = uuid.uuid4()
+        result.report_id = str(report_id)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                DriftReport.__table__.insert().values(
+                    id=report_id, model_name=result.model_name, model_version=result.model_version,
+                    engine=result.engine, window_start=result.window_start,
+                    window_end=result.window_end, reference_rows=result.reference_rows,
+                    # The columns are not nullable; the result body (status, nulls) is the truth.
+                    current_rows=result.current_rows, drift_share=result.drift_share or 0.0,
+                    dataset_drift=bool(result.dataset_drift), result=result.to_dict(),
+                )
+            )
+        return str(report_id)
+
+    def publish(self, result: DriftResult) -> None:
+        """Prometheus gauges for the latest periodic check."""
+        self._set_gauges([(f.feature, f.score, f.drifted) for f in result.features],
+                         result.drift_share, result.dataset_drift)
+
+    def publish_stored(self, body: dict) -> None:
+        """The same gauges from a stored report (``DriftResult.to_dict()``), one another worker made."""
+        self._set_gauges([(f["feature"], f["score"], f["drifted"]) for f in body["features"]],
+                         body["drift_share"], body["dataset_drift"])
+
+    def _set_gauges(self, features: list[tuple[str, float, bool]], share: float | None,
+                    dataset_drift: bool | None) -> None:
+        """``share``/``dataset_drift`` None (insufficient data): the gauges say NaN, unknown,
+        never "no drift" or a stale verdict."""
+        m = self._metrics
+        nan = float("nan")
+        for gauge in (m.drift_score, m.drift_detected):
+            # In multiprocess mode clear() keeps a series in the worker's file: blank it first.
+            for labels in list(gauge._metrics):
+                gauge.labels(*labels).set(nan)
+            gauge.clear()
+        for feature, score, drifted in features:
+            m.drift_score.labels(feature).set(score)
+            m.drift_detected.labels(feature).set(1 if drifted else 0)
+        m.drift_share.set(nan if share is None else share)
+        m.dataset_drift.set(nan if dataset_drift is None else 1 if dataset_drift else 0)
+
+    async def stored(self, report_id: str) -> dict | None:
+        """A stored report's result body."""
+        t = DriftReport.__table__
+        try:
+            async with self._engine.connect() as conn:
+                return (await conn.execute(
+                    select(t.c.result).where(t.c.id == uuid.UUID(report_id)))).scalar_one_or_none()
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("stored drift reports cannot be read right now") from exc
+
+    async def latest_stored(self, model_name: str, model_version: str,
+                            since: datetime) -> dict | None:
+        """The newest stored report of a version created after ``since``."""
+        t = DriftReport.__table__
+        stmt = (
+            select(t.c.id, t.c.created_at, t.c.engine, t.c.drift_share, t.c.dataset_drift,
+                   t.c.result)
+            .where(t.c.model_name == model_name, t.c.model_version == model_version,
+                   t.c.created_at >= since)
+            .order_by(t.c.created_at.desc()).limit(1)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return dict(row) if row else None

@@ -1,0 +1,157 @@
+"""Model health: every check adds its reason; the most severe status wins.
+
+Statuses rank ok < warning < degraded. Checks never lower a status another check raised, and a
+check without enough data is reported as skipped rather than guessed.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import HealthSettings
+from app.db.tables import Prediction
+from app.errors import ModelNotFound
+from app.serving.model_slot import ModelService
+from app.monitoring.drift_service import DriftService
+from app.monitoring.performance import PerformanceService
+from app.monitoring.windows import TimeWindow, parse_duration
+from app.prediction_log.log import PredictionLog
+
+# "insufficient_data": too few rows for this check to judge (the check says how many it had and
+# how many it needs); "skipped": nothing to judge at all (no drift report, one trend bucket).
+SEVERITY = {"ok": 0, "skipped": 0, "insufficient_data": 0, "warning": 1, "degraded": 2}
+INSUFFICIENT = "insufficient_data"
+STATUS_NAME = {0: "healthy", 1: "warning", 2: "degraded"}
+
+
+def _check(name: str, status: str, reason: str, **values) -> dict:
+    return {"check": name, "status": status, "reason": reason, **values}
+
+
+def overall(checks: list[dict]) -> str:
+    return STATUS_NAME[max((SEVERITY[c["status"]] for c in checks), default=0)]
+
+
+class HealthService:
+    def __init__(self, engine: AsyncEngine, models: ModelService, performance: PerformanceService,
+                 drift: DriftService, prediction_log: PredictionLog, settings: HealthSettings) -> None:
+        self._engine = engine
+        self._models = models
+        self._performance = performance
+        self._drift = drift
+        self._log = prediction_log
+        self.settings = settings
+
+    async def check(self, name: str) -> dict:
+        model = self._models.require()
+        if name != model.name:
+            raise ModelNotFound(f"model {name!r} is not the model this service serves")
+        now = datetime.now(UTC)
+        checks = [
+            *await self._accuracy_checks(model.name, model.version, now),
+            await self._latency_check(model.name, model.version, now),
+            await self._drift_check(model.name, model.version, now),
+            self._backlog_check(),
+        ]
+        status = overall(checks)
+        return {
+            "model": {"name": model.name, "version": model.version, "semver": model.semver},
+            "status": status,
+            "reasons": [c["reason"] for c in checks if SEVERITY[c["status"]] > 0],
+            # The checks that had too few rows to judge: the status does not count them.
+            "insufficient_data": [c["check"] for c in checks if c["status"] == INSUFFICIENT],
+            "checks": checks,
+            "checked_at": now.isoformat(),
+        }
+
+    async def _accuracy_checks(self, name: str, version: str, now: datetime) -> list[dict]:
+        s = self.settings
+        window = TimeWindow(now - parse_duration(s.window), now)
+        perf = await self._performance.compute(window, parse_duration(s.bucket), name, version)
+        overall_ = perf["overall"]
+        if overall_ is None or overall_["feedback"] < s.min_feedback:
+            got = overall_["feedback"] if overall_ else 0
+            reason = (f"insufficient data: {got} feedback rows in the last {s.window}; "
+                      f"{s.min_feedback} needed (FS_HEALTH_MIN_FEEDBACK)")
+            return [_check("accuracy", INSUFFICIENT, reason, feedback=got, rows=got,
+                           min_rows=s.min_feedback),
+                    _check("accuracy_trend", INSUFFICIENT, reason, rows=got, min_rows=s.min_feedback)]
+        accuracy = overall_["accuracy"]
+        low = accuracy < s.min_accuracy
+        checks = [_check(
+            "accuracy", "degraded" if low else "ok",
+            f"accuracy {accuracy:.3f} over the last {s.window} is "
+            f"{'below' if low else 'at or above'} {s.min_accuracy:.2f}",
+            value=accuracy, threshold=s.min_accuracy, feedback=overall_["feedback"],
+        )]
+        change = perf["trend"]["change"]
+        if change is None:
+            checks.append(_check("accuracy_trend", "skipped", "feedback in fewer than two buckets"))
+        else:
+            declining = change < -s.max_accuracy_decline
+            checks.append(_check(
+                "accuracy_trend", "warning" if declining else "ok",
+                f"accuracy changed by {change:+.3f} over the last {s.window}"
+                + (f" (declining by more than {s.max_accuracy_decline:.2f})" if declining else ""),
+                value=change, threshold=-s.max_accuracy_decline,
+            ))
+        return checks
+
+    async def _latency_check(self, name: str, version: str, now: datetime) -> dict:
+        s = self.settings
+        since = now - parse_duration(s.latency_window)
+        p = Prediction.__table__
+        where = (p.c.model_name == name, p.c.model_version == version, p.c.created_at >= since)
+        async with self._engine.connect() as conn:
+            n = (await conn.execute(select(func.count()).select_from(p).where(*where))).scalar_one()
+            if n < s.min_predictions:  # the p95 of a few rows is their maximum
+                return _check(
+                    "latency_p95", INSUFFICIENT,
+                    f"insufficient data: {n} predictions in the last {s.latency_window}; "
+                    f"{s.min_predictions} needed (FS_HEALTH_MIN_PREDICTIONS)",
+                    predictions=n, rows=n, min_rows=s.min_predictions)
+            # The nearest-rank 95th percentile, on both databases.
+            rank = max(math.ceil(0.95 * n), 1)
+            p95 = (await conn.execute(
+                select(p.c.latency_ms).where(*where).order_by(p.c.latency_ms).offset(rank - 1).limit(1)
+            )).scalar_one()
+        slow = p95 > s.p95_latency_ms
+        return _check(
+            "latency_p95", "warning" if slow else "ok",
+            f"p95 prediction latency {p95:.1f} ms over the last {s.latency_window} is "
+            f"{'above' if slow else 'within'} {s.p95_latency_ms:.0f} ms",
+            value=p95, threshold=s.p95_latency_ms, predictions=n,
+        )
+
+    async def _drift_check(self, name: str, version: str, now: datetime) -> dict:
+        s = self.settings
+        latest = await self._drift.latest_stored(name, version, now - parse_duration(s.drift_max_age))
+        if latest is None:
+            return _check("drift", "skipped", f"no drift report of this version in the last {s.drift_max_age}")
+        body = latest["result"]
+        drifted = body.get("drifted_features", [])
+        if body.get("status") == INSUFFICIENT:  # that report gave no verdict: neither do we
+            return _check("drift", INSUFFICIENT, body.get("reason") or "insufficient data",
+                          rows=body.get("current_rows"), min_rows=body.get("min_rows"),
+                          report_id=str(latest["id"]))
+        if latest["dataset_drift"]:
+            return _check("drift", "warning",
+                          f"dataset drift: {len(drifted)} features drifted ({', '.join(drifted)})",
+                          value=latest["drift_share"], report_id=str(latest["id"]))
+        return _check("drift", "ok", f"no dataset drift (share {latest['drift_share']:.2f})",
+                      value=latest["drift_share"], report_id=str(latest["id"]))
+
+    def _backlog_check(self) -> dict:
+        s = self.settings
+        age = self._log.oldest_pending_age()
+        late = age > s.max_log_backlog_s
+        return _check(
+            "prediction_log_backlog", "warning" if late else "ok",
+            f"the oldest unwritten prediction is {age:.1f} s old"
+            + (f" (more than {s.max_log_backlog_s:.0f} s)" if late else ""),
+            value=age, threshold=s.max_log_backlog_s,
+        )

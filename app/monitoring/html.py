@@ -1,0 +1,61 @@
+"""A self-contained HTML page for a native drift report (no scripts, no external resources)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from app.monitoring.result import DriftResult
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
+.drift{background:#fde2e1}.ok{background:#e3f6e5}.verdict{font-size:1.2rem;font-weight:600}
+"""
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def render(result: DriftResult) -> str:
+    rows = "".join(
+        f"<tr class=\"{'drift' if f.drifted else 'ok'}\"><td>{escape(f.feature)}</td>"
+        f"<td>{escape(f.kind)}</td><td>{escape(f.method_label)}</td><td>{_fmt(f.score)}</td>"
+        f"<td>{_fmt(f.threshold)}</td><td>{'drifted' if f.drifted else 'stable'}</td></tr>"
+        for f in result.features
+    )
+    if result.insufficient:
+        verdict_line = (f"Insufficient data: {result.current_rows} rows in the window and "
+                        f"{result.reference_rows} in the reference; {result.min_rows} of each are "
+                        "needed for a drift verdict. No test was run.")
+    else:
+        verdict = "Dataset drift detected" if result.dataset_drift else "No dataset drift"
+        verdict_line = (f"{verdict}: {len(result.drifted_features)} of {len(result.features)} "
+                        f"features drifted (share {_fmt(result.drift_share)}, threshold "
+                        f"{_fmt(result.share_threshold)}).")
+    pred = result.prediction_drift
+    pred_line = (
+        f"<p>Predicted-level drift: {escape(pred.method_label)} {_fmt(pred.score)} "
+        f"(threshold {_fmt(pred.threshold)}) &mdash; {'drifted' if pred.drifted else 'stable'}</p>"
+        if pred else ""
+    )
+    unseen = result.unseen_categories
+    notes = "".join(f"<li>{escape(n)}</li>" for n in result.notes)
+    if result.fallback_reason:
+        notes += f"<li>Evidently failed ({escape(result.fallback_reason)}); the native engine answered</li>"
+    window = f"{result.window_start.isoformat() if result.window_start else '?'} to " \
+             f"{result.window_end.isoformat() if result.window_end else '?'}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Drift report: {escape(result.model_name)} v{escape(result.model_version)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>Drift report</h1>
+<p>Model <b>{escape(result.model_name)}</b> version <b>{escape(result.model_version)}</b>; engine {escape(result.engine)};
+window {escape(window)}; reference rows {result.reference_rows}; current rows {result.current_rows}
+(of {result.rows_in_window} in the window).</p>
+<p class="verdict">{escape(verdict_line)}</p>
+{f'<table><tr><th>feature</th><th>type</th><th>method</th><th>score</th><th>threshold</th><th>result</th></tr>{rows}</table>' if rows else ''}
+{pred_line}
+<p>Rows with a category unseen in training: {unseen.get('rows_with_unseen', 0)} ({_fmt(unseen.get('rate', 0.0))}).</p>
+{f'<ul>{notes}</ul>' if notes else ''}
+</body></html>
+"""

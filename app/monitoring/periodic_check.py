@@ -1,0 +1,161 @@
+"""The periodic drift check: a report over the last window, to Prometheus and to MLflow.
+
+MLflow is written through an ``MlflowClient`` bound to our stores (never the fluent API's
+process-wide state), in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from datetime import datetime
+
+from mlflow.entities import Metric, Param, RunTag
+
+from app.config import DriftSettings
+from app.errors import DatabaseUnavailable, DomainError
+from app.monitoring.drift_service import DriftService
+from app.monitoring.performance import PerformanceService
+from app.monitoring.result import DriftResult
+from app.monitoring.windows import TimeWindow, parse_duration
+from app.registry.client import ModelRegistry
+from app.db.scheduling import SlotClaims, sleep_until_next_slot
+
+log = logging.getLogger(__name__)
+
+MONITORING_EXPERIMENT = "production-monitoring"
+# With a tracking server, MlflowClient.set_terminated writes "View run ... at: URL" lines to
+# stdout (mlflow/tracking/_tracking_service/client.py, _log_url), which breaks `drift --json`
+# and JSON log lines; the run id is logged and printed by us instead. An operator may set it false.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
+               slot: datetime | None = None) -> str:
+    """One MLflow run per report: a metric per feature, the JSON and the HTML as artifacts;
+    a periodic check's run is tagged with its slot."""
+    client = registry.client
+    experiment_id = registry.ensure_experiments((MONITORING_EXPERIMENT,))[MONITORING_EXPERIMENT]
+    run = client.create_run(
+        experiment_id,
+        run_name=f"drift {result.model_name} v{result.model_version}",
+        tags={"model_name": result.model_name, "model_version": result.model_version,
+              "engine": result.engine, "drift_report_id": result.report_id or "",
+              **({"slot": slot.isoformat()} if slot else {})},
+    )
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        verdict = [] if result.insufficient else [  # no verdict on too few rows, not even 0
+            Metric("drift_share", result.drift_share, now, 0),
+            Metric("dataset_drift", float(result.dataset_drift), now, 0),
+        ]
+        metrics = [
+            *verdict,
+            Metric("current_rows", float(result.current_rows), now, 0),
+            Metric("reference_rows", float(result.reference_rows), now, 0),
+            Metric("unseen_category_rate", float(result.unseen_categories["rate"]), now, 0),
+        ]
+        for f in result.features:
+            metrics.append(Metric(f"drift_score.{f.feature}", f.score, now, 0))
+            metrics.append(Metric(f"drifted.{f.feature}", float(f.drifted), now, 0))
+        if result.prediction_drift:
+            metrics.append(Metric("drift_score.predicted_level", result.prediction_drift.score, now, 0))
+        params = [
+            Param("window_start", result.window_start.isoformat() if result.window_start else ""),
+            Param("window_end", result.window_end.isoformat() if result.window_end else ""),
+            Param("share_threshold", str(result.share_threshold)),
+            Param("sampled", str(result.sampled)),
+            Param("min_rows", str(result.min_rows or "")),
+        ]
+        client.log_batch(run_id, metrics=metrics, params=params,
+                         tags=[RunTag("requested_engine", result.requested_engine),
+                               RunTag("status", result.status)])
+        client.log_text(run_id, json.dumps(result.to_dict(), indent=2), "drift/report.json")
+        if page is not None:
+            client.log_text(run_id, page, "drift/report.html")
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
+
+
+CHECK_JOB = "drift-check"
+
+
+class DriftMonitor:
+    def __init__(self, drift: DriftService, performance: PerformanceService,
+                 registry: ModelRegistry, settings: DriftSettings, health_window: str,
+                 health_bucket: str, claims: SlotClaims) -> None:
+        self._drift = drift
+        self._performance = performance
+        self._registry = registry
+        self._settings = settings
+        self._health_window = health_window
+        self._health_bucket = health_bucket
+        self._claims = claims
+
+    async def check_once(self, slot: datetime | None = None) -> tuple[DriftResult, str]:
+        s = self._settings
+        window = TimeWindow.resolve(None, None, s.check_window, s.check_window)
+        result, page = await self._drift.report(window, s.check_engine, with_html=True)
+        self._drift.publish(result)
+        run_id = await asyncio.to_thread(log_report, self._registry, result, page, slot)
+        if result.insufficient:
+            log.info("drift check: %s; MLflow run %s", result.reason, run_id)
+        else:
+            log.info("drift check: %d of %d features drifted (dataset drift: %s); MLflow run %s",
+                     len(result.drifted_features), len(result.features), result.dataset_drift,
+                     run_id)
+        return result, run_id
+
+    async def refresh_accuracy(self, model_name: str) -> None:
+        window = TimeWindow.resolve(None, None, self._health_window, self._health_window)
+        await self._performance.compute(window, parse_duration(self._health_bucket), model_name)
+
+    async def run_forever(self, model_name: str) -> None:
+        """At every slot boundary: the drift check, run by the one worker that claims the slot
+        (the others publish its stored result), then the accuracy gauge in every worker."""
+        while True:
+            slot = await sleep_until_next_slot(self._settings.check_interval_s)
+            try:
+                if await self._claims.claim(CHECK_JOB, slot):
+                    await self._run_claimed(slot)
+                else:
+                    await self._follow(slot)
+            except DatabaseUnavailable as exc:
+                log.warning("drift check skipped: %s", exc.message)
+            except Exception:  # the loop must outlive any one slot
+                log.exception("drift check slot failed")
+            try:
+                await self.refresh_accuracy(model_name)
+            except Exception:
+                log.exception("accuracy refresh failed")
+
+    async def _run_claimed(self, slot: datetime) -> None:
+        outcome, report_id = "failed", None
+        try:
+            result, _ = await self.check_once(slot)
+            outcome, report_id = "ok", result.report_id
+        except DomainError as exc:
+            outcome = "skipped"
+            log.info("drift check skipped: %s", exc.message)
+        except Exception:
+            log.exception("drift check failed")
+        finally:
+            await self._claims.finish(CHECK_JOB, slot, outcome, report_id)
+
+    async def _follow(self, slot: datetime) -> None:
+        """Publish the winner's report here too, so every worker's and replica's gauges agree."""
+        s = self._settings
+        record = await self._claims.wait_finished(
+            CHECK_JOB, slot, timeout_s=min(s.check_interval_s / 2, s.evidently_timeout_s + 60))
+        if record is None or record.report_id is None:
+            return
+        body = await self._drift.stored(record.report_id)
+        if body is not None:
+            self._drift.publish_stored(body)

@@ -1,0 +1,131 @@
+"""Reading the current window from the prediction log without loading the world.
+
+Only the 12 feature values and the predicted level leave the database. On Postgres they are
+extracted from the JSONB column in SQL and streamed with ``COPY ... TO STDOUT`` into an Arrow
+table (no Python object per value); SQLite, the embedded store, is read in chunks. When the window
+holds more rows than the cap, a uniform Bernoulli sample of about ``cap`` rows is read instead,
+and the report says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from sqlalchemy import DateTime, bindparam, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.tables import Prediction
+from app.ml.features import CATEGORICAL, FEATURE_NAMES
+from app.monitoring.data import LEVEL_COLUMN, Window
+
+_COLUMNS = (*FEATURE_NAMES, LEVEL_COLUMN)
+_SCHEMA = pa.schema(
+    [(name, pa.string() if name in CATEGORICAL else pa.float64()) for name in FEATURE_NAMES]
+    + [(LEVEL_COLUMN, pa.string())]
+)
+_SQLITE_CHUNK = 20_000
+
+
+def _pg_select(sample: bool) -> str:
+    # Numbers leave as their JSON text: no numeric parse and float print in Postgres; Arrow parses.
+    cols = [f"features->>'{name}'" for name in FEATURE_NAMES]
+    where = "model_name = $1 AND model_version = $2 AND created_at >= $3 AND created_at < $4"
+    if sample:
+        where += " AND random() < $5"
+    return f"SELECT {', '.join(cols)}, level FROM prediction WHERE {where} LIMIT $6" if sample else \
+        f"SELECT {', '.join(cols)}, level FROM prediction WHERE {where}"
+
+
+async def count_window(engine: AsyncEngine, model_name: str, model_version: str,
+                       start: datetime, end: datetime) -> int:
+    stmt = select(func.count()).select_from(Prediction).where(
+        Prediction.model_name == model_name, Prediction.model_version == model_version,
+        Prediction.created_at >= start, Prediction.created_at < end,
+    )
+    async with engine.connect() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+async def read_window(
+    engine: AsyncEngine, model_name: str, model_version: str, start: datetime, end: datetime,
+    max_rows: int,
+) -> Window:
+    total = await count_window(engine, model_name, model_version, start, end)
+    sample = total > max_rows
+    fraction = max_rows / total if sample else 1.0
+    if engine.dialect.name == "postgresql":
+        table = await _read_postgres(engine, model_name, model_version, start, end, sample,
+                                     fraction, max_rows)
+    else:
+        table = await _read_sqlite(engine, model_name, model_version, start, end, sample,
+                                   fraction, max_rows)
+    return Window(table=table, start=start, end=end, rows_in_window=total, sampled=sample,
+                  max_rows=max_rows)
+
+
+async def _read_postgres(engine, model_name, model_version, start, end, sample, fraction, limit):
+    query = _pg_select(sample)
+    args = [model_name, model_version, start, end] + ([fraction, limit] if sample else [])
+    # Arrow owns the growing buffer, so the parser reads it in place (no copy of the CSV text).
+    buffer = pa.BufferOutputStream()
+
+    async def sink(chunk: bytes) -> None:
+        buffer.write(chunk)
+
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_from_query(query, *args, output=sink, format="csv")
+    return await asyncio.to_thread(parse_csv, buffer.getvalue())
+
+
+def parse_csv(data: pa.Buffer | bytes) -> pa.Table:
+    if not len(data):
+        return _SCHEMA.empty_table()
+    return _parse(pa.BufferReader(data))
+
+
+def _parse(source) -> pa.Table:
+    return pacsv.read_csv(
+        source,
+        read_options=pacsv.ReadOptions(column_names=list(_COLUMNS)),
+        convert_options=pacsv.ConvertOptions(
+            column_types=_SCHEMA, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
+    )
+
+
+async def _read_sqlite(engine, model_name, model_version, start, end, sample, fraction, limit):
+    cols = ", ".join(f"json_extract(features, '$.{name}')" for name in FEATURE_NAMES)
+    where = ("model_name = :name AND model_version = :version AND created_at >= :start "
+             "AND created_at < :end")
+    params = {"name": model_name, "version": model_version, "start": start, "end": end}
+    if sample:
+        # random() is a signed 64-bit integer: map it to [0, 1).
+        where += " AND (random() / 18446744073709551616.0 + 0.5) < :fraction"
+        params["fraction"] = fraction
+    sql = f"SELECT {cols}, level FROM prediction WHERE {where}" + (" LIMIT :limit" if sample else "")
+    if sample:
+        params["limit"] = limit
+    rows: list = []
+    async with engine.connect() as conn:
+        # Bound as DateTime so they are stored-format text, exactly as the log wrote them.
+        stmt = text(sql).bindparams(bindparam("start", type_=DateTime(timezone=True)),
+                                    bindparam("end", type_=DateTime(timezone=True)))
+        result = await conn.stream(stmt, params)
+        async for chunk in result.partitions(_SQLITE_CHUNK):
+            rows.extend(chunk)
+    return await asyncio.to_thread(_rows_to_table, rows)
+
+
+def _rows_to_table(rows: list) -> pa.Table:
+    columns = list(zip(*rows)) if rows else [() for _ in _COLUMNS]
+    arrays = [
+        pa.array(list(values) if field.type == pa.string() else [float(v) for v in values], field.type)
+        for values, field in zip(columns, _SCHEMA)
+    ]
+    return pa.Table.from_arrays(arrays, schema=_SCHEMA)
+
+

@@ -1,0 +1,89 @@
+"""Holds the model version being served and loads versions off the event loop.
+
+The serving model is one reference, replaced in a single assignment: a request takes the
+reference once and finishes on that model even if another version is swapped in meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.config import ModelSettings
+from app.errors import ModelNotReady
+from app.metrics import ServiceMetrics
+from app.serving.loaded_model import LoadedModel, load_from_path
+from app.registry.client import ModelRegistry, VersionRef
+
+log = logging.getLogger(__name__)
+
+WARMUP_ROWS = 200
+
+
+class ModelCheckFailed(Exception):
+    """A loaded version could not predict its own reference sample."""
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Predict the reference sample (or nothing, if the version has none) before serving."""
+    if model.reference is None:
+        return
+    rows = model.reference.head(WARMUP_ROWS).to_dict("records")
+    proba = model.predict_rows(rows)  # the path requests take, lean or not
+    if proba.shape != (len(rows), 3) or not ((proba >= 0) & (proba <= 1)).all():
+        raise ModelCheckFailed(f"version {model.version} returned malformed probabilities")
+
+
+class ModelService:
+    def __init__(
+        self, registry: ModelRegistry, settings: ModelSettings, metrics: ServiceMetrics
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self._current: LoadedModel | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._current
+
+    def require(self) -> LoadedModel:
+        model = self._current
+        if model is None:
+            raise ModelNotReady("no model is loaded yet")
+        return model
+
+    async def resolve(self) -> VersionRef:
+        s = self.settings
+        return await asyncio.to_thread(self.registry.resolve, s.name, s.alias, s.stage_fallback)
+
+    async def load(self, ref: VersionRef) -> LoadedModel:
+        """Download, load and warm up a version, all in a worker thread."""
+
+        def _load() -> LoadedModel:
+            path = self.registry.download(ref)
+            model = load_from_path(ref, path)
+            warm_up(model)
+            return model
+
+        return await asyncio.to_thread(_load)
+
+    def swap(self, model: LoadedModel) -> None:
+        previous, self._current = self._current, model
+        self.metrics.set_serving(model.name, model.version, model.semver)
+        log.info(
+            "serving %s version %s%s",
+            model.name, model.version, f" (was {previous.version})" if previous else "",
+        )
+
+    async def load_production(self) -> LoadedModel:
+        """Resolve the Production version and serve it (no-op when it is already served)."""
+        async with self._lock:
+            ref = await self.resolve()
+            current = self._current
+            if current is not None and current.version == ref.version:
+                return current
+            model = await self.load(ref)
+            self.swap(model)
+            return model
