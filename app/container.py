@@ -7,18 +7,18 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.lifecycle.service import LifecycleService
 from app.metrics import ServiceMetrics
-from app.prediction_log.feedback import FeedbackService
-from app.serving.admission import Admission
-from app.serving.model_slot import ModelService
 from app.monitoring.drift_service import DriftService
 from app.monitoring.health import HealthService
-from app.monitoring.periodic_check import DriftMonitor
 from app.monitoring.performance import PerformanceService
+from app.monitoring.periodic_check import DriftMonitor
+from app.prediction_log.feedback import FeedbackService
 from app.prediction_log.log import PredictionLog
-from app.serving.core import PredictionService
 from app.registry.client import ModelRegistry
-from app.lifecycle.service import LifecycleService
+from app.serving.admission import Admission
+from app.serving.core import PredictionService
+from app.serving.model_slot import ModelService
 from app.serving.reloader import Reloader
 
 

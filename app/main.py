@@ -17,31 +17,31 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_fastapi_instrumentator import Instrumentator
 
+from app.api.admin_auth import document_client_key
+from app.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from app.api.routes import api_router
+from app.api.routes.docs import install_docs
+from app.api.server import mark_worker_dead
 from app.config import Settings
 from app.container import Container
 from app.db.engine import DB_ERRORS, create_engine
 from app.db.migrate import pending_revisions
-from app.errors import install_error_handlers
-from app.metrics import ServiceMetrics
-from app.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
-from app.api.routes import api_router
-from app.api.routes.docs import install_docs
-from app.api.admin_auth import document_client_key
-from app.serving.admission import Admission
-from app.prediction_log.feedback import FeedbackService
-from app.serving.batching import MicroBatcher
-from app.serving.model_slot import ModelService
-from app.monitoring.drift_service import DriftService
-from app.monitoring.health import HealthService
-from app.monitoring.periodic_check import DriftMonitor
-from app.monitoring.performance import PerformanceService
-from app.prediction_log.log import PredictionLog
-from app.serving.core import PredictionService
-from app.registry.client import ModelRegistry
 from app.db.scheduling import SlotClaims
-from app.api.server import mark_worker_dead
+from app.errors import install_error_handlers
 from app.lifecycle.audit import PromotionAudit
 from app.lifecycle.service import LifecycleService
+from app.metrics import ServiceMetrics
+from app.monitoring.drift_service import DriftService
+from app.monitoring.health import HealthService
+from app.monitoring.performance import PerformanceService
+from app.monitoring.periodic_check import DriftMonitor
+from app.prediction_log.feedback import FeedbackService
+from app.prediction_log.log import PredictionLog
+from app.registry.client import ModelRegistry
+from app.serving.admission import Admission
+from app.serving.batching import MicroBatcher
+from app.serving.core import PredictionService
+from app.serving.model_slot import ModelService
 from app.serving.reloader import Reloader
 
 log = logging.getLogger(__name__)

@@ -191,9 +191,9 @@ def save_reference(data_dir: str, db_url: str) -> None:
     """The Production version's reference sample with its predictions, for the child processes
     (so that they do not load the model, whose memory would hide the report's)."""
     from app.ml.features import LEVELS
-    from app.serving.loaded_model import load_from_path, to_frame
     from app.monitoring.drift_service import training_vocabulary
     from app.registry.client import ModelRegistry
+    from app.serving.loaded_model import load_from_path, to_frame
 
     s = settings_for(data_dir, db_url)
     registry = ModelRegistry(s.tracking_uri, s.registry_uri, s.artifact_root, s.model_cache_dir)

@@ -17,6 +17,7 @@ import sys
 import time
 
 import httpx
+
 from bench.procs import free_port as _free_port
 
 

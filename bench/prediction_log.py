@@ -26,21 +26,21 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-import asyncpg  # noqa: E402
+import asyncpg
 
-from app.config import ModelSettings, Settings, SpoolSettings, TrainingSettings  # noqa: E402
-from app.db.dialect import ingest_ignoring_duplicates  # noqa: E402
-from app.db.engine import create_engine  # noqa: E402
-from app.db.migrate import upgrade  # noqa: E402
-from app.db.tables import Prediction  # noqa: E402
-from app.metrics import ServiceMetrics  # noqa: E402
-from app.ml.synthetic import generate  # noqa: E402
-from app.serving.admission import Admission  # noqa: E402
-from app.serving.batching import MicroBatcher  # noqa: E402
-from app.serving.model_slot import ModelService  # noqa: E402
-from app.prediction_log.log import PredictionLog, PredictionRecord  # noqa: E402
-from app.serving.core import PredictionService  # noqa: E402
-from app.registry.client import ModelRegistry  # noqa: E402
+from app.config import ModelSettings, Settings, SpoolSettings, TrainingSettings
+from app.db.dialect import ingest_ignoring_duplicates
+from app.db.engine import create_engine
+from app.db.migrate import upgrade
+from app.db.tables import Prediction
+from app.metrics import ServiceMetrics
+from app.ml.synthetic import generate
+from app.prediction_log.log import PredictionLog, PredictionRecord
+from app.registry.client import ModelRegistry
+from app.serving.admission import Admission
+from app.serving.batching import MicroBatcher
+from app.serving.core import PredictionService
+from app.serving.model_slot import ModelService
 
 
 def _rows(n: int, items: list[dict]) -> list[dict]:

@@ -66,8 +66,8 @@ def ensure_model(data_dir: Path) -> None:
 
 def load_model(data_dir: Path):
     from app.config import Settings
-    from app.serving.loaded_model import load_from_path
     from app.registry.client import ModelRegistry
+    from app.serving.loaded_model import load_from_path
 
     settings = Settings(data_dir=data_dir)
     registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,

@@ -157,6 +157,6 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 # The private Postgres cluster that failure tests stop and kill (tests/support/pgcluster.py).
-from tests.support.pgcluster import cluster_db, pg_cluster  # noqa: E402, F401
 # The model lifecycle tests' private registry (issue 3); registered here so it is built once.
 from tests.support.lifecycle import lifecycle_dir, lifecycle_template  # noqa: E402,F401
+from tests.support.pgcluster import cluster_db, pg_cluster  # noqa: E402, F401

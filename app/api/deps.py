@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.container import Container
-from app.prediction_log.feedback import FeedbackService
-from app.serving.model_slot import ModelService
-from app.serving.core import PredictionService
 from app.lifecycle.service import LifecycleService
+from app.prediction_log.feedback import FeedbackService
+from app.serving.core import PredictionService
+from app.serving.model_slot import ModelService
 from app.serving.reloader import Reloader
 
 

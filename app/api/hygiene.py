@@ -34,7 +34,7 @@ SAFE_TEXT_MESSAGE = (
 UNSAFE_TEXT_ERRORS = frozenset({"string_pattern_mismatch", "string_unicode"})
 
 
-def SafeText(max_length: int, **field: Any) -> Any:  # noqa: N802 - reads as a type
+def SafeText(max_length: int, **field: Any) -> Any:
     """``str`` limited to clean, single-line text of at most ``max_length`` characters."""
     return Annotated[str, Field(max_length=max_length, pattern=SAFE_TEXT_PATTERN, **field)]
 

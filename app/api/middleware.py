@@ -157,7 +157,7 @@ def _too_large(path: str, message: str) -> dict:
 class _BodyState:
     """How much of the request body has arrived, and whether all of it has."""
 
-    __slots__ = ("received", "done")
+    __slots__ = ("done", "received")
 
     def __init__(self) -> None:
         self.received = 0

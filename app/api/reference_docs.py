@@ -10,7 +10,6 @@ variables hidden, so the output is the same on every machine.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path

@@ -8,12 +8,12 @@ from pathlib import Path
 from app.config import Settings
 from app.db.engine import create_engine
 from app.metrics import ServiceMetrics
-from app.serving.model_slot import ModelService
 from app.monitoring.drift_service import DriftService
 from app.monitoring.periodic_check import log_report
 from app.monitoring.result import DriftResult
 from app.monitoring.windows import TimeWindow
 from app.registry.client import ModelRegistry
+from app.serving.model_slot import ModelService
 
 
 async def run_drift_command(settings: Settings, last: str, engine: str, html: Path | None,

@@ -21,8 +21,8 @@ console = Console(stderr=True)
 
 
 def _train_with_progress(settings: Settings, dry_run: bool = False, **kwargs):
-    from app.training.train import STAGES, train
     from app.training.dry_run import dry_run as train_dry_run
+    from app.training.train import STAGES, train
 
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console

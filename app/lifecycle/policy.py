@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from app.config import LifecycleSettings
-from app.ml.synthetic import generate
-from app.serving.loaded_model import LoadedModel, load_from_path, to_frame
-from app.registry.client import ModelRegistry, VersionRef
 from app.lifecycle.versioning import VersionRecord, detect_change, read_record
+from app.ml.synthetic import generate
+from app.registry.client import ModelRegistry, VersionRef
+from app.serving.loaded_model import LoadedModel, load_from_path, to_frame
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from app.errors import (
     PromotionRefused,
     RegistryUnavailable,
 )
-from app.metrics import ServiceMetrics
 from app.lifecycle.audit import AuditCommitFailed, AuditEntry, PromotionAudit
 from app.lifecycle.policy import PolicyDecision, PromotionPolicy
+from app.metrics import ServiceMetrics
 from app.registry.client import ModelRegistry, VersionRef
 
 log = logging.getLogger(__name__)

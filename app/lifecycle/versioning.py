@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from app.errors import ModelNotFound
 from app.ml.features import FEATURE_NAMES
-from app.serving.loaded_model import load_from_path
 from app.registry.client import ModelRegistry, VersionRef
+from app.serving.loaded_model import load_from_path
 
 log = logging.getLogger(__name__)
 

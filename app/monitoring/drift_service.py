@@ -20,15 +20,14 @@ from app.db.tables import DriftReport
 from app.errors import DatabaseUnavailable, NoDataInWindow, ReferenceUnavailable
 from app.metrics import ServiceMetrics
 from app.ml.features import CATEGORICAL, LEVELS
-from app.serving.loaded_model import LoadedModel, to_frame
-from app.serving.model_slot import ModelService
-from app.monitoring import evidently_engine
-from app.monitoring import html
+from app.monitoring import evidently_engine, html
 from app.monitoring.data import Reference
 from app.monitoring.native import insufficient_result, run_native
 from app.monitoring.result import DriftResult, shortage
 from app.monitoring.window_reader import read_window
 from app.monitoring.windows import TimeWindow
+from app.serving.loaded_model import LoadedModel, to_frame
+from app.serving.model_slot import ModelService
 
 log = logging.getLogger(__name__)
 

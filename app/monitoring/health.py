@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import HealthSettings
 from app.db.tables import Prediction
 from app.errors import ModelNotFound
-from app.serving.model_slot import ModelService
 from app.monitoring.drift_service import DriftService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.windows import TimeWindow, parse_duration
 from app.prediction_log.log import PredictionLog
+from app.serving.model_slot import ModelService
 
 # "insufficient_data": too few rows for this check to judge (the check says how many it had and
 # how many it needs); "skipped": nothing to judge at all (no drift report, one trend bucket).

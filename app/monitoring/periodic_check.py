@@ -16,13 +16,13 @@ from datetime import datetime
 from mlflow.entities import Metric, Param, RunTag
 
 from app.config import DriftSettings
+from app.db.scheduling import SlotClaims, sleep_until_next_slot
 from app.errors import DatabaseUnavailable, DomainError
 from app.monitoring.drift_service import DriftService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.result import DriftResult
 from app.monitoring.windows import TimeWindow, parse_duration
 from app.registry.client import ModelRegistry
-from app.db.scheduling import SlotClaims, sleep_until_next_slot
 
 log = logging.getLogger(__name__)
 

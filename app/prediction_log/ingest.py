@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import asyncpg
-from sqlalchemy import select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import ingest_ignoring_duplicates

@@ -31,7 +31,14 @@ from app.prediction_log.ingest import LogSink
 from app.prediction_log.peers import PeerRecords, scan
 from app.prediction_log.pending import PendingBuffer
 from app.prediction_log.records import (
-    FEEDBACK, PREDICTION, FeedbackRecord, PredictionRecord, decode, decode_entry, encode, record_id,
+    FEEDBACK,
+    PREDICTION,
+    FeedbackRecord,
+    PredictionRecord,
+    decode,
+    decode_entry,
+    encode,
+    record_id,
 )
 from app.prediction_log.segments import Segment, SpoolFiles, adopt, orphan_paths
 from app.prediction_log.writer import SpoolWriteError, SpoolWriter

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.errors import DeadlineExceeded, InvalidInput, Overloaded, PredictionNotFound
-from app.serving.admission import Admission
 from app.metrics import ServiceMetrics
 from app.ml.features import BY_NAME, CATEGORICAL, LEVELS
+from app.prediction_log.log import PredictionLog, PredictionRecord
+from app.serving.admission import Admission
 from app.serving.batching import MicroBatcher
 from app.serving.loaded_model import LoadedModel, score_of
 from app.serving.model_slot import ModelService
-from app.prediction_log.log import PredictionLog, PredictionRecord
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS, SCORE_WEIGHTS
-from app.serving.lean_predict import LeanPredictor, Unsupported
 from app.registry.client import VersionRef
+from app.serving.lean_predict import LeanPredictor, Unsupported
 
 log = logging.getLogger(__name__)
 

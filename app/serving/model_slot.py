@@ -12,8 +12,8 @@ import logging
 from app.config import ModelSettings
 from app.errors import ModelNotReady
 from app.metrics import ServiceMetrics
-from app.serving.loaded_model import LoadedModel, load_from_path
 from app.registry.client import ModelRegistry, VersionRef
+from app.serving.loaded_model import LoadedModel, load_from_path
 
 log = logging.getLogger(__name__)
 

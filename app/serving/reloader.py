@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from app.config import LifecycleSettings
 from app.errors import DomainError, ModelNotFound, RegistryUnavailable
-from app.metrics import ServiceMetrics
 from app.lifecycle.audit import AuditEntry, PromotionAudit
+from app.metrics import ServiceMetrics
 from app.serving.loaded_model import LoadedModel
 from app.serving.model_slot import ModelService
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import mlflow.sklearn
 
 from app.config import Settings
-from app.serving.loaded_model import REFERENCE_FILE
 from app.lifecycle.policy import PolicyDecision, PromotionPolicy
-from app.registry.client import ModelRegistry, VersionRef
-from app.training.train import Progress, fit_and_evaluate, model_format
 from app.lifecycle.versioning import ChangeType, plan_semver, production_ref, version_tags
+from app.registry.client import ModelRegistry, VersionRef
+from app.serving.loaded_model import REFERENCE_FILE
+from app.training.train import Progress, fit_and_evaluate, model_format
 
 CANDIDATE = "candidate"  # the name the unregistered version goes by in the report
 

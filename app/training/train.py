@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import logging
+import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -21,28 +21,28 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to files, never to a screen
 
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import mlflow.sklearn  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.metrics import ConfusionMatrixDisplay
 
-from app.config import Settings  # noqa: E402
-from app.db.engine import create_engine, create_sessionmaker  # noqa: E402
-from app.db.tables import ModelPromotion, TrainingRun  # noqa: E402
-from app.ml.evaluation import evaluate, split  # noqa: E402
-from app.ml.features import FEATURE_NAMES, LEVELS, TARGET  # noqa: E402
-from app.ml.pipeline import build_pipeline  # noqa: E402
-from app.ml.synthetic import generate  # noqa: E402
-from app.serving.loaded_model import REFERENCE_FILE  # noqa: E402
-from app.registry.client import ModelRegistry  # noqa: E402
-from app.lifecycle.versioning import (  # noqa: E402
+from app.config import Settings
+from app.db.engine import create_engine, create_sessionmaker
+from app.db.tables import ModelPromotion, TrainingRun
+from app.lifecycle.versioning import (
     VersionRecord,
     assign_semver,
     hyperparameters_of,
     signature_fingerprint,
 )
+from app.ml.evaluation import evaluate, split
+from app.ml.features import FEATURE_NAMES, LEVELS, TARGET
+from app.ml.pipeline import build_pipeline
+from app.ml.synthetic import generate
+from app.registry.client import ModelRegistry
+from app.serving.loaded_model import REFERENCE_FILE
 
 log = logging.getLogger(__name__)
 

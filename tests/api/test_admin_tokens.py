@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from app.config import AdminSettings
 from app.api.admin_auth import match_token
+from app.config import AdminSettings
 
 
 def test_tokens_parse_from_pairs_or_json(monkeypatch):

@@ -16,15 +16,15 @@ import asyncpg
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
-
 from sqlalchemy import select
 
+from app.api.hygiene import text_problem
 from app.db.engine import create_engine
 from app.db.tables import Prediction
-from app.api.hygiene import text_problem
 from tests.conftest import PG_ADMIN_DSN
 from tests.support.dbcheck import stored_ids
 from tests.support.helpers import valid_items

@@ -12,8 +12,8 @@ import struct
 import pandas as pd
 import pytest
 
-from app.config import AdminSettings
 from app.api.hygiene import text_problem
+from app.config import AdminSettings
 from tests.conftest import RunningApp
 from tests.support.dbcheck import stored_ids
 from tests.support.helpers import valid_items

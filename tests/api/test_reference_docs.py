@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.config import Settings
 from app.api.reference_docs import main, rendered
+from app.config import Settings
 
 
 def test_committed_reference_docs_are_up_to_date():

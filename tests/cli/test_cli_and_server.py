@@ -81,8 +81,13 @@ def test_db_purge_dry_run_counts_and_deletes_nothing(tmp_path):
 
     from app.db.migrate import upgrade
     from app.ml.synthetic import generate
-    from tests.support.monitoring import count_predictions, insert_feedback, insert_predictions, now
-    from tests.support.monitoring import prediction_rows
+    from tests.support.monitoring import (
+        count_predictions,
+        insert_feedback,
+        insert_predictions,
+        now,
+        prediction_rows,
+    )
 
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
     frame = generate(5, seed=1)

@@ -43,7 +43,7 @@ def bash_blocks(text: str) -> list[tuple[str, str | None]]:
 def test_the_readme_examples_run_against_a_live_service(registry_dir, tmp_path):
     blocks = bash_blocks(README.read_text())
     codes = [code.strip() for code, _ in blocks]
-    assert SET_UP <= set(codes), "the README lost one of its two commands"
+    assert set(codes) >= SET_UP, "the README lost one of its two commands"
     runnable = [code for code, skip in blocks if skip is None and code.strip() not in SET_UP]
     assert runnable, "no example left to run"
     for code, reason in blocks:
@@ -72,8 +72,8 @@ def test_the_readme_examples_run_against_a_live_service(registry_dir, tmp_path):
 
 def test_the_docs_name_only_metrics_and_settings_that_exist():
     """docs/operations.md once named fs_prediction_log_pending and FS_LOG_QUEUE_MAX, long gone."""
-    from app.metrics import ServiceMetrics
     from app.api.reference_docs import render_configuration
+    from app.metrics import ServiceMetrics
 
     metrics = {family.name for family in ServiceMetrics().registry.collect()}
     settings = set(re.findall(r"\b(?:FS|MLFLOW|PROMETHEUS)_[A-Z0-9_]+", render_configuration()))

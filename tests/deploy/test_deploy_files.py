@@ -18,7 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningApp
 from tests.support.deploy_checks import (
-    DASHBOARD, ROOT, compose_schema, dashboard_queries, metric_names, tool,
+    DASHBOARD,
+    ROOT,
+    compose_schema,
+    dashboard_queries,
+    metric_names,
+    tool,
 )
 from tests.support.helpers import valid_items
 

@@ -20,7 +20,13 @@ from mlflow import MlflowClient
 from tests.support.deploy_checks import DASHBOARD, dashboard_queries
 from tests.support.helpers import valid_items
 from tests.support.stack import (
-    free_port, mlflow_server, private_postgres, prom_query, prometheus, serving_versions, started,
+    free_port,
+    mlflow_server,
+    private_postgres,
+    prom_query,
+    prometheus,
+    serving_versions,
+    started,
     wait_until,
 )
 

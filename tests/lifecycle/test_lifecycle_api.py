@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from mlflow import MlflowClient
 
 from app.config import LifecycleSettings
-
 from tests.conftest import RunningApp
 from tests.support.helpers import valid_items
 from tests.support.lifecycle import (

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from pydantic import ValidationError
 
 from app.config import LifecycleSettings
-from app.ml.features import FEATURE_NAMES, LEVELS
+from app.lifecycle.policy import PromotionPolicy
 from app.lifecycle.service import (
     HISTORY_MAX,
     after_promotion,
@@ -17,8 +17,6 @@ from app.lifecycle.service import (
     history_of,
     rollback_target,
 )
-from app.lifecycle.policy import PromotionPolicy
-from app.registry.client import ModelRegistry
 from app.lifecycle.versioning import (
     RECORD_TAG,
     VersionRecord,
@@ -27,6 +25,8 @@ from app.lifecycle.versioning import (
     next_semver,
     read_record,
 )
+from app.ml.features import FEATURE_NAMES, LEVELS
+from app.registry.client import ModelRegistry
 from tests.support.lifecycle import (
     MODEL,
     lifecycle_settings,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from app.ml.evaluation import rules_baseline
 from app.ml.features import BY_NAME, FEATURE_NAMES, LEVELS, TARGET, need_score

@@ -10,8 +10,8 @@ from scipy import stats as sps
 
 from app.ml.features import FEATURE_NAMES, TARGET
 from app.ml.synthetic import generate
-from app.monitoring import evidently_engine
 from app.monitoring import drift_tests as stats
+from app.monitoring import evidently_engine
 from app.monitoring.data import LEVEL_COLUMN, Reference, Window
 from app.monitoring.native import run_native
 

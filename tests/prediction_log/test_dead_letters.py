@@ -26,8 +26,8 @@ from app.prediction_log.dead_letters import DeadLetterStore
 from app.prediction_log.log import PredictionLog
 from app.prediction_log.records import FeedbackRecord, encode
 from app.prediction_log.segments import create_segment, today
-from tests.support.dbcheck import stored_ids
 from tests.prediction_log.test_spool import make_record
+from tests.support.dbcheck import stored_ids
 
 
 def refused_records(url: str) -> list:

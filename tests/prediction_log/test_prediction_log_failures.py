@@ -16,8 +16,8 @@ from app.db.engine import create_engine
 from app.db.tables import PredictionFeedback
 from tests.conftest import RunningApp, make_settings
 from tests.support.dbcheck import assert_exactly_once
-from tests.support.load import run_load
 from tests.support.helpers import valid_items
+from tests.support.load import run_load
 
 
 def _metric(text: str, name: str) -> float:

@@ -16,8 +16,8 @@ from app.db.engine import create_engine
 from app.db.tables import Prediction, PredictionFeedback
 from app.prediction_log.records import decode, encode
 from app.prediction_log.segments import create_segment, today
-from tests.support.dbcheck import stored_ids
 from tests.prediction_log.test_spool import make_record
+from tests.support.dbcheck import stored_ids
 
 CLI = [sys.executable, "-m", "app.cli"]
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 import pytest
+from conftest import RunningApp, make_settings
 
 from app.config import BatchSettings
 from app.metrics import ServiceMetrics
 from app.ml.features import BY_NAME, FEATURE_NAMES
 from app.ml.pipeline import build_pipeline
 from app.ml.synthetic import generate
+from app.registry.client import ModelRegistry
 from app.serving.batching import MicroBatcher
 from app.serving.loaded_model import LoadedModel, load_from_path, to_frame
-from app.registry.client import ModelRegistry
-from conftest import RunningApp, make_settings
 from tests.support.helpers import valid_items
 
 

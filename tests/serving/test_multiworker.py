@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.server import _NoDelayMixin
 from tests.support.helpers import valid_items
-from tests.support.stack import serving_versions, wait_until
 from tests.support.procs import free_port as _free_port
+from tests.support.stack import serving_versions, wait_until
 
 CLI = [sys.executable, "-m", "app.cli"]
 

@@ -2,14 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import drift
-from app.api.routes import health
-from app.api.routes import mlflow_scoring
-from app.api.routes import model_health
-from app.api.routes import models
-from app.api.routes import performance
-from app.api.routes import predictions
-from app.api.routes import v2
+from app.api.routes import drift, health, mlflow_scoring, model_health, models, performance, predictions, v2
 
 api_router = APIRouter()
 api_router.include_router(health.router)

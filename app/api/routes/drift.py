@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
+from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep
 from app.api.schemas.predictions import IsoDatetime, error_responses, json_error_responses
-from app.api.admin_auth import require_client_key
 from app.monitoring.windows import DURATION_PATTERN
 
 router = APIRouter(

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from mlflow.version import VERSION as MLFLOW_VERSION
 
+from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep, PredictionsDep, RequestIdDep
 from app.api.protocol_errors import MlflowRoute, documented, mlflow_error
-from app.api.admin_auth import require_client_key
 from app.errors import DeadlineExceeded
 from app.serving.codecs.mlflow_scoring import parse_invocation
 from app.serving.codecs.schemas import (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep
 from app.api.params import ModelName
 from app.api.schemas.predictions import error_responses
-from app.api.admin_auth import require_client_key
 
 router = APIRouter(
     prefix="/v1/models", tags=["monitoring"], dependencies=[Depends(require_client_key)],

@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from app.api.admin_auth import AdminDep, require_client_key
 from app.api.deps import ContainerDep, LifecycleDep, ReloaderDep
-from app.errors import ModelNotFound
 from app.api.json_body import JsonBodyRoute
 from app.api.params import ModelName
-from app.api.schemas.predictions import error_responses
 from app.api.schemas.models import (
     ModelOut,
     MoveOut,
@@ -21,7 +20,8 @@ from app.api.schemas.models import (
     ServingOut,
     VersionList,
 )
-from app.api.admin_auth import AdminDep, require_client_key
+from app.api.schemas.predictions import error_responses
+from app.errors import ModelNotFound
 from app.lifecycle.service import MoveResult
 from app.serving.reloader import Reloader
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep
 from app.api.params import VersionQuery
 from app.api.schemas.predictions import error_responses
-from app.api.admin_auth import require_client_key
 from app.monitoring.windows import DURATION_PATTERN, TimeWindow, parse_duration
 
 router = APIRouter(

@@ -6,7 +6,9 @@ import uuid
 
 from fastapi import APIRouter, Depends
 
+from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep, FeedbackDep, PredictionsDep, RequestIdDep
+from app.api.json_body import JsonBodyRoute
 from app.api.schemas.predictions import (
     FeedbackIn,
     FeedbackOut,
@@ -18,8 +20,6 @@ from app.api.schemas.predictions import (
     PredictionResponse,
     error_responses,
 )
-from app.api.json_body import JsonBodyRoute
-from app.api.admin_auth import require_client_key
 from app.prediction_log.privacy import hash_subject
 
 router = APIRouter(

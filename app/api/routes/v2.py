@@ -7,12 +7,12 @@ import asyncio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep, ModelsDep, PredictionsDep, RequestIdDep
 from app.api.params import ModelName, VersionPath
 from app.api.protocol_errors import V2Route, documented, v2_error
-from app.serving.codecs import v2
 from app.errors import DeadlineExceeded
-from app.api.admin_auth import require_client_key
+from app.serving.codecs import v2
 from app.serving.codecs.errors import ProtocolInputError
 from app.serving.codecs.schemas import V2_ERROR_SCHEMA, infer_request_body, infer_response_schema
 

@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from app.api.hygiene import error_message
-from app.ml.features import FEATURE_NAMES
 from app.api.schemas.predictions import PredictionItem
+from app.ml.features import FEATURE_NAMES
 from app.serving.codecs.errors import ProtocolInputError
 
 _ITEMS = TypeAdapter(list[PredictionItem])  # type: ignore[valid-type]

@@ -10,9 +10,10 @@ import copy
 from typing import Any
 
 from app.api.hygiene import SAFE_TEXT_PATTERN
-from app.ml.features import FEATURE_NAMES, FEATURES, LEVELS
 from app.api.schemas.predictions import EXAMPLE_ITEM, PredictionItem
+from app.ml.features import FEATURE_NAMES, FEATURES, LEVELS
 from app.serving.codecs.v2 import DATATYPE_OF, MAX_ID_LENGTH, OUTPUTS, SIGNATURE_TYPE_OF_KIND
+
 
 def _row_schema() -> dict[str, Any]:
     schema = copy.deepcopy(PredictionItem.model_json_schema())

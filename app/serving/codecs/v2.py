@@ -10,15 +10,15 @@ from typing import Any
 
 from mlflow.models.signature import ModelSignature
 
-from app.errors import ModelNotFound, ModelNotReady
 from app.api.hygiene import text_problem
+from app.errors import ModelNotFound, ModelNotReady
 from app.ml.features import FEATURES, LEVELS
-from app.serving.loaded_model import LoadedModel
-from app.serving.model_slot import ModelService
-from app.serving.core import PredictionOutcome
 from app.serving.codecs.errors import ProtocolInputError
 from app.serving.codecs.rows import validate_records
 from app.serving.codecs.v2_binary import decode_binary, encode_binary
+from app.serving.core import PredictionOutcome
+from app.serving.loaded_model import LoadedModel
+from app.serving.model_slot import ModelService
 
 # MLflow signature type -> V2 tensor datatype (PROTOCOLS.md section 2).
 DATATYPE_OF = {
