@@ -1,23 +1,47 @@
-"""The one seam where Postgres and SQLite differ: idempotent bulk inserts (INSERT or COPY)."""
+"""The one seam where Postgres and SQLite differ: idempotent bulk inserts (INSERT or COPY), time
+buckets, and which driver errors mean "the database refuses this data"."""
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
+import asyncpg
 import orjson
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, ColumnElement, Integer, Table, cast, extract, func
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+Row = dict[str, Any]
 
-async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: list[dict]) -> None:
+# Errors that mean the data itself is refused; the same write would fail the same way forever.
+DATA_REFUSED_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.DataError, sa_exc.IntegrityError,
+    asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,  # e.g. a value too big for an index row
+    asyncpg.exceptions._base.DataError,  # asyncpg's own check of an argument's type or value
+    sqlite3.DataError, sqlite3.IntegrityError,
+    UnicodeError, ValueError, TypeError, KeyError,  # the row could not even be built or bound
+)
+
+
+def is_postgres(engine: AsyncEngine | AsyncConnection) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: list[Row]) -> None:
     """Multi-row insert where rows whose primary key already exists are skipped (replay-safe)."""
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+    if is_postgres(conn):
+        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+    else:
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
     await conn.execute(stmt, rows)
 
 
-async def copy_ignoring_duplicates(engine: AsyncEngine, table: Table, rows: list[dict]) -> None:
+async def copy_ignoring_duplicates(engine: AsyncEngine, table: Table, rows: list[Row]) -> None:
     """Postgres only: COPY (binary) into a session temp table, then one INSERT ... SELECT that
     skips rows whose primary key exists. COPY cannot skip conflicts itself, hence the staging table.
 
@@ -39,6 +63,7 @@ async def copy_ignoring_duplicates(engine: AsyncEngine, table: Table, rows: list
     column_list = ", ".join(f'"{c}"' for c in columns)
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None  # asyncpg's connection under SQLAlchemy's adapter
         async with raw.transaction():
             await raw.execute(
                 f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
@@ -51,23 +76,24 @@ async def copy_ignoring_duplicates(engine: AsyncEngine, table: Table, rows: list
 
 
 async def ingest_ignoring_duplicates(
-    engine: AsyncEngine, table: Table, rows: list[dict], method: str = "copy"
+    engine: AsyncEngine, table: Table, rows: list[Row], method: str = "copy"
 ) -> None:
     """Write ``rows`` in one transaction, skipping ids already stored (replaying is harmless).
 
     ``method`` picks COPY or a multi-row INSERT on Postgres; SQLite always gets batched inserts.
+    Driver errors are raised as they are: the caller tells a refusal from an outage by them.
     """
-    if engine.dialect.name == "postgresql" and method == "copy":
+    if is_postgres(engine) and method == "copy":
         await copy_ignoring_duplicates(engine, table, rows)
         return
     async with engine.begin() as conn:
         await insert_ignoring_duplicates(conn, table, rows)
 
 
-def bucket_index(column, start_epoch: float, seconds: float, dialect_name: str):
+def bucket_index(
+    column: ColumnElement[Any], start_epoch: float, seconds: float, dialect_name: str
+) -> ColumnElement[Any]:
     """SQL for ``floor((epoch(column) - start_epoch) / seconds)`` on either database."""
-    from sqlalchemy import Integer, cast, extract, func
-
     if dialect_name == "postgresql":
         return func.floor((extract("epoch", column) - start_epoch) / seconds)
     # SQLite keeps timestamps as UTC text; julianday() reads it. Values are >= 0 here, so a cast floors.

@@ -18,9 +18,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import DB_ERRORS
+from app.db.session import read_only, unit_of_work
 from app.db.tables import ScheduledRun
-from app.errors import DatabaseUnavailable
+
+_UNAVAILABLE = "the job schedule is unavailable"
 
 # Slot records are kept this long (to see who ran what), then the winner of a later slot deletes them.
 KEEP_SLOTS_FOR = timedelta(days=7)
@@ -55,38 +56,30 @@ class SlotClaims:
     async def claim(self, job: str, slot: datetime) -> bool:
         """True for the one caller whose insert created the slot's row."""
         try:
-            async with self._engine.begin() as conn:
+            async with unit_of_work(self._engine, _UNAVAILABLE) as conn:
                 await conn.execute(insert(ScheduledRun).values(
                     job=job, slot=slot, claimed_by=self.worker_id, claimed_at=datetime.now(UTC)))
-        except IntegrityError:
+        except IntegrityError:  # another worker's insert won
             return False
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("the job schedule is unavailable") from exc
         return True
 
     async def finish(self, job: str, slot: datetime, outcome: str, report_id: str | None) -> None:
         """Record how the slot's run ended, and forget the job's slots older than a week."""
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    update(ScheduledRun)
-                    .where(ScheduledRun.job == job, ScheduledRun.slot == slot)
-                    .values(finished_at=datetime.now(UTC), outcome=outcome, report_id=report_id)
-                )
-                await conn.execute(delete(ScheduledRun).where(
-                    ScheduledRun.job == job, ScheduledRun.slot < slot - KEEP_SLOTS_FOR))
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("the job schedule is unavailable") from exc
+        async with unit_of_work(self._engine, _UNAVAILABLE) as conn:
+            await conn.execute(
+                update(ScheduledRun)
+                .where(ScheduledRun.job == job, ScheduledRun.slot == slot)
+                .values(finished_at=datetime.now(UTC), outcome=outcome, report_id=report_id)
+            )
+            await conn.execute(delete(ScheduledRun).where(
+                ScheduledRun.job == job, ScheduledRun.slot < slot - KEEP_SLOTS_FOR))
 
     async def get(self, job: str, slot: datetime) -> SlotRecord | None:
         t = ScheduledRun.__table__
         stmt = select(t.c.claimed_by, t.c.finished_at, t.c.outcome, t.c.report_id).where(
             t.c.job == job, t.c.slot == slot)
-        try:
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(stmt)).first()
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("the job schedule is unavailable") from exc
+        async with read_only(self._engine, _UNAVAILABLE) as conn:
+            row = (await conn.execute(stmt)).first()
         if row is None:
             return None
         return SlotRecord(row.claimed_by, row.finished_at is not None, row.outcome, row.report_id)

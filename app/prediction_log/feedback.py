@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import DB_ERRORS
+from app.db.session import read_only
 from app.db.tables import PredictionFeedback
 from app.errors import DatabaseUnavailable, PredictionNotFound
 from app.prediction_log.log import PredictionLog
@@ -69,11 +69,11 @@ class FeedbackService:
             table.c.prediction_id == prediction_id
         )
         try:
-            async with self._engine.connect() as conn:
+            async with read_only(self._engine) as conn:
                 return {row.id: row._asdict() for row in (await conn.execute(stmt))}
-        except DB_ERRORS as exc:
+        except DatabaseUnavailable as exc:
             # Reached only for a prediction found in a spool (else the read was already a 503);
             # its feedback is then in the spools too, so answer with what they hold.
             log.warning("feedback: database unavailable (%s); showing spooled feedback only",
-                        type(exc).__name__)
+                        type(exc.__cause__).__name__)
             return {}

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.dialect import ingest_ignoring_duplicates
+from app.db.dialect import DATA_REFUSED_ERRORS, ingest_ignoring_duplicates
 from app.db.tables import Prediction, PredictionFeedback
 from app.prediction_log.pending import PendingRecord
 from app.prediction_log.records import FEEDBACK, PREDICTION, decode
@@ -31,15 +29,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Errors that mean the data itself is refused; the same write would fail the same way forever.
-_REFUSED = (
-    sa_exc.DataError, sa_exc.IntegrityError,
-    asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
-    asyncpg.exceptions.ProgramLimitExceededError,  # e.g. a value too big for an index row
-    asyncpg.exceptions._base.DataError,  # asyncpg's own check of an argument's type or value
-    sqlite3.DataError, sqlite3.IntegrityError,
-    UnicodeError, ValueError, TypeError, KeyError,  # the row could not even be built or bound
-)
 _TABLES = {PREDICTION: Prediction.__table__, FEEDBACK: PredictionFeedback.__table__}
 NO_PREDICTION = "no prediction with this id"
 
@@ -57,7 +46,7 @@ def refusal(exc: BaseException) -> str | None:
     """The database's reason, short, when ``exc`` says it refuses the data; else None."""
     chain = _chain(exc)
     bind_failed = isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError)
-    if not bind_failed and not any(isinstance(e, _REFUSED) for e in chain):
+    if not bind_failed and not any(isinstance(e, DATA_REFUSED_ERRORS) for e in chain):
         return None
     root = chain[-1]
     lines = str(root).strip().splitlines()

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import SpoolSettings
-from app.db.engine import DB_ERRORS
+from app.db.session import read_only
 from app.db.tables import Prediction
 from app.errors import DatabaseUnavailable, PredictionLogFull
 from app.metrics import ServiceMetrics
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 # A fully drained active segment at least this big is rotated out (and deleted) at the next append.
 ROTATE_DRAINED_BYTES = 1 << 20
+_UNAVAILABLE = "the prediction database is unavailable; retry shortly"
 
 
 def default_worker_id() -> str:
@@ -197,7 +198,7 @@ class PredictionLog:
             self._metrics.spool_peer_reads.inc()
             return row
         if not database_up:
-            raise DatabaseUnavailable("the prediction database is unavailable; retry shortly")
+            raise DatabaseUnavailable(_UNAVAILABLE)
         # Its owner may have committed it and retired the segment between our two looks.
         return await self._select(prediction_id)
 
@@ -205,15 +206,9 @@ class PredictionLog:
         return await self.get(prediction_id) is not None
 
     async def _select(self, prediction_id: uuid.UUID) -> dict | None:
-        try:
-            async with self._engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        select(Prediction.__table__).where(Prediction.id == prediction_id)
-                    )
-                ).mappings().first()
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("the prediction database is unavailable; retry shortly") from exc
+        stmt = select(Prediction.__table__).where(Prediction.id == prediction_id)
+        async with read_only(self._engine, _UNAVAILABLE) as conn:
+            row = (await conn.execute(stmt)).mappings().first()
         return dict(row) if row else None
 
     async def peers(self, ids: list[uuid.UUID]) -> PeerRecords:

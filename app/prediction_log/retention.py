@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.session import read_only, unit_of_work
 from app.db.tables import Prediction, PredictionFeedback
+
+_UNAVAILABLE = "the prediction database is unavailable; retry shortly"
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -31,13 +34,13 @@ async def purge_older_than(engine: AsyncEngine, age: timedelta,
     cutoff = datetime.now(UTC) - age
     old = select(Prediction.id).where(Prediction.created_at < cutoff)
     if dry_run:
-        async with engine.connect() as conn:
+        async with read_only(engine, _UNAVAILABLE) as conn:
             feedback = await conn.scalar(select(func.count()).select_from(PredictionFeedback)
                                          .where(PredictionFeedback.prediction_id.in_(old)))
             predictions = await conn.scalar(select(func.count()).select_from(Prediction)
                                             .where(Prediction.created_at < cutoff))
         return predictions, feedback
-    async with engine.begin() as conn:
+    async with unit_of_work(engine, _UNAVAILABLE) as conn:
         feedback = await conn.execute(
             delete(PredictionFeedback).where(PredictionFeedback.prediction_id.in_(old))
         )
