@@ -1,12 +1,24 @@
-"""The services one running app holds; built by the lifespan in ``app.main``."""
+"""The composition root: ``build(settings)`` constructs every component once, starts what the
+entry point needs, and stops it all in reverse order.
+
+Used by the HTTP lifespan (``serve=True``) and by the CLI, training, benchmarks and tests
+(``serve=False``: the same objects, nothing that serves or polls is started).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.db.engine import create_engine
+from app.db.scheduling import SlotClaims
+from app.lifecycle.audit import PromotionAudit
 from app.lifecycle.service import LifecycleService
 from app.metrics import ServiceMetrics
 from app.monitoring.drift_service import DriftService
@@ -17,8 +29,9 @@ from app.prediction_log.feedback import FeedbackService
 from app.prediction_log.log import PredictionLog
 from app.registry.client import ModelRegistry
 from app.serving.admission import Admission
+from app.serving.batching import MicroBatcher
 from app.serving.core import PredictionService
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 from app.serving.reloader import Reloader
 
 
@@ -28,7 +41,7 @@ class Container:
     metrics: ServiceMetrics
     engine: AsyncEngine
     registry: ModelRegistry
-    models: ModelService
+    slot: ModelSlot
     prediction_log: PredictionLog
     predictions: PredictionService
     feedback: FeedbackService
@@ -41,3 +54,99 @@ class Container:
     drift_monitor: DriftMonitor
     # Set on SIGTERM: readiness answers 503 while in-flight work finishes.
     draining: bool = False
+
+    @property
+    def models(self) -> ModelSlot:
+        """The former name of ``slot``, kept while callers move over."""
+        return self.slot
+
+
+def _construct(settings: Settings, metrics: ServiceMetrics) -> Container:
+    engine = create_engine(settings.db_url)
+    registry = ModelRegistry(
+        tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+        artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir,
+    )
+    slot = ModelSlot(registry=registry, settings=settings.model, metrics=metrics)
+    prediction_log = PredictionLog(
+        engine=engine, settings=settings.spool, metrics=metrics, directory=settings.spool_dir
+    )
+    admission = Admission(limit=settings.limits.max_in_flight)
+    batching = settings.batch
+    batcher = (
+        MicroBatcher(max_rows=batching.max_rows, max_wait_s=batching.max_wait_ms / 1000.0,
+                     metrics=metrics, history=1000)
+        if batching.enabled else None
+    )
+    predictions = PredictionService(
+        slot=slot, prediction_log=prediction_log, metrics=metrics, admission=admission,
+        max_items=settings.predict.max_items, deadline_s=settings.limits.deadline_s, batcher=batcher,
+    )
+    audit = PromotionAudit(engine=engine)
+    drift = DriftService(engine=engine, models=slot, settings=settings.drift, metrics=metrics)
+    performance = PerformanceService(
+        engine=engine, metrics=metrics, trend_tolerance=settings.health.trend_tolerance
+    )
+    health = HealthService(
+        engine=engine, models=slot, performance=performance, drift=drift,
+        prediction_log=prediction_log, settings=settings.health,
+    )
+    return Container(
+        settings=settings, metrics=metrics, engine=engine, registry=registry, slot=slot,
+        prediction_log=prediction_log, predictions=predictions, admission=admission,
+        feedback=FeedbackService(engine=engine, prediction_log=prediction_log),
+        reloader=Reloader(
+            slot=slot, audit=audit, metrics=metrics, settings=settings.lifecycle,
+            interval_s=settings.model.poll_interval_s,
+        ),
+        lifecycle=LifecycleService(
+            registry=registry, audit=audit, model=settings.model, settings=settings.lifecycle,
+            metrics=metrics,
+        ),
+        drift=drift,
+        performance=performance,
+        health=health,
+        drift_monitor=DriftMonitor(
+            drift=drift, performance=performance, registry=registry, settings=settings.drift,
+            health_window=settings.health.window, health_bucket=settings.health.bucket,
+            claims=SlotClaims(engine=engine, worker_id=f"{socket.gethostname()}/{prediction_log.worker}"),
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def build(
+    settings: Settings, *, serve: bool = False, metrics: ServiceMetrics | None = None
+) -> AsyncIterator[Container]:
+    """Build every component; with ``serve`` also start the service's workers, in dependency order.
+
+    ``metrics`` lets the app factory hand in the registry it already instruments HTTP with.
+    """
+    settings.ensure_dirs()
+    container = _construct(settings, metrics or ServiceMetrics())
+    async with contextlib.AsyncExitStack() as stack:
+        # Pushed first, so it runs last: nothing may touch the database after the pool is gone.
+        stack.push_async_callback(container.engine.dispose)
+        if serve:
+            await container.prediction_log.start()
+            stack.push_async_callback(container.prediction_log.stop)
+            await container.predictions.start()
+            stack.push_async_callback(container.predictions.stop)
+            await container.reloader.start()
+            stack.push_async_callback(container.reloader.stop)
+            if settings.drift.check_enabled:
+                await _start_drift_check(stack, container)
+        yield container
+
+
+async def _start_drift_check(stack: contextlib.AsyncExitStack, container: Container) -> None:
+    """The periodic drift check runs as a task for as long as the service does."""
+    task = asyncio.create_task(
+        container.drift_monitor.run_forever(container.settings.model.name), name="drift-check"
+    )
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)

@@ -1,4 +1,4 @@
-"""The composition root: ``create_app(settings)`` builds the app; the lifespan wires and tears down.
+"""The HTTP app: ``create_app(settings)`` and its lifespan, which serves ``container.build``'s components.
 
 Run with ``uvicorn --factory app.main:create_app_from_env`` or ``future-skills serve``.
 """
@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -23,67 +22,13 @@ from app.api.routes import api_router
 from app.api.routes.docs import install_docs
 from app.api.server import mark_worker_dead
 from app.config import Settings
-from app.container import Container
-from app.db.engine import DB_ERRORS, create_engine
+from app.container import Container, build
+from app.db.engine import DB_ERRORS
 from app.db.migrate import pending_revisions
-from app.db.scheduling import SlotClaims
 from app.errors import install_error_handlers
-from app.lifecycle.audit import PromotionAudit
-from app.lifecycle.service import LifecycleService
 from app.metrics import ServiceMetrics
-from app.monitoring.drift_service import DriftService
-from app.monitoring.health import HealthService
-from app.monitoring.performance import PerformanceService
-from app.monitoring.periodic_check import DriftMonitor
-from app.prediction_log.feedback import FeedbackService
-from app.prediction_log.log import PredictionLog
-from app.registry.client import ModelRegistry
-from app.serving.admission import Admission
-from app.serving.batching import MicroBatcher
-from app.serving.core import PredictionService
-from app.serving.model_slot import ModelService
-from app.serving.reloader import Reloader
 
 log = logging.getLogger(__name__)
-
-
-def _build_container(settings: Settings, metrics: ServiceMetrics) -> Container:
-    settings.ensure_dirs()
-    engine = create_engine(settings.db_url)
-    registry = ModelRegistry(
-        settings.tracking_uri, settings.registry_uri, settings.artifact_root, settings.model_cache_dir
-    )
-    models = ModelService(registry, settings.model, metrics)
-    prediction_log = PredictionLog(engine, settings.spool, metrics, settings.spool_dir)
-    admission = Admission(settings.limits.max_in_flight)
-    batching = settings.batch
-    batcher = (
-        MicroBatcher(batching.max_rows, batching.max_wait_ms / 1000.0, metrics, history=1000)
-        if batching.enabled else None
-    )
-    predictions = PredictionService(
-        models, prediction_log, metrics, settings.predict.max_items, admission,
-        settings.limits.deadline_s, batcher,
-    )
-    audit = PromotionAudit(engine)
-    drift = DriftService(engine, models, settings.drift, metrics)
-    performance = PerformanceService(engine, metrics, settings.health.trend_tolerance)
-    health = HealthService(engine, models, performance, drift, prediction_log, settings.health)
-    return Container(
-        settings=settings, metrics=metrics, engine=engine, registry=registry, models=models,
-        prediction_log=prediction_log, predictions=predictions, admission=admission,
-        feedback=FeedbackService(engine, prediction_log),
-        reloader=Reloader(models, audit, metrics, settings.lifecycle, settings.model.poll_interval_s),
-        lifecycle=LifecycleService(registry, audit, settings.model, settings.lifecycle, metrics),
-        drift=drift,
-        performance=performance,
-        health=health,
-        drift_monitor=DriftMonitor(
-            drift, performance, registry, settings.drift, settings.health.window,
-            settings.health.bucket,
-            SlotClaims(engine, f"{socket.gethostname()}/{prediction_log.worker}"),
-        ),
-    )
 
 
 def _drain_on_sigterm(container: Container) -> None:
@@ -132,31 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = _build_container(settings, metrics)
-        app.state.container = container
-        await _check_schema(container)
-        await container.prediction_log.start()
-        if container.predictions.batcher is not None:
-            await container.predictions.batcher.start()
-        _drain_on_sigterm(container)
-        await container.reloader.start()
-        drift_check = None
-        if settings.drift.check_enabled:
-            drift_check = asyncio.create_task(
-                container.drift_monitor.run_forever(settings.model.name), name="drift-check"
-            )
         try:
-            yield
+            async with build(settings, serve=True, metrics=metrics) as container:
+                app.state.container = container
+                await _check_schema(container)
+                _drain_on_sigterm(container)
+                yield
         finally:
-            if drift_check is not None:
-                drift_check.cancel()
-                await asyncio.gather(drift_check, return_exceptions=True)
-            await container.reloader.stop()
-            if container.predictions.batcher is not None:
-                await container.predictions.batcher.stop()
-            await container.prediction_log.stop()
-            await container.engine.dispose()
-            mark_worker_dead()
+            mark_worker_dead()  # after the prediction log's last flush, which counts in metrics
 
     docs = settings.security.docs_enabled
     app = FastAPI(

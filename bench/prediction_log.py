@@ -40,7 +40,7 @@ from app.registry.client import ModelRegistry
 from app.serving.admission import Admission
 from app.serving.batching import MicroBatcher
 from app.serving.core import PredictionService
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 
 
 def _rows(n: int, items: list[dict]) -> list[dict]:
@@ -111,10 +111,12 @@ async def _latencies(service: PredictionService, items: list[dict], concurrency:
 
 def _service(settings: Settings, models, log, metrics) -> tuple[PredictionService, MicroBatcher]:
     """The request path as the composition root builds it: admission, deadline, micro-batching."""
-    batcher = MicroBatcher(settings.batch.max_rows, settings.batch.max_wait_ms / 1000.0, metrics)
-    service = PredictionService(models, log, metrics, settings.predict.max_items,
-                                Admission(settings.limits.max_in_flight), settings.limits.deadline_s,
-                                batcher)
+    batcher = MicroBatcher(max_rows=settings.batch.max_rows,
+                           max_wait_s=settings.batch.max_wait_ms / 1000.0, metrics=metrics)
+    service = PredictionService(slot=models, prediction_log=log, metrics=metrics,
+                                admission=Admission(limit=settings.limits.max_in_flight),
+                                max_items=settings.predict.max_items,
+                                deadline_s=settings.limits.deadline_s, batcher=batcher)
     return service, batcher
 
 
@@ -132,7 +134,7 @@ async def bench_durability(work: Path, requests: int) -> None:
     registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
                              settings.model_cache_dir)
     metrics = ServiceMetrics()
-    models = ModelService(registry, settings.model, metrics)
+    models = ModelSlot(registry=registry, settings=settings.model, metrics=metrics)
     await models.load_production()
     items = generate(500, seed=5, with_label=False).to_dict("records")
 

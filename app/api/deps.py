@@ -14,7 +14,7 @@ from app.container import Container
 from app.lifecycle.service import LifecycleService
 from app.prediction_log.feedback import FeedbackService
 from app.serving.core import PredictionService
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 from app.serving.reloader import Reloader
 
 
@@ -34,12 +34,12 @@ async def get_predictions(container: ContainerDep) -> PredictionService:
     return container.predictions
 
 
-async def get_models(container: ContainerDep) -> ModelService:
-    return container.models
+async def get_models(container: ContainerDep) -> ModelSlot:
+    return container.slot
 
 
 PredictionsDep = Annotated[PredictionService, Depends(get_predictions)]
-ModelsDep = Annotated[ModelService, Depends(get_models)]
+ModelsDep = Annotated[ModelSlot, Depends(get_models)]
 
 
 def get_feedback(container: ContainerDep) -> FeedbackService:

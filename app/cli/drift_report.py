@@ -13,7 +13,7 @@ from app.monitoring.periodic_check import log_report
 from app.monitoring.result import DriftResult
 from app.monitoring.windows import TimeWindow
 from app.registry.client import ModelRegistry
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 
 
 async def run_drift_command(settings: Settings, last: str, engine: str, html: Path | None,
@@ -23,7 +23,7 @@ async def run_drift_command(settings: Settings, last: str, engine: str, html: Pa
                              settings.model_cache_dir)
     metrics = ServiceMetrics()
     try:
-        models = ModelService(registry, settings.model, metrics)
+        models = ModelSlot(registry=registry, settings=settings.model, metrics=metrics)
         await models.load_production()
         drift = DriftService(db, models, settings.drift, metrics)
         window = TimeWindow.resolve(None, None, last, last)

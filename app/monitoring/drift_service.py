@@ -27,7 +27,7 @@ from app.monitoring.result import DriftResult, shortage
 from app.monitoring.window_reader import read_window
 from app.monitoring.windows import TimeWindow
 from app.serving.loaded_model import LoadedModel, to_frame
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
 
 
 class DriftService:
-    def __init__(self, engine: AsyncEngine, models: ModelService, settings: DriftSettings,
+    def __init__(self, engine: AsyncEngine, models: ModelSlot, settings: DriftSettings,
                  metrics: ServiceMetrics) -> None:
         self._engine = engine
         self._models = models

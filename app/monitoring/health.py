@@ -19,7 +19,7 @@ from app.monitoring.drift_service import DriftService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.windows import TimeWindow, parse_duration
 from app.prediction_log.log import PredictionLog
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 
 # "insufficient_data": too few rows for this check to judge (the check says how many it had and
 # how many it needs); "skipped": nothing to judge at all (no drift report, one trend bucket).
@@ -37,7 +37,7 @@ def overall(checks: list[dict]) -> str:
 
 
 class HealthService:
-    def __init__(self, engine: AsyncEngine, models: ModelService, performance: PerformanceService,
+    def __init__(self, engine: AsyncEngine, models: ModelSlot, performance: PerformanceService,
                  drift: DriftService, prediction_log: PredictionLog, settings: HealthSettings) -> None:
         self._engine = engine
         self._models = models

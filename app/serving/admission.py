@@ -7,7 +7,7 @@ from app.errors import Overloaded
 
 
 class Admission:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, *, limit: int) -> None:
         self.limit = limit
         self.in_flight = 0
 

@@ -49,7 +49,7 @@ class BatchRecord:
 
 
 class MicroBatcher:
-    def __init__(self, max_rows: int, max_wait_s: float, metrics: ServiceMetrics,
+    def __init__(self, *, max_rows: int, max_wait_s: float, metrics: ServiceMetrics,
                  history: int = 0) -> None:
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s

@@ -16,7 +16,7 @@ from app.prediction_log.log import PredictionLog, PredictionRecord
 from app.serving.admission import Admission
 from app.serving.batching import MicroBatcher
 from app.serving.loaded_model import LoadedModel, score_of
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,16 @@ class PredictionOutcome:
 class PredictionService:
     def __init__(
         self,
-        models: ModelService,
+        *,
+        slot: ModelSlot,
         prediction_log: PredictionLog,
         metrics: ServiceMetrics,
-        max_items: int,
         admission: Admission,
+        max_items: int,
         deadline_s: float,
         batcher: MicroBatcher | None = None,
     ) -> None:
-        self.models = models
+        self.slot = slot
         self.log = prediction_log
         self.metrics = metrics
         self.max_items = max_items
@@ -52,6 +53,14 @@ class PredictionService:
         self.deadline_s = deadline_s
         # None: each request predicts alone in a worker thread.
         self.batcher = batcher
+
+    async def start(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.start()
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
 
     async def predict(
         self,
@@ -67,7 +76,7 @@ class PredictionService:
                 f"too many items: at most {self.max_items} per request",
                 [{"field": "items", "type": "too_long", "message": f"at most {self.max_items} items"}],
             )
-        model = self.models.require()  # one reference for the whole request
+        model = self.slot.require()  # one reference for the whole request
         started = time.perf_counter()
         self._count_unknown_categories(rows)
         proba = await self._predict_within_deadline(model, rows, protocol)

@@ -34,9 +34,11 @@ def warm_up(model: LoadedModel) -> None:
         raise ModelCheckFailed(f"version {model.version} returned malformed probabilities")
 
 
-class ModelService:
+class ModelSlot:
+    """The one serving model of this worker; ``install`` is the only way a version gets in."""
+
     def __init__(
-        self, registry: ModelRegistry, settings: ModelSettings, metrics: ServiceMetrics
+        self, *, registry: ModelRegistry, settings: ModelSettings, metrics: ServiceMetrics
     ) -> None:
         self.registry = registry
         self.settings = settings
@@ -69,7 +71,10 @@ class ModelService:
 
         return await asyncio.to_thread(_load)
 
-    def swap(self, model: LoadedModel) -> None:
+    def install(self, model: LoadedModel) -> None:
+        """Serve ``model`` from now on: one assignment, so requests in flight keep their model.
+
+        The caller hands over a version already loaded and checked (``load`` did both)."""
         previous, self._current = self._current, model
         self.metrics.set_serving(model.name, model.version, model.semver)
         log.info(
@@ -85,5 +90,5 @@ class ModelService:
             if current is not None and current.version == ref.version:
                 return current
             model = await self.load(ref)
-            self.swap(model)
+            self.install(model)
             return model

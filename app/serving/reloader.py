@@ -22,7 +22,7 @@ from app.errors import DomainError, ModelNotFound, RegistryUnavailable
 from app.lifecycle.audit import AuditEntry, PromotionAudit
 from app.metrics import ServiceMetrics
 from app.serving.loaded_model import LoadedModel
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,14 @@ class ReloadOutcome:
 class Reloader:
     def __init__(
         self,
-        models: ModelService,
+        *,
+        slot: ModelSlot,
         audit: PromotionAudit,
         metrics: ServiceMetrics,
         settings: LifecycleSettings,
         interval_s: float,
     ) -> None:
-        self.models = models
+        self.slot = slot
         self.audit = audit
         self.metrics = metrics
         self.settings = settings
@@ -90,10 +91,10 @@ class Reloader:
                 self.polls += 1
 
     async def _poll(self, retry_failed: bool) -> ReloadOutcome:
-        current = self.models.current
+        current = self.slot.current
         serving = current.version if current else None
         try:
-            ref = await self.models.resolve()
+            ref = await self.slot.resolve()
         except RegistryUnavailable as exc:
             self.status = dataclasses.replace(self.status, reachable=False, last_error=exc.message)
             log.warning("model registry unreachable: %s", exc.message)
@@ -108,7 +109,7 @@ class Reloader:
 
         if current is not None and current.version == ref.version:
             if current.ref.via == "cache":  # the registry is back: same version, fresh metadata
-                self.models.swap(dataclasses.replace(current, ref=ref))
+                self.slot.install(dataclasses.replace(current, ref=ref))
             return ReloadOutcome("unchanged", serving, ref.version)
         failed_at = self._failed.get(ref.version)
         if (failed_at is not None and not retry_failed
@@ -116,11 +117,11 @@ class Reloader:
             return ReloadOutcome("skipped", serving, ref.version, "failed recently; not retried yet")
 
         try:
-            model = await self.models.load(ref)
+            model = await self.slot.load(ref)
         except Exception as exc:
             return await self._failed_load(ref.name, serving, ref.version, exc)
         self._failed.pop(ref.version, None)
-        self.models.swap(model)
+        self.slot.install(model)
         self.metrics.model_reloads.labels("success").inc()
         await self._remember(model)
         return ReloadOutcome("reloaded", model.version, ref.version)
@@ -144,20 +145,20 @@ class Reloader:
         return ReloadOutcome("failed", serving, version, detail)
 
     async def _serve_cached(self) -> ReloadOutcome:
-        s = self.models.settings
-        ref = await asyncio.to_thread(self.models.registry.last_cached, s.name, s.alias)
+        s = self.slot.settings
+        ref = await asyncio.to_thread(self.slot.registry.last_cached, s.name, s.alias)
         if ref is None:
             return ReloadOutcome("unavailable", None, detail="registry unreachable and nothing cached")
         try:
-            model = await self.models.load(ref)
+            model = await self.slot.load(ref)
         except Exception as exc:
             return await self._failed_load(ref.name, None, ref.version, exc)
-        self.models.swap(model)
+        self.slot.install(model)
         log.warning("registry unreachable: serving version %s from the local cache", model.version)
         return ReloadOutcome("reloaded", model.version, ref.version, "from the local cache")
 
     async def _remember(self, model: LoadedModel) -> None:
         try:
-            await asyncio.to_thread(self.models.registry.mark_serving, model.ref, self.models.settings.alias)
+            await asyncio.to_thread(self.slot.registry.mark_serving, model.ref, self.slot.settings.alias)
         except OSError:
             log.exception("could not record version %s as the cached serving version", model.version)

@@ -73,7 +73,7 @@ async def batcher():
     made = []
 
     async def make(max_rows=256, max_wait_s=0.002) -> MicroBatcher:
-        b = MicroBatcher(max_rows, max_wait_s, ServiceMetrics(), history=10_000)
+        b = MicroBatcher(max_rows=max_rows, max_wait_s=max_wait_s, metrics=ServiceMetrics(), history=10_000)
         await b.start()
         made.append(b)
         return b
@@ -162,7 +162,7 @@ async def test_a_failing_request_fails_alone(model: LoadedModel, batcher):
 async def test_stop_fails_what_is_still_queued(model: LoadedModel):
     from app.errors import ModelNotReady
 
-    b = MicroBatcher(256, 0.002, ServiceMetrics())
+    b = MicroBatcher(max_rows=256, max_wait_s=0.002, metrics=ServiceMetrics())
     await b.start()
     futures = [b.submit(model, varied_rows(1, seed=i)) for i in range(3)]
     await b.stop()  # before the consumer ever ran: nothing may be left hanging

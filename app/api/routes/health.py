@@ -29,7 +29,7 @@ async def live() -> dict:
 )
 async def ready(container: ContainerDep) -> JSONResponse:
     """Ready once a model is loaded; names the serving version. No connection details."""
-    model = container.models.current
+    model = container.slot.current
     if container.draining:
         body = error_body("shutting_down", "the service is shutting down")
         return JSONResponse(body, 503)

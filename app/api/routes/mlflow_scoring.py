@@ -28,7 +28,7 @@ PING_OK = {200: {"description": "A model is loaded", "content": {PLAIN: {"schema
 
 
 async def _ping(container: ContainerDep) -> Response:
-    if container.models.current is None:
+    if container.slot.current is None:
         return mlflow_error("TEMPORARILY_UNAVAILABLE", "no model is loaded yet")
     return Response("\n", 200, media_type=PLAIN)
 
@@ -80,7 +80,7 @@ async def invocations(
     timeout = container.settings.limits.deadline_s
     try:
         async with asyncio.timeout(timeout):
-            model = container.models.require()
+            model = container.slot.require()
             body = await request.body()
             content_type = request.headers.get("content-type")
             parsed = await asyncio.to_thread(parse_invocation, body, content_type, model.signature)

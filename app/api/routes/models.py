@@ -51,7 +51,7 @@ async def _after_move(result: MoveResult, container, reloader: Reloader) -> Move
 async def get_model(name: ModelName, lifecycle: LifecycleDep, container: ContainerDep) -> ModelOut:
     """The registered model, its Production version and what this worker serves."""
     summary = await lifecycle.summary(name)
-    model = container.models.current
+    model = container.slot.current
     serving = None
     if model is not None and model.name == name:
         serving = ServingOut(version=model.version, semver=model.semver, resolved_via=model.ref.via)

@@ -18,7 +18,7 @@ from app.serving.codecs.rows import validate_records
 from app.serving.codecs.v2_binary import decode_binary, encode_binary
 from app.serving.core import PredictionOutcome
 from app.serving.loaded_model import LoadedModel
-from app.serving.model_slot import ModelService
+from app.serving.model_slot import ModelSlot
 
 # MLflow signature type -> V2 tensor datatype (PROTOCOLS.md section 2).
 DATATYPE_OF = {
@@ -79,7 +79,7 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def find_model(models: ModelService, name: str, version: str | None) -> LoadedModel:
+def find_model(models: ModelSlot, name: str, version: str | None) -> LoadedModel:
     """The serving model if ``name`` (and ``version``, when given) designate it.
 
     Only the serving version is loaded: any other version is unknown here (404).
