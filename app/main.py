@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app.api.admin_auth import document_client_key
+from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from app.api.routes import api_router
 from app.api.routes.docs import install_docs
@@ -25,7 +26,6 @@ from app.config import Settings
 from app.container import Container, build
 from app.db.engine import DB_ERRORS
 from app.db.migrate import pending_revisions
-from app.errors import install_error_handlers
 from app.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import error_body
+from app.api.errors import error_body
 from app.logs import request_id_var
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import DeadlineExceeded, DomainError, InvalidInput, status_for
+from app.api.errors import status_for
+from app.errors import DeadlineExceeded, DomainError, InvalidInput
 from app.serving.codecs.errors import ProtocolInputError, UnsupportedContentType
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def mlflow_error(code: str, message: str, status: int | None = None) -> JSONResp
     return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
 
 
-# HTTP status -> MLflow error code, for domain errors mapped by the shared table in app.errors.
+# HTTP status -> MLflow error code, for domain errors mapped by the shared table in app.api.errors.
 MLFLOW_CODE_OF_STATUS = {
     400: "BAD_REQUEST",
     401: "UNAUTHENTICATED",

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from app.api.deps import ContainerDep
+from app.api.errors import error_body
 from app.api.schemas.predictions import Liveness, Readiness, error_responses
-from app.errors import error_body
 
 router = APIRouter(tags=["health"])
 
