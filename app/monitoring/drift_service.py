@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import DriftSettings
@@ -21,7 +23,7 @@ from app.errors import DatabaseUnavailable, NoDataInWindow, ReferenceUnavailable
 from app.metrics import ServiceMetrics
 from app.ml.features import CATEGORICAL, LEVELS
 from app.monitoring import evidently_engine, html
-from app.monitoring.data import Reference
+from app.monitoring.data import Reference, Window
 from app.monitoring.native import insufficient_result, run_native
 from app.monitoring.result import DriftResult, shortage
 from app.monitoring.window_reader import read_window
@@ -32,6 +34,19 @@ from app.serving.model_slot import ModelSlot
 log = logging.getLogger(__name__)
 
 ENGINES = ("native", "evidently")
+Computed = tuple[DriftResult, str | None]  # the result, and its page when one was asked for
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """The newest stored report of a version, as the health check reads it."""
+
+    id: uuid.UUID
+    created_at: datetime
+    engine: str
+    drift_share: float
+    dataset_drift: bool
+    result: dict[str, Any]  # ``DriftResult.to_dict()``
 
 
 def build_reference(model: LoadedModel) -> Reference:
@@ -46,8 +61,9 @@ def build_reference(model: LoadedModel) -> Reference:
 
 def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
     """Categories the fitted one-hot encoder knows, i.e. those seen in training."""
+    pipeline: Any = model.pipeline  # sklearn: untyped
     try:
-        encoder = model.pipeline.named_steps["preprocess"].named_transformers_["categorical"]
+        encoder = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
         return {name: set(map(str, cats)) for name, cats in zip(CATEGORICAL, encoder.categories_)}
     except (AttributeError, KeyError):
         return None  # another pipeline layout: the reference sample's categories stand in
@@ -72,7 +88,7 @@ class DriftService:
         return self._references[key]
 
     async def report(self, window: TimeWindow, engine: str = "native", with_html: bool = False,
-                     store: bool = True) -> tuple[DriftResult, str | None]:
+                     store: bool = True) -> Computed:
         try:
             result, page = await self._compute(window, engine, with_html)
         except NoDataInWindow:
@@ -88,7 +104,14 @@ class DriftService:
             result.report_id = await self._store(result)
         return result, page
 
-    async def _compute(self, span: TimeWindow, engine: str, with_html: bool):
+    async def page(self, window: TimeWindow, engine: str = "evidently") -> str:
+        """The report as a self-contained HTML page (stored like any report)."""
+        _, page = await self.report(window, engine, with_html=True)
+        if page is None:  # every engine renders a page when asked: a None here is a bug
+            raise RuntimeError(f"the {engine} drift engine returned no page")
+        return page
+
+    async def _compute(self, span: TimeWindow, engine: str, with_html: bool) -> Computed:
         s = self.settings
         reference = await self.reference()
         window = await read_window(self._engine, reference.model_name, reference.model_version,
@@ -119,7 +142,7 @@ class DriftService:
                                          s.methods, s.thresholds)
         return result, html.render(result) if with_html else None
 
-    async def _evidently(self, reference: Reference, window, with_html: bool):
+    async def _evidently(self, reference: Reference, window: Window, with_html: bool) -> Computed:
         s = self.settings
         if self._evidently_slot is None:  # made inside the running loop
             self._evidently_slot = asyncio.Semaphore(1)
@@ -137,7 +160,7 @@ class DriftService:
         result.report_id = str(report_id)
         async with self._engine.begin() as conn:
             await conn.execute(
-                DriftReport.__table__.insert().values(
+                insert(DriftReport).values(
                     id=report_id, model_name=result.model_name, model_version=result.model_version,
                     engine=result.engine, window_start=result.window_start,
                     window_end=result.window_end, reference_rows=result.reference_rows,
@@ -153,7 +176,7 @@ class DriftService:
         self._set_gauges([(f.feature, f.score, f.drifted) for f in result.features],
                          result.drift_share, result.dataset_drift)
 
-    def publish_stored(self, body: dict) -> None:
+    def publish_stored(self, body: dict[str, Any]) -> None:
         """The same gauges from a stored report (``DriftResult.to_dict()``), one another worker made."""
         self._set_gauges([(f["feature"], f["score"], f["drifted"]) for f in body["features"]],
                          body["drift_share"], body["dataset_drift"])
@@ -175,7 +198,7 @@ class DriftService:
         m.drift_share.set(nan if share is None else share)
         m.dataset_drift.set(nan if dataset_drift is None else 1 if dataset_drift else 0)
 
-    async def stored(self, report_id: str) -> dict | None:
+    async def stored(self, report_id: str) -> dict[str, Any] | None:
         """A stored report's result body."""
         t = DriftReport.__table__
         try:
@@ -186,7 +209,7 @@ class DriftService:
             raise DatabaseUnavailable("stored drift reports cannot be read right now") from exc
 
     async def latest_stored(self, model_name: str, model_version: str,
-                            since: datetime) -> dict | None:
+                            since: datetime) -> StoredReport | None:
         """The newest stored report of a version created after ``since``."""
         t = DriftReport.__table__
         stmt = (
@@ -198,4 +221,4 @@ class DriftService:
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(stmt)).mappings().first()
-        return dict(row) if row else None
+        return StoredReport(**row) if row else None

@@ -7,7 +7,9 @@ check without enough data is reported as skipped rather than guessed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,17 +29,62 @@ SEVERITY = {"ok": 0, "skipped": 0, "insufficient_data": 0, "warning": 1, "degrad
 INSUFFICIENT = "insufficient_data"
 STATUS_NAME = {0: "healthy", 1: "warning", 2: "degraded"}
 
-
-def _check(name: str, status: str, reason: str, **values) -> dict:
-    return {"check": name, "status": status, "reason": reason, **values}
+CheckValue = float | int | str | None
 
 
-def overall(checks: list[dict]) -> str:
-    return STATUS_NAME[max((SEVERITY[c["status"]] for c in checks), default=0)]
+@dataclass
+class Check:
+    """One check's verdict; ``values`` are the figures it judged (which ones depends on the check)."""
+
+    check: str
+    status: str
+    reason: str
+    values: dict[str, CheckValue] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> bool:
+        return SEVERITY[self.status] > 0
+
+    def to_dict(self) -> dict[str, CheckValue]:
+        return {"check": self.check, "status": self.status, "reason": self.reason, **self.values}
+
+
+def _check(name: str, status: str, reason: str, **values: CheckValue) -> Check:
+    return Check(name, status, reason, values)
+
+
+def overall(checks: list[Check]) -> str:
+    return STATUS_NAME[max((SEVERITY[c.status] for c in checks), default=0)]
+
+
+@dataclass
+class HealthReport:
+    model_name: str
+    model_version: str
+    model_semver: str | None
+    checks: list[Check]
+    checked_at: datetime
+
+    @property
+    def status(self) -> str:
+        return overall(self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of ``GET /v1/models/{name}/health``."""
+        return {
+            "model": {"name": self.model_name, "version": self.model_version,
+                      "semver": self.model_semver},
+            "status": self.status,
+            "reasons": [c.reason for c in self.checks if c.counts],
+            # The checks that had too few rows to judge: the status does not count them.
+            "insufficient_data": [c.check for c in self.checks if c.status == INSUFFICIENT],
+            "checks": [c.to_dict() for c in self.checks],
+            "checked_at": self.checked_at.isoformat(),
+        }
 
 
 class HealthService:
-    def __init__(self, engine: AsyncEngine, models: ModelSlot, performance: PerformanceService,
+    def __init__(self, *, engine: AsyncEngine, models: ModelSlot, performance: PerformanceService,
                  drift: DriftService, prediction_log: PredictionLog, settings: HealthSettings) -> None:
         self._engine = engine
         self._models = models
@@ -46,7 +93,7 @@ class HealthService:
         self._log = prediction_log
         self.settings = settings
 
-    async def check(self, name: str) -> dict:
+    async def check(self, name: str) -> HealthReport:
         model = self._models.require()
         if name != model.name:
             raise ModelNotFound(f"model {name!r} is not the model this service serves")
@@ -57,38 +104,29 @@ class HealthService:
             await self._drift_check(model.name, model.version, now),
             self._backlog_check(),
         ]
-        status = overall(checks)
-        return {
-            "model": {"name": model.name, "version": model.version, "semver": model.semver},
-            "status": status,
-            "reasons": [c["reason"] for c in checks if SEVERITY[c["status"]] > 0],
-            # The checks that had too few rows to judge: the status does not count them.
-            "insufficient_data": [c["check"] for c in checks if c["status"] == INSUFFICIENT],
-            "checks": checks,
-            "checked_at": now.isoformat(),
-        }
+        return HealthReport(model.name, model.version, model.semver, checks, now)
 
-    async def _accuracy_checks(self, name: str, version: str, now: datetime) -> list[dict]:
+    async def _accuracy_checks(self, name: str, version: str, now: datetime) -> list[Check]:
         s = self.settings
         window = TimeWindow(now - parse_duration(s.window), now)
         perf = await self._performance.compute(window, parse_duration(s.bucket), name, version)
-        overall_ = perf["overall"]
-        if overall_ is None or overall_["feedback"] < s.min_feedback:
-            got = overall_["feedback"] if overall_ else 0
+        total = perf.overall
+        if total is None or total.feedback < s.min_feedback:
+            got = total.feedback if total else 0
             reason = (f"insufficient data: {got} feedback rows in the last {s.window}; "
                       f"{s.min_feedback} needed (FS_HEALTH_MIN_FEEDBACK)")
             return [_check("accuracy", INSUFFICIENT, reason, feedback=got, rows=got,
                            min_rows=s.min_feedback),
                     _check("accuracy_trend", INSUFFICIENT, reason, rows=got, min_rows=s.min_feedback)]
-        accuracy = overall_["accuracy"]
+        accuracy = total.accuracy
         low = accuracy < s.min_accuracy
         checks = [_check(
             "accuracy", "degraded" if low else "ok",
             f"accuracy {accuracy:.3f} over the last {s.window} is "
             f"{'below' if low else 'at or above'} {s.min_accuracy:.2f}",
-            value=accuracy, threshold=s.min_accuracy, feedback=overall_["feedback"],
+            value=accuracy, threshold=s.min_accuracy, feedback=total.feedback,
         )]
-        change = perf["trend"]["change"]
+        change = perf.trend.change
         if change is None:
             checks.append(_check("accuracy_trend", "skipped", "feedback in fewer than two buckets"))
         else:
@@ -101,7 +139,7 @@ class HealthService:
             ))
         return checks
 
-    async def _latency_check(self, name: str, version: str, now: datetime) -> dict:
+    async def _latency_check(self, name: str, version: str, now: datetime) -> Check:
         s = self.settings
         since = now - parse_duration(s.latency_window)
         p = Prediction.__table__
@@ -127,25 +165,25 @@ class HealthService:
             value=p95, threshold=s.p95_latency_ms, predictions=n,
         )
 
-    async def _drift_check(self, name: str, version: str, now: datetime) -> dict:
+    async def _drift_check(self, name: str, version: str, now: datetime) -> Check:
         s = self.settings
         latest = await self._drift.latest_stored(name, version, now - parse_duration(s.drift_max_age))
         if latest is None:
             return _check("drift", "skipped", f"no drift report of this version in the last {s.drift_max_age}")
-        body = latest["result"]
+        body, report_id = latest.result, str(latest.id)
         drifted = body.get("drifted_features", [])
         if body.get("status") == INSUFFICIENT:  # that report gave no verdict: neither do we
             return _check("drift", INSUFFICIENT, body.get("reason") or "insufficient data",
                           rows=body.get("current_rows"), min_rows=body.get("min_rows"),
-                          report_id=str(latest["id"]))
-        if latest["dataset_drift"]:
+                          report_id=report_id)
+        if latest.dataset_drift:
             return _check("drift", "warning",
                           f"dataset drift: {len(drifted)} features drifted ({', '.join(drifted)})",
-                          value=latest["drift_share"], report_id=str(latest["id"]))
-        return _check("drift", "ok", f"no dataset drift (share {latest['drift_share']:.2f})",
-                      value=latest["drift_share"], report_id=str(latest["id"]))
+                          value=latest.drift_share, report_id=report_id)
+        return _check("drift", "ok", f"no dataset drift (share {latest.drift_share:.2f})",
+                      value=latest.drift_share, report_id=report_id)
 
-    def _backlog_check(self) -> dict:
+    def _backlog_check(self) -> Check:
         s = self.settings
         age = self._log.oldest_pending_age()
         late = age > s.max_log_backlog_s

@@ -7,8 +7,9 @@ latest wins. Buckets follow the time the prediction was made. The database retur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -34,7 +35,55 @@ class BucketScore:
     recall: dict[str, float | None] = field(default_factory=dict)
 
 
-def scores(confusion: np.ndarray) -> tuple[float, float, dict[str, float | None]]:
+@dataclass
+class Overall:
+    feedback: int
+    accuracy: float
+    f1_macro: float
+    recall: dict[str, float | None]
+
+
+@dataclass
+class Trend:
+    direction: str  # improving, declining, stable or insufficient_data
+    change: float | None
+    buckets_with_feedback: int
+    first_accuracy: float | None = None
+    last_accuracy: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        if self.change is None:  # no line through fewer than two points: no end points either
+            del body["first_accuracy"], body["last_accuracy"]
+        return body
+
+
+@dataclass
+class PerformanceReport:
+    model_name: str
+    model_version: str | None
+    window: TimeWindow
+    bucket_seconds: float
+    overall: Overall | None
+    trend: Trend
+    buckets: list[BucketScore]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of ``GET /v1/performance``."""
+        return {
+            "model_name": self.model_name, "model_version": self.model_version,
+            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+            "bucket_seconds": self.bucket_seconds,
+            "overall": asdict(self.overall) if self.overall else None,
+            "trend": self.trend.to_dict(),
+            "buckets": [asdict(b) for b in self.buckets],
+        }
+
+
+Confusion = np.ndarray[Any, np.dtype[np.int64]]
+
+
+def scores(confusion: Confusion) -> tuple[float, float, dict[str, float | None]]:
     """Accuracy, macro-F1 over the classes present (as actual or predicted), recall per class.
 
     ``confusion[i, j]`` counts rows whose actual level is LEVELS[i] and predicted level LEVELS[j].
@@ -50,29 +99,28 @@ def scores(confusion: np.ndarray) -> tuple[float, float, dict[str, float | None]
     return accuracy, float(np.mean(f1s)), recall
 
 
-def trend(buckets: list[BucketScore], tolerance: float) -> dict:
+def trend(buckets: list[BucketScore], tolerance: float) -> Trend:
     """Least-squares line through bucket accuracies (weighted by feedback count): its change
     from the first to the last bucket with feedback."""
     points = [(i, b.accuracy, b.feedback) for i, b in enumerate(buckets) if b.feedback]
     if len(points) < 2:
-        return {"direction": "insufficient_data", "change": None, "buckets_with_feedback": len(points)}
-    x, y, w = (np.array(v, dtype=float) for v in zip(*points))
+        return Trend("insufficient_data", None, len(points))
+    x, y, w = (np.array(v, dtype=float) for v in zip(*points, strict=True))
     xm, ym = np.average(x, weights=w), np.average(y, weights=w)
     slope = float(np.sum(w * (x - xm) * (y - ym)) / np.sum(w * (x - xm) ** 2))
-    change = slope * (x[-1] - x[0])
+    change = float(slope * (x[-1] - x[0]))
     direction = "improving" if change > tolerance else "declining" if change < -tolerance else "stable"
-    return {"direction": direction, "change": round(change, 6), "buckets_with_feedback": len(points),
-            "first_accuracy": float(y[0]), "last_accuracy": float(y[-1])}
+    return Trend(direction, round(change, 6), len(points), float(y[0]), float(y[-1]))
 
 
 class PerformanceService:
-    def __init__(self, engine: AsyncEngine, metrics: ServiceMetrics, trend_tolerance: float) -> None:
+    def __init__(self, *, engine: AsyncEngine, metrics: ServiceMetrics, trend_tolerance: float) -> None:
         self._engine = engine
         self._metrics = metrics
         self.trend_tolerance = trend_tolerance
 
     async def compute(self, window: TimeWindow, bucket: timedelta, model_name: str,
-                      model_version: str | None = None) -> dict:
+                      model_version: str | None = None) -> PerformanceReport:
         seconds = bucket.total_seconds()
         n_buckets = int(np.ceil((window.end - window.start).total_seconds() / seconds))
         if n_buckets > MAX_BUCKETS:
@@ -91,23 +139,20 @@ class PerformanceService:
                 score.feedback = int(confusion.sum())
                 score.accuracy, score.f1_macro, score.recall = scores(confusion)
             buckets.append(score)
-        total = sum(counts.values()) if counts else np.zeros((3, 3), int)
+        total: Confusion = np.zeros((3, 3), dtype=np.int64)
+        for confusion in counts.values():
+            total += confusion
         overall = None
         if total.sum():
-            acc, f1, recall = scores(total)
-            overall = {"feedback": int(total.sum()), "accuracy": acc, "f1_macro": f1, "recall": recall}
-        latest = next((b for b in reversed(buckets) if b.feedback), None)
-        if latest is not None:
+            overall = Overall(int(total.sum()), *scores(total))
+        latest = next((b for b in reversed(buckets) if b.accuracy is not None), None)
+        if latest is not None and latest.accuracy is not None:
             self._metrics.model_accuracy.set(latest.accuracy)
-        return {
-            "model_name": model_name, "model_version": model_version,
-            "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
-            "bucket_seconds": seconds, "overall": overall,
-            "trend": trend(buckets, self.trend_tolerance),
-            "buckets": [b.__dict__ for b in buckets],
-        }
+        return PerformanceReport(model_name, model_version, window, seconds, overall,
+                                 trend(buckets, self.trend_tolerance), buckets)
 
-    async def _confusions(self, window, seconds, model_name, model_version) -> dict[int, np.ndarray]:
+    async def _confusions(self, window: TimeWindow, seconds: float, model_name: str,
+                          model_version: str | None) -> dict[int, Confusion]:
         p, f = Prediction.__table__, PredictionFeedback.__table__
         ranked = select(
             f.c.prediction_id, f.c.actual_level,
@@ -126,7 +171,7 @@ class PerformanceService:
         if model_version is not None:
             stmt = stmt.where(p.c.model_version == model_version)
         position = {level: i for i, level in enumerate(LEVELS)}
-        out: dict[int, np.ndarray] = {}
+        out: dict[int, Confusion] = {}
         async with self._engine.connect() as conn:
             for bucket, predicted, actual, n in (await conn.execute(stmt)).all():
                 if predicted not in position or actual not in position:

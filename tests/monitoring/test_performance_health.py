@@ -84,6 +84,11 @@ async def test_performance_buckets_and_trend(settings, db_url):
         assert len(hourly["buckets"]) == 8
         assert sum(b["feedback"] for b in hourly["buckets"]) == 100
 
+        # One bucket with feedback: no trend line, and no end points in the body (not null).
+        lone = (await client.get("/v1/performance", params={"last": "1d", "bucket": "1d"})).json()
+        assert lone["trend"] == {"direction": "insufficient_data", "change": None,
+                                 "buckets_with_feedback": 1}
+
         for params in ({"bucket": "0d"}, {"last": "30d", "bucket": "1s"}, {"last": "soon"}):
             bad = await client.get("/v1/performance", params=params)
             assert bad.status_code == 422, (params, bad.text)
@@ -94,10 +99,14 @@ def test_trend_directions():
         return [BucketScore("", "", 0 if a is None else 40, a) for a in accs]
 
     up = trend(buckets(0.6, 0.7, 0.8), 0.02)
-    assert up["direction"] == "improving" and up["change"] == pytest.approx(0.2)
-    assert trend(buckets(0.8, 0.81, 0.8), 0.02)["direction"] == "stable"
-    assert trend(buckets(0.9, None, 0.7), 0.02)["change"] == pytest.approx(-0.2)
-    assert trend(buckets(None, 0.9, None), 0.02)["direction"] == "insufficient_data"
+    assert up.direction == "improving" and up.change == pytest.approx(0.2)
+    assert trend(buckets(0.8, 0.81, 0.8), 0.02).direction == "stable"
+    assert trend(buckets(0.9, None, 0.7), 0.02).change == pytest.approx(-0.2)
+    lone = trend(buckets(None, 0.9, None), 0.02)
+    assert lone.direction == "insufficient_data"
+    # No line, no end points: the body leaves them out rather than saying null.
+    assert lone.to_dict() == {"direction": "insufficient_data", "change": None,
+                              "buckets_with_feedback": 1}
 
 
 def health_settings(registry_dir, db_url, **health):
@@ -165,6 +174,9 @@ async def test_health_warning_and_healthy(registry_dir, tmp_path):
         checks = {c["check"]: c for c in body["checks"]}
         assert checks["accuracy"]["status"] == "ok" and checks["accuracy_trend"]["status"] == "ok"
         assert checks["drift"]["status"] == "skipped"  # no drift report yet: not guessed
+        assert set(checks["drift"]) == {"check", "status", "reason"}  # no figures, not nulls
+        assert set(checks["latency_p95"]) == {"check", "status", "reason", "value", "threshold",
+                                              "predictions"}
         missing = await client.get("/v1/models/another-model/health")
         assert missing.status_code == 404
     # A stricter latency threshold: one warning, nothing worse.

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep
+from app.api.schemas.monitoring import DriftReportOut
 from app.api.schemas.predictions import IsoDatetime, error_responses, json_error_responses
-from app.monitoring.windows import DURATION_PATTERN
+from app.monitoring.windows import DURATION_PATTERN, TimeWindow
 
 router = APIRouter(
     prefix="/v1/drift", tags=["monitoring"], dependencies=[Depends(require_client_key)]
@@ -23,39 +24,36 @@ Last = Annotated[
     str | None,
     Query(pattern=DURATION_PATTERN, description="Instead of start/end: the last 30m, 24h, 7d, ..."),
 ]
+_HTML: dict[int | str, dict[str, Any]] = {200: {
+    "description": "A self-contained page (the native engine's has no scripts or external resources)",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}}
 
 
 @router.get("", operation_id="get_drift", responses=error_responses(*ERRORS))
 async def get_drift(
     container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
     engine: Literal["native", "evidently"] = "native",
-) -> dict:
+) -> DriftReportOut:
     """Per-feature drift (score, method, threshold, drifted) and the dataset verdict; stored in
     ``drift_report``. With ``engine=evidently`` a failure of Evidently is answered by the native
     engine, and ``engine``/``fallback_reason`` say so."""
-    drift = container.drift
-    window = _window(container, start, end, last)
-    result, _ = await drift.report(window, engine)
-    return result.to_dict()
+    window = TimeWindow.resolve(start, end, last, container.settings.drift.default_window)
+    result, _ = await container.drift.report(window, engine)
+    return DriftReportOut.model_validate(result.to_dict())
 
 
 @router.get(
     "/report.html",
     response_class=HTMLResponse,
     operation_id="get_drift_report_html",
-    responses=json_error_responses(*ERRORS),
+    responses=_HTML | json_error_responses(*ERRORS),
 )
 async def get_drift_html(
     container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
     engine: Literal["native", "evidently"] = "evidently",
 ) -> HTMLResponse:
     """The report as a self-contained page: Evidently's by default, or the native engine's."""
-    window = _window(container, start, end, last)
-    _, page = await container.drift.report(window, engine, with_html=True)
+    window = TimeWindow.resolve(start, end, last, container.settings.drift.default_window)
+    page = await container.drift.page(window, engine)
     return HTMLResponse(page)
-
-
-def _window(container, start, end, last):
-    from app.monitoring.windows import TimeWindow
-
-    return TimeWindow.resolve(start, end, last, container.settings.drift.default_window)

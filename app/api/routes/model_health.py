@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from app.api.admin_auth import require_client_key
 from app.api.deps import ContainerDep
 from app.api.params import ModelName
+from app.api.schemas.monitoring import ModelHealthOut
 from app.api.schemas.predictions import error_responses
 
 router = APIRouter(
@@ -15,10 +16,10 @@ router = APIRouter(
 )
 
 
-@router.get("/{name}/health", operation_id="get_model_health")
-async def get_model_health(
-    container: ContainerDep, name: ModelName
-) -> dict:
+# exclude_unset: each check carries only the figures it judged (see HealthCheckOut).
+@router.get("/{name}/health", operation_id="get_model_health", response_model_exclude_unset=True)
+async def get_model_health(container: ContainerDep, name: ModelName) -> ModelHealthOut:
     """Accuracy below the threshold is degraded; declining accuracy, slow p95 latency, dataset
     drift or an old prediction-log backlog are warnings. The most severe status wins."""
-    return await container.health.check(name)
+    report = await container.health.check(name)
+    return ModelHealthOut.model_validate(report.to_dict())

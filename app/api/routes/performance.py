@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.admin_auth import require_client_key
-from app.api.deps import ContainerDep
+from app.api.deps import ContainerDep, ModelsDep
 from app.api.params import VersionQuery
+from app.api.schemas.monitoring import PerformanceOut
 from app.api.schemas.predictions import error_responses
 from app.monitoring.windows import DURATION_PATTERN, TimeWindow, parse_duration
 
@@ -17,18 +18,21 @@ router = APIRouter(
     responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 
+LastQuery = Annotated[str, Query(pattern=DURATION_PATTERN, description="Window: 7d, 30d, 24h, ...")]
+BucketQuery = Annotated[str, Query(pattern=DURATION_PATTERN, description="Bucket size: 1d, 6h, 1w, ...")]
 
-@router.get("", operation_id="get_performance")
+
+# exclude_unset: the trend has no first/last accuracy without a line, and the body says so by
+# leaving them out, as it always has.
+@router.get("", operation_id="get_performance", response_model_exclude_unset=True)
 async def get_performance(
-    container: ContainerDep,
-    last: Annotated[str, Query(pattern=DURATION_PATTERN, description="Window: 7d, 30d, 24h, ...")] = "30d",
-    bucket: Annotated[str, Query(pattern=DURATION_PATTERN, description="Bucket size: 1d, 6h, 1w, ...")] = "1d",
-    version: VersionQuery = None,
-) -> dict:
+    container: ContainerDep, models: ModelsDep, last: LastQuery = "30d",
+    bucket: BucketQuery = "1d", version: VersionQuery = None,
+) -> PerformanceOut:
     """Accuracy, macro-F1 and per-class recall per bucket from feedback (latest feedback per
     prediction wins), the overall figures, and the trend (improving / declining / stable)."""
-    model = container.models.require()
+    model = models.require()
     window = TimeWindow.resolve(None, None, last, last)
-    return await container.performance.compute(
-        window, parse_duration(bucket, "bucket"), model.name, version
-    )
+    report = await container.performance.compute(
+        window, parse_duration(bucket, "bucket"), model.name, version)
+    return PerformanceOut.model_validate(report.to_dict())

@@ -1,0 +1,148 @@
+"""Response models of the monitoring API: drift, performance, model health.
+
+They describe the bodies exactly as the monitoring services produce them (field names, values,
+which fields may be absent). Timestamps are ISO 8601 strings as the services format them, not
+``datetime``: pydantic would re-format them (``Z`` for ``+00:00``) and change the values.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Engine = Literal["native", "evidently"]
+Level = Literal["LOW", "MEDIUM", "HIGH"]
+IsoText = str  # an ISO 8601 date-time with its UTC offset
+
+
+class FeatureDriftOut(BaseModel):
+    feature: str = Field(description="A feature name, or predicted_level")
+    kind: Literal["numeric", "categorical"]
+    method: str = Field(description="Test id: ks, chisquare, z, wasserstein, jensenshannon, psi")
+    method_label: str = Field(description="Evidently's display name of the method")
+    threshold: float
+    score: float
+    score_kind: Literal["p_value", "distance", "unknown"] = Field(
+        description="p_value: drifted when below the threshold; distance: when at or above it")
+    drifted: bool
+
+
+class UnseenByFeature(BaseModel):
+    count: int
+    rate: float
+
+
+class UnseenCategories(BaseModel):
+    rows_with_unseen: int = Field(description="Window rows with a category unseen in training")
+    rate: float
+    by_feature: dict[str, UnseenByFeature]
+
+
+class PredictionDistribution(BaseModel):
+    reference: dict[str, float] = Field(description="Share of each predicted level on the reference")
+    current: dict[str, float] = Field(description="Share of each predicted level in the window")
+
+
+class DriftReportOut(BaseModel):
+    engine: Engine = Field(description="The engine that produced the per-feature results")
+    requested_engine: Engine
+    model_name: str
+    model_version: str
+    reference_rows: int
+    current_rows: int = Field(description="Rows compared (a sample when the window is over the cap)")
+    rows_in_window: int
+    window_start: IsoText | None
+    window_end: IsoText | None
+    sampled: bool
+    features: list[FeatureDriftOut] = Field(description="Empty when status is insufficient_data")
+    share_threshold: float
+    prediction_drift: FeatureDriftOut | None
+    prediction_distribution: PredictionDistribution
+    unseen_categories: UnseenCategories
+    notes: list[str]
+    fallback_reason: str | None = Field(
+        description="Why Evidently did not answer (the native engine did), or null")
+    duration_s: float
+    report_id: str | None = Field(description="Id of the stored drift_report row")
+    status: Literal["ok", "insufficient_data"] = Field(
+        description="insufficient_data: fewer than min_rows rows in the window or the reference; "
+                    "no test ran and there is no verdict")
+    min_rows: int
+    reason: str | None = Field(description="Why there is no verdict, when there is none")
+    drifted_features: list[str]
+    drift_share: float | None = Field(description="Share of drifted features; null without verdict")
+    dataset_drift: bool | None = Field(description="drift_share >= share_threshold; null without verdict")
+
+
+class TimeSpan(BaseModel):
+    start: IsoText
+    end: IsoText
+
+
+class ClassScores(BaseModel):
+    feedback: int
+    accuracy: float
+    f1_macro: float
+    recall: dict[str, float | None] = Field(description="Per level; null when it never occurred")
+
+
+class BucketScoreOut(BaseModel):
+    start: IsoText
+    end: IsoText
+    feedback: int
+    accuracy: float | None
+    f1_macro: float | None
+    recall: dict[str, float | None] = Field(description="Per level; empty without feedback")
+
+
+class TrendOut(BaseModel):
+    direction: Literal["improving", "declining", "stable", "insufficient_data"]
+    change: float | None = Field(description="Change of the fitted accuracy line, first to last bucket")
+    buckets_with_feedback: int
+    # Absent when direction is insufficient_data.
+    first_accuracy: float | None = None
+    last_accuracy: float | None = None
+
+
+class PerformanceOut(BaseModel):
+    model_name: str
+    model_version: str | None = Field(description="null: every version of the model")
+    window: TimeSpan
+    bucket_seconds: float
+    overall: ClassScores | None = Field(description="null when the window has no feedback")
+    trend: TrendOut
+    buckets: list[BucketScoreOut]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    semver: str | None
+
+
+CheckStatus = Literal["ok", "skipped", "insufficient_data", "warning", "degraded"]
+
+
+class HealthCheckOut(BaseModel):
+    """One check. Which of the optional fields are present depends on the check and its status."""
+
+    check: Literal["accuracy", "accuracy_trend", "latency_p95", "drift", "prediction_log_backlog"]
+    status: CheckStatus = Field(description="ok, skipped and insufficient_data do not count")
+    reason: str
+    value: float | None = None
+    threshold: float | None = None
+    feedback: int | None = None
+    predictions: int | None = None
+    rows: int | None = Field(None, description="Rows the check had (insufficient_data)")
+    min_rows: int | None = Field(None, description="Rows the check needs (insufficient_data)")
+    report_id: str | None = Field(None, description="The stored drift report the check read")
+
+
+class ModelHealthOut(BaseModel):
+    model: ModelRef
+    status: Literal["healthy", "warning", "degraded"] = Field(description="The most severe check wins")
+    reasons: list[str] = Field(description="The reason of every warning or degraded check")
+    insufficient_data: list[str] = Field(description="Checks with too few rows to judge")
+    checks: list[HealthCheckOut]
+    checked_at: IsoText
