@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import parse_duration
 from app.db.session import read_only, unit_of_work
 from app.db.tables import Prediction, PredictionFeedback
-from app.durations import parse_duration
 
 _UNAVAILABLE = "the prediction database is unavailable; retry shortly"
 
