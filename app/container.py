@@ -81,6 +81,7 @@ def _construct(settings: Settings, metrics: ServiceMetrics) -> Container:
     predictions = PredictionService(
         slot=slot, prediction_log=prediction_log, metrics=metrics, admission=admission,
         max_items=settings.predict.max_items, deadline_s=settings.limits.deadline_s, batcher=batcher,
+        subject_key=settings.privacy.subject_hmac_key.get_secret_value().encode(),
     )
     audit = PromotionAudit(engine=engine)
     drift = DriftService(engine=engine, models=slot, settings=settings.drift, metrics=metrics)

@@ -116,7 +116,8 @@ def _service(settings: Settings, models, log, metrics) -> tuple[PredictionServic
     service = PredictionService(slot=models, prediction_log=log, metrics=metrics,
                                 admission=Admission(limit=settings.limits.max_in_flight),
                                 max_items=settings.predict.max_items,
-                                deadline_s=settings.limits.deadline_s, batcher=batcher)
+                                deadline_s=settings.limits.deadline_s, batcher=batcher,
+                                subject_key=b"bench")
     return service, batcher
 
 

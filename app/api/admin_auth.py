@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.deps import ContainerDep
+from app.api.deps import SettingsDep, container_of
 from app.errors import PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,13 @@ def match_token(tokens: dict, presented: str) -> str | None:
     return found
 
 
-def require_admin(
-    container: ContainerDep,
+async def require_admin(
+    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("an admin bearer token is required")
-    name = match_token(container.settings.admin.admin_tokens, credentials.credentials)
+    name = match_token(settings.admin.admin_tokens, credentials.credentials)
     if name is None:
         log.warning("admin request with an unknown token refused")
         raise PermissionDenied("this token may not use the admin API")
@@ -72,7 +72,7 @@ async def require_client_key(
     ``/metrics``), as do the protocol metadata routes (``/version``, ``/v2``, V2 model metadata
     and readiness: the signature, no data). Admin routes take an admin token instead.
     """
-    keys = request.app.state.container.settings.security.api_keys
+    keys = container_of(request).settings.security.api_keys
     if not keys:
         return
     if not supplied:

@@ -17,9 +17,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import DriftSettings
-from app.db.engine import DB_ERRORS
+from app.db.session import read_only, unit_of_work
 from app.db.tables import DriftReport
-from app.errors import DatabaseUnavailable, NoDataInWindow, ReferenceUnavailable
+from app.errors import NoDataInWindow, ReferenceUnavailable
 from app.metrics import ServiceMetrics
 from app.ml.features import CATEGORICAL, LEVELS
 from app.monitoring import evidently_engine, html
@@ -34,6 +34,7 @@ from app.serving.model_slot import ModelSlot
 log = logging.getLogger(__name__)
 
 ENGINES = ("native", "evidently")
+_UNREADABLE = "stored drift reports cannot be read right now"
 Computed = tuple[DriftResult, str | None]  # the result, and its page when one was asked for
 
 
@@ -64,8 +65,9 @@ def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
     pipeline: Any = model.pipeline  # sklearn: untyped
     try:
         encoder = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
-        return {name: set(map(str, cats)) for name, cats in zip(CATEGORICAL, encoder.categories_)}
-    except (AttributeError, KeyError):
+        return {name: set(map(str, cats))
+                for name, cats in zip(CATEGORICAL, encoder.categories_, strict=True)}
+    except (AttributeError, KeyError, ValueError):
         return None  # another pipeline layout: the reference sample's categories stand in
 
 
@@ -158,7 +160,7 @@ class DriftService:
     async def _store(self, result: DriftResult) -> str:
         report_id = uuid.uuid4()
         result.report_id = str(report_id)
-        async with self._engine.begin() as conn:
+        async with unit_of_work(self._engine, "drift reports cannot be stored right now") as conn:
             await conn.execute(
                 insert(DriftReport).values(
                     id=report_id, model_name=result.model_name, model_version=result.model_version,
@@ -201,12 +203,9 @@ class DriftService:
     async def stored(self, report_id: str) -> dict[str, Any] | None:
         """A stored report's result body."""
         t = DriftReport.__table__
-        try:
-            async with self._engine.connect() as conn:
-                return (await conn.execute(
-                    select(t.c.result).where(t.c.id == uuid.UUID(report_id)))).scalar_one_or_none()
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("stored drift reports cannot be read right now") from exc
+        async with read_only(self._engine, _UNREADABLE) as conn:
+            return (await conn.execute(
+                select(t.c.result).where(t.c.id == uuid.UUID(report_id)))).scalar_one_or_none()
 
     async def latest_stored(self, model_name: str, model_version: str,
                             since: datetime) -> StoredReport | None:
@@ -219,6 +218,6 @@ class DriftService:
                    t.c.created_at >= since)
             .order_by(t.c.created_at.desc()).limit(1)
         )
-        async with self._engine.connect() as conn:
+        async with read_only(self._engine, _UNREADABLE) as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return StoredReport(**row) if row else None

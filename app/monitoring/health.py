@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import HealthSettings
+from app.db.session import read_only
 from app.db.tables import Prediction
 from app.errors import ModelNotFound
 from app.monitoring.drift_service import DriftService
@@ -144,7 +145,7 @@ class HealthService:
         since = now - parse_duration(s.latency_window)
         p = Prediction.__table__
         where = (p.c.model_name == name, p.c.model_version == version, p.c.created_at >= since)
-        async with self._engine.connect() as conn:
+        async with read_only(self._engine, "prediction latencies cannot be read right now") as conn:
             n = (await conn.execute(select(func.count()).select_from(p).where(*where))).scalar_one()
             if n < s.min_predictions:  # the p95 of a few rows is their maximum
                 return _check(
@@ -169,7 +170,8 @@ class HealthService:
         s = self.settings
         latest = await self._drift.latest_stored(name, version, now - parse_duration(s.drift_max_age))
         if latest is None:
-            return _check("drift", "skipped", f"no drift report of this version in the last {s.drift_max_age}")
+            return _check("drift", "skipped",
+                          f"no drift report of this version in the last {s.drift_max_age}")
         body, report_id = latest.result, str(latest.id)
         drifted = body.get("drifted_features", [])
         if body.get("status") == INSUFFICIENT:  # that report gave no verdict: neither do we

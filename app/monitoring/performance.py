@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import bucket_index
+from app.db.session import read_only
 from app.db.tables import Prediction, PredictionFeedback
 from app.errors import InvalidInput
 from app.metrics import ServiceMetrics
@@ -172,7 +173,7 @@ class PerformanceService:
             stmt = stmt.where(p.c.model_version == model_version)
         position = {level: i for i, level in enumerate(LEVELS)}
         out: dict[int, Confusion] = {}
-        async with self._engine.connect() as conn:
+        async with read_only(self._engine, "feedback cannot be read right now") as conn:
             for bucket, predicted, actual, n in (await conn.execute(stmt)).all():
                 if predicted not in position or actual not in position:
                     continue  # not a level this model predicts; the feedback endpoint validates

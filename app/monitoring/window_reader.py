@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import DateTime, bindparam, func, select, text
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.session import read_only
 from app.db.tables import Prediction
 from app.ml.features import CATEGORICAL, FEATURE_NAMES
 from app.monitoring.data import LEVEL_COLUMN, Window
@@ -27,6 +30,7 @@ _SCHEMA = pa.schema(
     + [(LEVEL_COLUMN, pa.string())]
 )
 _SQLITE_CHUNK = 20_000
+_UNREADABLE = "the prediction log cannot be read right now"
 
 
 def _pg_select(sample: bool) -> str:
@@ -45,7 +49,7 @@ async def count_window(engine: AsyncEngine, model_name: str, model_version: str,
         Prediction.model_name == model_name, Prediction.model_version == model_version,
         Prediction.created_at >= start, Prediction.created_at < end,
     )
-    async with engine.connect() as conn:
+    async with read_only(engine, _UNREADABLE) as conn:
         return int((await conn.execute(stmt)).scalar_one())
 
 
@@ -56,28 +60,28 @@ async def read_window(
     total = await count_window(engine, model_name, model_version, start, end)
     sample = total > max_rows
     fraction = max_rows / total if sample else 1.0
-    if engine.dialect.name == "postgresql":
-        table = await _read_postgres(engine, model_name, model_version, start, end, sample,
-                                     fraction, max_rows)
-    else:
-        table = await _read_sqlite(engine, model_name, model_version, start, end, sample,
-                                   fraction, max_rows)
+    read = _read_postgres if engine.dialect.name == "postgresql" else _read_sqlite
+    table = await read(engine, model_name, model_version, start, end, sample, fraction, max_rows)
     return Window(table=table, start=start, end=end, rows_in_window=total, sampled=sample,
                   max_rows=max_rows)
 
 
-async def _read_postgres(engine, model_name, model_version, start, end, sample, fraction, limit):
+async def _read_postgres(engine: AsyncEngine, model_name: str, model_version: str, start: datetime,
+                         end: datetime, sample: bool, fraction: float, limit: int) -> pa.Table:
     query = _pg_select(sample)
-    args = [model_name, model_version, start, end] + ([fraction, limit] if sample else [])
+    args: list[object] = [model_name, model_version, start, end]
+    if sample:
+        args += [fraction, limit]
     # Arrow owns the growing buffer, so the parser reads it in place (no copy of the CSV text).
     buffer = pa.BufferOutputStream()
 
     async def sink(chunk: bytes) -> None:
         buffer.write(chunk)
 
-    async with engine.connect() as conn:
+    async with read_only(engine, _UNREADABLE) as conn:
         raw = await conn.get_raw_connection()
-        await raw.driver_connection.copy_from_query(query, *args, output=sink, format="csv")
+        driver: Any = raw.driver_connection  # asyncpg's connection: untyped
+        await driver.copy_from_query(query, *args, output=sink, format="csv")
     return await asyncio.to_thread(parse_csv, buffer.getvalue())
 
 
@@ -87,7 +91,7 @@ def parse_csv(data: pa.Buffer | bytes) -> pa.Table:
     return _parse(pa.BufferReader(data))
 
 
-def _parse(source) -> pa.Table:
+def _parse(source: pa.BufferReader) -> pa.Table:
     return pacsv.read_csv(
         source,
         read_options=pacsv.ReadOptions(column_names=list(_COLUMNS)),
@@ -97,11 +101,13 @@ def _parse(source) -> pa.Table:
     )
 
 
-async def _read_sqlite(engine, model_name, model_version, start, end, sample, fraction, limit):
+async def _read_sqlite(engine: AsyncEngine, model_name: str, model_version: str, start: datetime,
+                       end: datetime, sample: bool, fraction: float, limit: int) -> pa.Table:
     cols = ", ".join(f"json_extract(features, '$.{name}')" for name in FEATURE_NAMES)
     where = ("model_name = :name AND model_version = :version AND created_at >= :start "
              "AND created_at < :end")
-    params = {"name": model_name, "version": model_version, "start": start, "end": end}
+    params: dict[str, object] = {"name": model_name, "version": model_version, "start": start,
+                                 "end": end}
     if sample:
         # random() is a signed 64-bit integer: map it to [0, 1).
         where += " AND (random() / 18446744073709551616.0 + 0.5) < :fraction"
@@ -109,8 +115,8 @@ async def _read_sqlite(engine, model_name, model_version, start, end, sample, fr
     sql = f"SELECT {cols}, level FROM prediction WHERE {where}" + (" LIMIT :limit" if sample else "")
     if sample:
         params["limit"] = limit
-    rows: list = []
-    async with engine.connect() as conn:
+    rows: list[Row[Any]] = []
+    async with read_only(engine, _UNREADABLE) as conn:
         # Bound as DateTime so they are stored-format text, exactly as the log wrote them.
         stmt = text(sql).bindparams(bindparam("start", type_=DateTime(timezone=True)),
                                     bindparam("end", type_=DateTime(timezone=True)))
@@ -120,11 +126,11 @@ async def _read_sqlite(engine, model_name, model_version, start, end, sample, fr
     return await asyncio.to_thread(_rows_to_table, rows)
 
 
-def _rows_to_table(rows: list) -> pa.Table:
-    columns = list(zip(*rows)) if rows else [() for _ in _COLUMNS]
+def _rows_to_table(rows: list[Row[Any]]) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in _COLUMNS]
     arrays = [
         pa.array(list(values) if field.type == pa.string() else [float(v) for v in values], field.type)
-        for values, field in zip(columns, _SCHEMA)
+        for values, field in zip(columns, _SCHEMA, strict=True)
     ]
     return pa.Table.from_arrays(arrays, schema=_SCHEMA)
 

@@ -1,4 +1,9 @@
-"""The prediction core shared by every protocol: validate once, predict off the loop, log, count."""
+"""The prediction core shared by every protocol (/v1, /invocations, /v2).
+
+It owns what every protocol needs alike, so no router repeats it: one deadline over decoding and
+predicting, admission, the subject HMAC, logging and counting. A protocol hands in only how to
+turn its request into validated rows (``decode``) and which model it addresses (``select``).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,35 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from app.errors import DeadlineExceeded, InvalidInput, Overloaded, PredictionNotFound
 from app.metrics import ServiceMetrics
 from app.ml.features import BY_NAME, CATEGORICAL, LEVELS
 from app.prediction_log.log import PredictionLog, PredictionRecord
+from app.prediction_log.privacy import hash_subject
 from app.serving.admission import Admission
 from app.serving.batching import MicroBatcher
 from app.serving.loaded_model import LoadedModel, score_of
 from app.serving.model_slot import ModelSlot
+
+Row = dict[str, Any]
+
+
+class Decoded(Protocol):
+    """What a protocol's decoder yields: at least the validated rows."""
+
+    @property
+    def rows(self) -> list[Row]: ...
+
+
+D = TypeVar("D", bound=Decoded)
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,11 @@ class PredictionOutcome:
     results: list[PredictionResult]
 
 
+@dataclass(frozen=True)
+class _Rows:
+    rows: list[Row]
+
+
 class PredictionService:
     def __init__(
         self,
@@ -43,6 +71,7 @@ class PredictionService:
         admission: Admission,
         max_items: int,
         deadline_s: float,
+        subject_key: bytes,
         batcher: MicroBatcher | None = None,
     ) -> None:
         self.slot = slot
@@ -51,6 +80,7 @@ class PredictionService:
         self.max_items = max_items
         self.admission = admission
         self.deadline_s = deadline_s
+        self._subject_key = subject_key
         # None: each request predicts alone in a worker thread.
         self.batcher = batcher
 
@@ -64,27 +94,74 @@ class PredictionService:
 
     async def predict(
         self,
-        rows: list[dict],
+        rows: list[Row],
         *,
         request_id: str | None = None,
         protocol: str = "v1",
-        subject_hash: str | None = None,
+        subject_id: str | None = None,
     ) -> PredictionOutcome:
-        """Predict validated rows with the serving model and log every result."""
+        """Predict rows already validated (the HR API's body) with the serving model."""
+        self._check_size(rows)  # before the model: too many items is the client's error, loaded or not
+
+        async def given(_: LoadedModel) -> _Rows:
+            return _Rows(rows)
+
+        _, outcome = await self.serve(
+            given, request_id=request_id, protocol=protocol, subject_id=subject_id
+        )
+        return outcome
+
+    async def serve(
+        self,
+        decode: Callable[[LoadedModel], Awaitable[D]],
+        *,
+        protocol: str,
+        request_id: str | None = None,
+        subject_id: str | None = None,
+        select: Callable[[ModelSlot], LoadedModel] | None = None,
+    ) -> tuple[D, PredictionOutcome]:
+        """Select the model, decode the request for it and predict, all within the deadline.
+
+        ``decode`` runs blocking parsing in a thread itself; it may read the request body, so a
+        slow upload counts against the deadline as it always has.
+        """
+        # One reference for the whole request, even if another version is installed meanwhile.
+        model = select(self.slot) if select is not None else self.slot.require()
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                decoded = await decode(model)
+                self._check_size(decoded.rows)
+                started = time.perf_counter()
+                self._count_unknown_categories(decoded.rows)
+                proba = await self._admitted(model, decoded.rows, protocol)
+        except TimeoutError:
+            self.metrics.rejected.labels("deadline", protocol).inc()
+            raise DeadlineExceeded(
+                f"the request took longer than {self.deadline_s:g} s"
+            ) from None
+        # Past the deadline's reach: a prediction made is always logged, never half answered.
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        outcome = await self._log(
+            model, decoded.rows, proba, latency_ms, request_id, protocol,
+            hash_subject(self._subject_key, subject_id),
+        )
+        return decoded, outcome
+
+    def _check_size(self, rows: list[Row]) -> None:
         if len(rows) > self.max_items:
             raise InvalidInput(
                 f"too many items: at most {self.max_items} per request",
                 [{"field": "items", "type": "too_long", "message": f"at most {self.max_items} items"}],
             )
-        model = self.slot.require()  # one reference for the whole request
-        started = time.perf_counter()
-        self._count_unknown_categories(rows)
-        proba = await self._predict_within_deadline(model, rows, protocol)
-        scores = score_of(proba)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        now = datetime.now(UTC)
 
-        results, records = [], []
+    async def _log(
+        self, model: LoadedModel, rows: list[Row], proba: npt.NDArray[np.float64], latency_ms: float,
+        request_id: str | None, protocol: str, subject_hash: str | None,
+    ) -> PredictionOutcome:
+        scores = score_of(proba)
+        now = datetime.now(UTC)
+        results: list[PredictionResult] = []
+        records: list[PredictionRecord] = []
         # Plain Python floats once (tolist), not numpy scalars converted one by one.
         for row, p, score, level in zip(rows, proba.tolist(), scores.tolist(), model.levels_of(proba)):
             probabilities = dict(zip(LEVELS, p))
@@ -104,11 +181,13 @@ class PredictionService:
         await self.log.record(records)
         return PredictionOutcome(model, results)
 
-    async def _predict_within_deadline(self, model: LoadedModel, rows: list[dict], protocol: str):
-        """Admit the request, predict in a thread, give up waiting at the deadline.
+    async def _admitted(
+        self, model: LoadedModel, rows: list[Row], protocol: str
+    ) -> npt.NDArray[np.float64]:
+        """Admit the request and predict in a thread (alone, or in a micro-batch).
 
-        A thread cannot be interrupted, so a timed-out prediction keeps its admission slot until
-        its rows are really predicted (alone, or in the micro-batch that took them): the cap
+        A thread cannot be interrupted, so when the deadline gives up waiting the work is
+        shielded and keeps its admission slot until its rows are really predicted: the cap
         counts the work actually pending.
         """
         try:
@@ -116,26 +195,21 @@ class PredictionService:
         except Overloaded:
             self.metrics.rejected.labels("overload", protocol).inc()
             raise
+        work: asyncio.Future[npt.NDArray[np.float64]]
         if self.batcher is not None:
             work = self.batcher.submit(model, rows)
         else:
             work = asyncio.ensure_future(asyncio.to_thread(model.predict_rows, rows))
         work.add_done_callback(lambda _: self.admission.leave())
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), self.deadline_s)
-        except TimeoutError:
-            self.metrics.rejected.labels("deadline", protocol).inc()
-            raise DeadlineExceeded(
-                f"the prediction did not finish within {self.deadline_s:g}s"
-            ) from None
+        return await asyncio.shield(work)
 
-    async def get(self, prediction_id: uuid.UUID) -> dict:
+    async def get(self, prediction_id: uuid.UUID) -> dict[str, Any]:
         row = await self.log.get(prediction_id)
         if row is None:
             raise PredictionNotFound("no prediction with this id")
         return row
 
-    def _count_unknown_categories(self, rows: list[dict]) -> None:
+    def _count_unknown_categories(self, rows: list[Row]) -> None:
         for name in CATEGORICAL:
             vocabulary = BY_NAME[name].vocabulary
             unknown = sum(1 for row in rows if row[name] not in vocabulary)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
-from app.api.deps import ContainerDep
+from app.api.deps import DrainingDep, ReloaderDep, SettingsDep, SlotDep
 from app.api.errors import error_body
 from app.api.schemas.predictions import Liveness, Readiness, error_responses
+from app.serving.reloader import Reloader
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live", operation_id="health_live", response_model=Liveness)
-async def live() -> dict:
+async def live() -> dict[str, str]:
     """The process is up and answering."""
     return {"status": "alive"}
 
@@ -27,10 +29,12 @@ async def live() -> dict:
     response_model=Readiness,
     responses=error_responses(503),
 )
-async def ready(container: ContainerDep) -> JSONResponse:
+async def ready(
+    slot: SlotDep, settings: SettingsDep, reloader: ReloaderDep, draining: DrainingDep
+) -> JSONResponse:
     """Ready once a model is loaded; names the serving version. No connection details."""
-    model = container.slot.current
-    if container.draining:
+    model = slot.current
+    if draining:
         body = error_body("shutting_down", "the service is shutting down")
         return JSONResponse(body, 503)
     if model is None:
@@ -43,18 +47,18 @@ async def ready(container: ContainerDep) -> JSONResponse:
                 "name": model.name,
                 "version": model.version,
                 "semver": model.semver,
-                "alias": container.settings.model.alias,
+                "alias": settings.model.alias,
                 "resolved_via": model.ref.via,
             },
-            **_registry_state(container, model.ref.via),
+            **_registry_state(reloader, model.ref.via),
         }
     )
 
 
-def _registry_state(container, via: str) -> dict:
+def _registry_state(reloader: Reloader, via: str) -> dict[str, Any]:
     """Whether the registry answers; a warning when the model came from the local cache."""
-    status = container.reloader.status
-    state: dict = {"registry": {"reachable": status.reachable, "last_error": status.last_error}}
+    status = reloader.status
+    state: dict[str, Any] = {"registry": {"reachable": status.reachable, "last_error": status.last_error}}
     if via == "cache":
         state["warning"] = (
             "the model registry was unreachable: serving the last known good version from the local cache"

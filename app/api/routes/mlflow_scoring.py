@@ -9,15 +9,15 @@ from fastapi.responses import JSONResponse
 from mlflow.version import VERSION as MLFLOW_VERSION
 
 from app.api.admin_auth import require_client_key
-from app.api.deps import ContainerDep, PredictionsDep, RequestIdDep
+from app.api.deps import PredictionsDep, RequestIdDep, SlotDep
 from app.api.protocol_errors import MlflowRoute, documented, mlflow_error
-from app.errors import DeadlineExceeded
-from app.serving.codecs.mlflow_scoring import parse_invocation
+from app.serving.codecs.mlflow_scoring import ParsedInvocation, parse_invocation
 from app.serving.codecs.schemas import (
     MLFLOW_ERROR_SCHEMA,
     invocations_request_body,
     invocations_response_schema,
 )
+from app.serving.loaded_model import LoadedModel
 
 router = APIRouter(tags=["mlflow scoring protocol"], route_class=MlflowRoute)
 NOT_READY = documented(MLFLOW_ERROR_SCHEMA, {503: "No model is loaded yet"})
@@ -27,8 +27,8 @@ PLAIN = "text/plain"
 PING_OK = {200: {"description": "A model is loaded", "content": {PLAIN: {"schema": {"type": "string"}}}}}
 
 
-async def _ping(container: ContainerDep) -> Response:
-    if container.slot.current is None:
+async def _ping(slot: SlotDep) -> Response:
+    if slot.current is None:
         return mlflow_error("TEMPORARILY_UNAVAILABLE", "no model is loaded yet")
     return Response("\n", 200, media_type=PLAIN)
 
@@ -74,17 +74,14 @@ async def version() -> Response:
     },
 )
 async def invocations(
-    request: Request, container: ContainerDep, predictions: PredictionsDep, request_id: RequestIdDep
+    request: Request, predictions: PredictionsDep, request_id: RequestIdDep
 ) -> Response:
     """Score a table in any of MLflow's formats; answers ``{"predictions": [level, ...]}``."""
-    timeout = container.settings.limits.deadline_s
-    try:
-        async with asyncio.timeout(timeout):
-            model = container.slot.require()
-            body = await request.body()
-            content_type = request.headers.get("content-type")
-            parsed = await asyncio.to_thread(parse_invocation, body, content_type, model.signature)
-            outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="mlflow")
-    except TimeoutError:
-        raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None
+    content_type = request.headers.get("content-type")
+
+    async def decode(model: LoadedModel) -> ParsedInvocation:
+        body = await request.body()
+        return await asyncio.to_thread(parse_invocation, body, content_type, model.signature)
+
+    _, outcome = await predictions.serve(decode, request_id=request_id, protocol="mlflow")
     return JSONResponse({"predictions": [r.level for r in outcome.results]})

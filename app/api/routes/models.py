@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.admin_auth import AdminDep, require_client_key
-from app.api.deps import ContainerDep, LifecycleDep, ReloaderDep
+from app.api.deps import LifecycleDep, ReloaderDep, SettingsDep, SlotDep
 from app.api.json_body import JsonBodyRoute
 from app.api.params import ModelName
 from app.api.schemas.models import (
@@ -21,6 +21,7 @@ from app.api.schemas.models import (
     VersionList,
 )
 from app.api.schemas.predictions import error_responses
+from app.config import Settings
 from app.errors import ModelNotFound
 from app.lifecycle.service import MoveResult
 from app.serving.reloader import Reloader
@@ -35,10 +36,10 @@ BODY = error_responses(415)
 READ = {"dependencies": [Depends(require_client_key)], "responses": error_responses(401, 403)}
 
 
-async def _after_move(result: MoveResult, container, reloader: Reloader) -> MoveOut:
+async def _after_move(result: MoveResult, settings: Settings, reloader: Reloader) -> MoveOut:
     """Reload here at once (other workers follow within one poll interval)."""
     reload = None
-    if result.model_name == container.settings.model.name:
+    if result.model_name == settings.model.name:
         reload = ReloadOut(**vars(await reloader.poll_once(retry_failed=True)))
     return MoveOut(
         name=result.model_name, action=result.action, from_version=result.from_version,
@@ -48,10 +49,10 @@ async def _after_move(result: MoveResult, container, reloader: Reloader) -> Move
 
 
 @router.get("/{name}", response_model=ModelOut, operation_id="get_model", **READ)
-async def get_model(name: ModelName, lifecycle: LifecycleDep, container: ContainerDep) -> ModelOut:
+async def get_model(name: ModelName, lifecycle: LifecycleDep, slot: SlotDep) -> ModelOut:
     """The registered model, its Production version and what this worker serves."""
     summary = await lifecycle.summary(name)
-    model = container.slot.current
+    model = slot.current
     serving = None
     if model is not None and model.name == name:
         serving = ServingOut(version=model.version, semver=model.semver, resolved_via=model.ref.via)
@@ -76,28 +77,30 @@ async def list_promotions(
              operation_id="promote_model")
 async def promote(
     name: ModelName, body: PromoteRequest, admin: AdminDep, lifecycle: LifecycleDep,
-    container: ContainerDep, reloader: ReloaderDep,
+    settings: SettingsDep, reloader: ReloaderDep,
 ) -> MoveOut:
     """Make a version Production if the promotion policy agrees (``force`` skips it). Admin only."""
     result = await lifecycle.promote(name, body.version, actor=admin, reason=body.reason,
                                      force=body.force)
-    return await _after_move(result, container, reloader)
+    return await _after_move(result, settings, reloader)
 
 
 @router.post("/{name}/rollback", response_model=MoveOut, responses=ADMIN | BODY,
              operation_id="rollback_model")
 async def rollback(
-    name: ModelName, admin: AdminDep, lifecycle: LifecycleDep, container: ContainerDep,
+    name: ModelName, admin: AdminDep, lifecycle: LifecycleDep, settings: SettingsDep,
     reloader: ReloaderDep, body: RollbackRequest | None = None,
 ) -> MoveOut:
     """Undo the last move: Production goes back to the version before it (repeatable). Admin only."""
     result = await lifecycle.rollback(name, actor=admin, reason=body.reason if body else None)
-    return await _after_move(result, container, reloader)
+    return await _after_move(result, settings, reloader)
 
 
 @router.post("/{name}/reload", response_model=ReloadOut, responses=ADMIN, operation_id="reload_model")
-async def reload(name: ModelName, admin: AdminDep, container: ContainerDep, reloader: ReloaderDep) -> ReloadOut:
+async def reload(
+    name: ModelName, admin: AdminDep, settings: SettingsDep, reloader: ReloaderDep
+) -> ReloadOut:
     """Look at the registry now (also retries a version that failed recently). Admin only."""
-    if name != container.settings.model.name:
-        raise ModelNotFound(f"this service only serves {container.settings.model.name!r}")
+    if name != settings.model.name:
+        raise ModelNotFound(f"this service only serves {settings.model.name!r}")
     return ReloadOut(**vars(await reloader.poll_once(retry_failed=True)))

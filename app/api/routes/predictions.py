@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Depends
 
 from app.api.admin_auth import require_client_key
-from app.api.deps import ContainerDep, FeedbackDep, PredictionsDep, RequestIdDep
+from app.api.deps import FeedbackDep, PredictionsDep, RequestIdDep, SettingsDep
 from app.api.json_body import JsonBodyRoute
 from app.api.schemas.predictions import (
     FeedbackIn,
@@ -20,7 +20,6 @@ from app.api.schemas.predictions import (
     PredictionResponse,
     error_responses,
 )
-from app.prediction_log.privacy import hash_subject
 
 router = APIRouter(
     prefix="/v1/predictions",
@@ -56,22 +55,21 @@ _PREDICTION_LINKS = {
 async def create_predictions(
     body: PredictionRequest,
     predictions: PredictionsDep,
-    container: ContainerDep,
+    settings: SettingsDep,
     request_id: RequestIdDep,
 ) -> PredictionResponse:
     """Score 1..N job role x skill x horizon items with the Production model."""
-    key = container.settings.privacy.subject_hmac_key.get_secret_value().encode()
     outcome = await predictions.predict(
         [item.model_dump() for item in body.items],
         request_id=request_id,
         protocol="v1",
-        subject_hash=hash_subject(key, body.subject_id),
+        subject_id=body.subject_id,
     )
     model = outcome.model
     return PredictionResponse(
         model=ModelRefOut(
             name=model.name, version=model.version, semver=model.semver,
-            alias=container.settings.model.alias,
+            alias=settings.model.alias,
         ),
         predictions=[
             PredictionOut(

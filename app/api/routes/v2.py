@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.admin_auth import require_client_key
-from app.api.deps import ContainerDep, ModelsDep, PredictionsDep, RequestIdDep
+from app.api.deps import PredictionsDep, RequestIdDep, SlotDep
 from app.api.params import ModelName, VersionPath
 from app.api.protocol_errors import V2Route, documented, v2_error
-from app.errors import DeadlineExceeded
 from app.serving.codecs import v2
 from app.serving.codecs.errors import ProtocolInputError
 from app.serving.codecs.schemas import V2_ERROR_SCHEMA, infer_request_body, infer_response_schema
+from app.serving.loaded_model import LoadedModel
+from app.serving.model_slot import ModelSlot
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=V2Route)
 BINARY_HEADER = "inference-header-content-length"
@@ -39,9 +40,9 @@ async def live() -> dict:
 
 
 @router.get("/health/ready", operation_id="v2_ready", responses={503: ERRORS[503]})
-async def ready(models: ModelsDep) -> JSONResponse:
+async def ready(slot: SlotDep) -> JSONResponse:
     """200 once a model is loaded and usable, else 503."""
-    if models.current is None:
+    if slot.current is None:
         return v2_error("the model is not loaded yet", 503)
     return JSONResponse({"ready": True})
 
@@ -54,31 +55,31 @@ async def server_metadata(request: Request) -> dict:
 
 async def _infer(
     request: Request,
-    container: ContainerDep,
     predictions: PredictionsDep,
-    request_id: RequestIdDep,
+    request_id: str | None,
     name: str,
     version: str | None,
 ) -> Response:
-    json_length = request.headers.get(BINARY_HEADER)
-    if json_length is not None and not (json_length.isascii() and json_length.isdigit()):
+    header = request.headers.get(BINARY_HEADER)
+    if header is not None and not (header.isascii() and header.isdigit()):
         raise ProtocolInputError("Inference-Header-Content-Length must be a byte count")
-    timeout = container.settings.limits.deadline_s
-    try:
-        async with asyncio.timeout(timeout):
-            model = v2.find_model(container.models, name, version)
-            body = await request.body()
-            parsed = await asyncio.to_thread(
-                v2.parse_infer, body, model.signature, int(json_length) if json_length else None
-            )
-            outcome = await predictions.predict(parsed.rows, request_id=request_id, protocol="v2")
-    except TimeoutError:
-        raise DeadlineExceeded(f"the request took longer than {timeout:g} s") from None
-    body, json_length = v2.encode_infer_response(parsed, outcome)
-    if json_length is None:
+    json_length = int(header) if header else None
+
+    def select(slot: ModelSlot) -> LoadedModel:
+        return v2.find_model(slot, name, version)
+
+    async def decode(model: LoadedModel) -> v2.InferRequest:
+        body = await request.body()
+        return await asyncio.to_thread(v2.parse_infer, body, model.signature, json_length)
+
+    parsed, outcome = await predictions.serve(
+        decode, select=select, request_id=request_id, protocol="v2"
+    )
+    body, binary_length = v2.encode_infer_response(parsed, outcome)
+    if binary_length is None:
         return Response(body, media_type="application/json")
     return Response(
-        body, media_type="application/octet-stream", headers={BINARY_HEADER: str(json_length)}
+        body, media_type="application/octet-stream", headers={BINARY_HEADER: str(binary_length)}
     )
 
 
@@ -104,33 +105,32 @@ INFER = {
 
 
 @router.get("/models/{name}", operation_id="v2_model_metadata", **METADATA)
-async def model_metadata(name: ModelName, models: ModelsDep) -> dict:
-    return v2.model_metadata(v2.find_model(models, name, None))
+async def model_metadata(name: ModelName, slot: SlotDep) -> dict:
+    return v2.model_metadata(v2.find_model(slot, name, None))
 
 
 @router.get("/models/{name}/versions/{version}", operation_id="v2_model_version_metadata", **METADATA)
-async def model_version_metadata(name: ModelName, version: VersionPath, models: ModelsDep) -> dict:
-    return v2.model_metadata(v2.find_model(models, name, version))
+async def model_version_metadata(name: ModelName, version: VersionPath, slot: SlotDep) -> dict:
+    return v2.model_metadata(v2.find_model(slot, name, version))
 
 
 @router.get("/models/{name}/ready", operation_id="v2_model_ready", **READY)
-async def model_ready(name: ModelName, models: ModelsDep) -> dict:
-    return {"name": v2.find_model(models, name, None).name, "ready": True}
+async def model_ready(name: ModelName, slot: SlotDep) -> dict:
+    return {"name": v2.find_model(slot, name, None).name, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready", operation_id="v2_model_version_ready", **READY)
-async def model_version_ready(name: ModelName, version: VersionPath, models: ModelsDep) -> dict:
-    return {"name": v2.find_model(models, name, version).name, "ready": True}
+async def model_version_ready(name: ModelName, version: VersionPath, slot: SlotDep) -> dict:
+    return {"name": v2.find_model(slot, name, version).name, "ready": True}
 
 
 @router.post(
     "/models/{name}/infer", operation_id="v2_infer", dependencies=CLIENT_KEY, **INFER
 )
 async def infer(
-    name: ModelName, request: Request, container: ContainerDep, predictions: PredictionsDep,
-    request_id: RequestIdDep,
+    name: ModelName, request: Request, predictions: PredictionsDep, request_id: RequestIdDep
 ) -> Response:
-    return await _infer(request, container, predictions, request_id, name, None)
+    return await _infer(request, predictions, request_id, name, None)
 
 
 @router.post(
@@ -140,7 +140,7 @@ async def infer(
     **INFER,
 )
 async def version_infer(
-    name: ModelName, version: VersionPath, request: Request, container: ContainerDep,
-    predictions: PredictionsDep, request_id: RequestIdDep,
+    name: ModelName, version: VersionPath, request: Request, predictions: PredictionsDep,
+    request_id: RequestIdDep,
 ) -> Response:
-    return await _infer(request, container, predictions, request_id, name, version)
+    return await _infer(request, predictions, request_id, name, version)
