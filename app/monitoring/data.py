@@ -28,7 +28,7 @@ def _categorical(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[s
 
 def _counts(codes: np.ndarray, values: list[str]) -> dict[str, int]:
     counts = np.bincount(codes, minlength=len(values)) if len(codes) else np.zeros(len(values), int)
-    return {v: int(c) for v, c in zip(values, counts) if c}
+    return {v: int(c) for v, c in zip(values, counts, strict=True) if c}
 
 
 @dataclass
@@ -83,7 +83,7 @@ class Window:
 
     @property
     def rows(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def note(self) -> str | None:
         if not self.sampled:

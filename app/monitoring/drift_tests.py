@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -46,6 +47,8 @@ METHODS: dict[str, Method] = {
     )
 }
 NUMERIC_ONLY = {"ks", "wasserstein"}
+# Value -> count: category names, or the numbers of a numeric column with few values.
+Counts = Mapping[Any, int]
 
 
 def default_method(kind: str, reference_rows: int, distinct_values: int) -> str:
@@ -85,9 +88,9 @@ def wasserstein_normed(reference: np.ndarray, current: np.ndarray) -> float:
     return wasserstein_1d(reference, current) / norm
 
 
-def numeric_counts(values: np.ndarray) -> dict:
+def numeric_counts(values: np.ndarray) -> dict[float, int]:
     uniques, counts = np.unique(values, return_counts=True)
-    return dict(zip(uniques.tolist(), counts.tolist()))
+    return dict(zip(uniques.tolist(), counts.tolist(), strict=True))
 
 
 def binned_shares(
@@ -102,7 +105,7 @@ def binned_shares(
 
 # -- categorical columns (value counts) -----------------------------------------------------------
 
-def aligned_counts(reference: Mapping, current: Mapping) -> tuple[list, np.ndarray, np.ndarray]:
+def aligned_counts(reference: Counts, current: Counts) -> tuple[list[Any], np.ndarray, np.ndarray]:
     keys = list(dict.fromkeys([*reference, *current]))
     ref = np.array([reference.get(k, 0) for k in keys], dtype=float)
     cur = np.array([current.get(k, 0) for k in keys], dtype=float)
@@ -117,7 +120,7 @@ def _fill_zeroes(shares: np.ndarray) -> np.ndarray:
     return shares
 
 
-def chisquare_pvalue(reference: Mapping, current: Mapping) -> float:
+def chisquare_pvalue(reference: Counts, current: Counts) -> float:
     """Two-sample contingency test: both samples are random, neither is taken as exact.
 
     (Evidently's goodness-of-fit form treats reference shares as the truth and flags stable
@@ -131,7 +134,7 @@ def chisquare_pvalue(reference: Mapping, current: Mapping) -> float:
     return float(stats.chi2_contingency(table, correction=False).pvalue)
 
 
-def z_pvalue(reference: Mapping, current: Mapping) -> float:
+def z_pvalue(reference: Counts, current: Counts) -> float:
     """Two-proportion z-test on the first (sorted) value, as Evidently does for binary columns."""
     keys = sorted(dict.fromkeys([*reference, *current]), key=str)
     n1, n2 = sum(reference.values()), sum(current.values())
@@ -146,7 +149,7 @@ def z_pvalue(reference: Mapping, current: Mapping) -> float:
     return float(2 * (1 - stats.norm.cdf(abs((p1 - p2) / denom))))
 
 
-def jensenshannon_counts(reference: Mapping, current: Mapping) -> float:
+def jensenshannon_counts(reference: Counts, current: Counts) -> float:
     _, ref, cur = aligned_counts(reference, current)
     return float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum()))
 
@@ -155,6 +158,6 @@ def psi_from_shares(ref: np.ndarray, cur: np.ndarray) -> float:
     return float(np.sum((ref - cur) * np.log(ref / cur)))
 
 
-def psi_counts(reference: Mapping, current: Mapping) -> float:
+def psi_counts(reference: Counts, current: Counts) -> float:
     _, ref, cur = aligned_counts(reference, current)
     return psi_from_shares(_fill_zeroes(ref / ref.sum()), _fill_zeroes(cur / cur.sum()))

@@ -9,6 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
 
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, NUMERIC
 from app.monitoring import drift_tests as stats
@@ -41,8 +44,8 @@ def is_loaded() -> bool:
     return _module is not None
 
 
-def run_snapshot(reference_frame, current_frame, share_threshold: float,
-                 methods: dict[str, str], thresholds: dict[str, float]):
+def run_snapshot(reference_frame: pd.DataFrame, current_frame: pd.DataFrame, share_threshold: float,
+                 methods: dict[str, str], thresholds: dict[str, float]) -> Any:
     """Run the preset; returns Evidently's snapshot (current first, as Evidently wants it)."""
     ev = load()
     definition = ev.DataDefinition(numerical_columns=list(NUMERIC), categorical_columns=list(CATEGORICAL))
@@ -57,7 +60,7 @@ def run_snapshot(reference_frame, current_frame, share_threshold: float,
     )
 
 
-def normalise(snapshot) -> list[FeatureDrift]:
+def normalise(snapshot: Any) -> list[FeatureDrift]:
     """Per-column ``ValueDrift`` scores plus the verdicts, which only the tests carry."""
     body = snapshot.dict()
     drift_metrics = {
@@ -100,6 +103,6 @@ def run_evidently(
     features = normalise(snapshot)
     current = ColumnSet.from_arrow(window.table, reference.vocabulary)
     result = base_result(reference, window, share_threshold, "evidently", "evidently", features, current)
-    html = snapshot.get_html_str(as_iframe=False) if with_html else None
+    html: str | None = snapshot.get_html_str(as_iframe=False) if with_html else None
     result.duration_s = time.perf_counter() - started
     return result, html

@@ -13,8 +13,11 @@ table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding
 """
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
+_HEADER = "".join(f"<th>{h}</th>" for h in ("feature", "type", "method", "score", "threshold", "result"))
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def render(result: DriftResult) -> str:
@@ -45,17 +48,21 @@ def render(result: DriftResult) -> str:
         notes += f"<li>Evidently failed ({escape(result.fallback_reason)}); the native engine answered</li>"
     window = f"{result.window_start.isoformat() if result.window_start else '?'} to " \
              f"{result.window_end.isoformat() if result.window_end else '?'}"
+    name, version = escape(result.model_name), escape(result.model_version)
+    table = f"<table><tr>{_HEADER}</tr>{rows}</table>" if rows else ""
+    unseen_line = (f"Rows with a category unseen in training: {unseen.get('rows_with_unseen', 0)} "
+                   f"({_fmt(unseen.get('rate', 0.0))}).")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Drift report: {escape(result.model_name)} v{escape(result.model_version)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Drift report: {name} v{version}</title>
 <style>{_STYLE}</style></head><body>
 <h1>Drift report</h1>
-<p>Model <b>{escape(result.model_name)}</b> version <b>{escape(result.model_version)}</b>; engine {escape(result.engine)};
+<p>Model <b>{name}</b> version <b>{version}</b>; engine {escape(result.engine)};
 window {escape(window)}; reference rows {result.reference_rows}; current rows {result.current_rows}
 (of {result.rows_in_window} in the window).</p>
 <p class="verdict">{escape(verdict_line)}</p>
-{f'<table><tr><th>feature</th><th>type</th><th>method</th><th>score</th><th>threshold</th><th>result</th></tr>{rows}</table>' if rows else ''}
+{table}
 {pred_line}
-<p>Rows with a category unseen in training: {unseen.get('rows_with_unseen', 0)} ({_fmt(unseen.get('rate', 0.0))}).</p>
+<p>{unseen_line}</p>
 {f'<ul>{notes}</ul>' if notes else ''}
 </body></html>
 """

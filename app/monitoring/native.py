@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,8 @@ from app.monitoring.result import INSUFFICIENT_DATA, DriftResult, FeatureDrift
 
 # Numeric columns with at most this many reference values are counted, not binned (Evidently's rule).
 COUNTED_NUMERIC_MAX = 20
+# Share of each predicted level, on the reference and in the current window.
+Shares = dict[str, dict[str, float]]
 
 
 def _numeric_score(method: str, ref: np.ndarray, cur: np.ndarray) -> float:
@@ -30,7 +33,7 @@ def _numeric_score(method: str, ref: np.ndarray, cur: np.ndarray) -> float:
     return _counts_score(method, stats.numeric_counts(ref), stats.numeric_counts(cur))
 
 
-def _counts_score(method: str, ref: dict, cur: dict) -> float:
+def _counts_score(method: str, ref: stats.Counts, cur: stats.Counts) -> float:
     if method == "chisquare":
         return stats.chisquare_pvalue(ref, cur)
     if method == "z":
@@ -73,7 +76,7 @@ def feature_drift(
     )
 
 
-def prediction_drift(reference: Reference, current: ColumnSet) -> tuple[FeatureDrift | None, dict]:
+def prediction_drift(reference: Reference, current: ColumnSet) -> tuple[FeatureDrift | None, Shares]:
     """Drift of the predicted-level distribution, against the model's predictions on its reference."""
     ref, cur = reference.columns.levels, current.levels
     shares = {
@@ -94,7 +97,7 @@ def prediction_drift(reference: Reference, current: ColumnSet) -> tuple[FeatureD
     return drift, shares
 
 
-def unseen_summary(current: ColumnSet) -> dict:
+def unseen_summary(current: ColumnSet) -> dict[str, Any]:
     rows = max(current.rows, 1)
     return {
         "rows_with_unseen": current.rows_with_unseen,
@@ -125,9 +128,12 @@ def run_native(
     return result
 
 
-def base_result(reference, window, share_threshold, engine, requested_engine, features, current,
-                drift=None, shares=None) -> DriftResult:
-    if drift is None and shares is None:
+def base_result(
+    reference: Reference, window: Window, share_threshold: float, engine: str,
+    requested_engine: str, features: list[FeatureDrift], current: ColumnSet,
+    drift: FeatureDrift | None = None, shares: Shares | None = None,
+) -> DriftResult:
+    if shares is None:  # the caller did not compute the predicted-level drift: do it here
         drift, shares = prediction_drift(reference, current)
     notes = [n for n in (window.note(),) if n]
     return DriftResult(

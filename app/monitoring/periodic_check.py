@@ -46,12 +46,13 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
               "engine": result.engine, "drift_report_id": result.report_id or "",
               **({"slot": slot.isoformat()} if slot else {})},
     )
-    run_id = run.info.run_id
+    run_id: str = run.info.run_id
     try:
         now = int(time.time() * 1000)
-        verdict = [] if result.insufficient else [  # no verdict on too few rows, not even 0
-            Metric("drift_share", result.drift_share, now, 0),
-            Metric("dataset_drift", float(result.dataset_drift), now, 0),
+        share, dataset_drift = result.drift_share, result.dataset_drift
+        verdict = [] if share is None or dataset_drift is None else [  # no verdict on too few rows
+            Metric("drift_share", share, now, 0),
+            Metric("dataset_drift", float(dataset_drift), now, 0),
         ]
         metrics = [
             *verdict,

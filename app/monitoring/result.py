@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 OK = "ok"
 INSUFFICIENT_DATA = "insufficient_data"
@@ -37,7 +38,7 @@ class DriftResult:
     share_threshold: float
     prediction_drift: FeatureDrift | None
     prediction_distribution: dict[str, dict[str, float]]
-    unseen_categories: dict
+    unseen_categories: dict[str, Any]  # rows_with_unseen, rate, by_feature: {count, rate}
     notes: list[str] = field(default_factory=list)
     fallback_reason: str | None = None
     duration_s: float = 0.0
@@ -64,11 +65,12 @@ class DriftResult:
 
     @property
     def dataset_drift(self) -> bool | None:
-        if self.insufficient:
+        share = self.drift_share
+        if share is None:
             return None
-        return bool(self.features) and self.drift_share >= self.share_threshold
+        return bool(self.features) and share >= self.share_threshold
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
         for key in ("window_start", "window_end"):
             body[key] = body[key].isoformat() if body[key] else None
