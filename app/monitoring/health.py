@@ -20,7 +20,7 @@ from app.db.tables import Prediction
 from app.errors import ModelNotFound
 from app.monitoring.drift_service import DriftService
 from app.monitoring.performance import PerformanceService
-from app.monitoring.windows import TimeWindow, parse_duration
+from app.monitoring.windows import TimeWindow
 from app.prediction_log.log import PredictionLog
 from app.serving.model_slot import ModelSlot
 
@@ -109,8 +109,8 @@ class HealthService:
 
     async def _accuracy_checks(self, name: str, version: str, now: datetime) -> list[Check]:
         s = self.settings
-        window = TimeWindow(now - parse_duration(s.window), now)
-        perf = await self._performance.compute(window, parse_duration(s.bucket), name, version)
+        window = TimeWindow.last(s.window, now)
+        perf = await self._performance.compute(window, s.bucket.timedelta, name, version)
         total = perf.overall
         if total is None or total.feedback < s.min_feedback:
             got = total.feedback if total else 0
@@ -142,7 +142,7 @@ class HealthService:
 
     async def _latency_check(self, name: str, version: str, now: datetime) -> Check:
         s = self.settings
-        since = now - parse_duration(s.latency_window)
+        since = now - s.latency_window.timedelta
         p = Prediction.__table__
         where = (p.c.model_name == name, p.c.model_version == version, p.c.created_at >= since)
         async with read_only(self._engine, "prediction latencies cannot be read right now") as conn:
@@ -168,7 +168,7 @@ class HealthService:
 
     async def _drift_check(self, name: str, version: str, now: datetime) -> Check:
         s = self.settings
-        latest = await self._drift.latest_stored(name, version, now - parse_duration(s.drift_max_age))
+        latest = await self._drift.latest_stored(name, version, now - s.drift_max_age.timedelta)
         if latest is None:
             return _check("drift", "skipped",
                           f"no drift report of this version in the last {s.drift_max_age}")

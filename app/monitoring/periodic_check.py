@@ -15,13 +15,13 @@ from datetime import datetime
 
 from mlflow.entities import Metric, Param, RunTag
 
-from app.config import DriftSettings
+from app.config import DriftSettings, Duration
 from app.db.scheduling import SlotClaims, sleep_until_next_slot
 from app.errors import DatabaseUnavailable, DomainError
 from app.monitoring.drift_service import DriftService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.result import DriftResult
-from app.monitoring.windows import TimeWindow, parse_duration
+from app.monitoring.windows import TimeWindow
 from app.registry.client import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,9 @@ CHECK_JOB = "drift-check"
 
 
 class DriftMonitor:
-    def __init__(self, drift: DriftService, performance: PerformanceService,
-                 registry: ModelRegistry, settings: DriftSettings, health_window: str,
-                 health_bucket: str, claims: SlotClaims) -> None:
+    def __init__(self, *, drift: DriftService, performance: PerformanceService,
+                 registry: ModelRegistry, settings: DriftSettings, health_window: Duration,
+                 health_bucket: Duration, claims: SlotClaims) -> None:
         self._drift = drift
         self._performance = performance
         self._registry = registry
@@ -102,7 +102,7 @@ class DriftMonitor:
 
     async def check_once(self, slot: datetime | None = None) -> tuple[DriftResult, str]:
         s = self._settings
-        window = TimeWindow.resolve(None, None, s.check_window, s.check_window)
+        window = TimeWindow.last(s.check_window)
         result, page = await self._drift.report(window, s.check_engine, with_html=True)
         self._drift.publish(result)
         run_id = await asyncio.to_thread(log_report, self._registry, result, page, slot)
@@ -115,8 +115,8 @@ class DriftMonitor:
         return result, run_id
 
     async def refresh_accuracy(self, model_name: str) -> None:
-        window = TimeWindow.resolve(None, None, self._health_window, self._health_window)
-        await self._performance.compute(window, parse_duration(self._health_bucket), model_name)
+        window = TimeWindow.last(self._health_window)
+        await self._performance.compute(window, self._health_bucket.timedelta, model_name)
 
     async def run_forever(self, model_name: str) -> None:
         """At every slot boundary: the drift check, run by the one worker that claims the slot

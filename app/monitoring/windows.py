@@ -1,33 +1,34 @@
-"""Time windows from query parameters: ``?start=&end=`` or ``?last=24h``."""
+"""Time windows from query parameters: ``?start=&end=`` or ``?last=24h``.
+
+Durations have one grammar, ``app.config.durations``; a ``Duration`` arrives already parsed (a
+setting, or a query parameter FastAPI validated), and plain text (the CLI's ``--last``) is parsed
+here with the same grammar.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from app.config import Duration, InvalidDuration
 from app.errors import InvalidInput
 
-# At most 4 digits: 9999w is ~190 years, far enough back without leaving datetime's range.
-DURATION_PATTERN = r"^\s*0*([1-9][0-9]{0,3})\s*([smhdw])\s*$"
-_DURATION = re.compile(DURATION_PATTERN)
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+Span = Duration | timedelta | str
 
 
-def parse_duration(text: str, field: str = "last") -> timedelta:
-    """``30s``, ``15m``, ``24h``, ``30d``, ``2w`` -> timedelta (positive)."""
-    match = _DURATION.match(text or "")
-    if not match or int(match.group(1)) == 0:
+def span_of(value: Span, field: str = "last") -> timedelta:
+    """The timedelta of a duration; text that is not one is ``InvalidInput`` naming ``field``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, Duration):
+        return value.timedelta
+    try:
+        return Duration(value).timedelta
+    except InvalidDuration as exc:
         raise InvalidInput(
             f"{field} must be a positive duration such as 30m, 24h or 7d",
-            [{"field": field, "type": "duration", "message": "expected <number><s|m|h|d|w>"}],
-        )
-    return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
-
-
-def is_duration(text: str) -> bool:
-    match = _DURATION.match(text or "")
-    return bool(match) and int(match.group(1)) > 0
+            [{"field": field, "type": "duration", "message": str(exc)}],
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,14 @@ class TimeWindow:
     end: datetime
 
     @classmethod
+    def last(cls, span: Span, now: datetime | None = None) -> TimeWindow:
+        """The window that ends now and spans ``span``."""
+        now = now or datetime.now(UTC)
+        return cls(now - span_of(span), now)
+
+    @classmethod
     def resolve(
-        cls, start: datetime | None, end: datetime | None, last: str | None, default_last: str,
+        cls, start: datetime | None, end: datetime | None, last: Span | None, default_last: Span,
         now: datetime | None = None,
     ) -> TimeWindow:
         now = now or datetime.now(UTC)
@@ -47,12 +54,11 @@ class TimeWindow:
                 [{"field": "last", "type": "conflict", "message": "not with start/end"}],
             )
         if start is None and end is None:
-            span = parse_duration(last or default_last)
-            return cls(now - span, now)
+            return cls.last(default_last if last is None else last, now)
         end = _aware(end) if end is not None else now
         if start is None:
             try:
-                start = end - parse_duration(default_last)
+                start = end - span_of(default_last)
             except OverflowError:
                 raise InvalidInput(
                     "end is too early for the default window; give start as well",

@@ -19,7 +19,7 @@ UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:9/monitoring"
 
 async def test_an_unreachable_database_is_unavailable_not_a_crash():
     engine = create_engine(UNREACHABLE)
-    window = TimeWindow.resolve(None, None, "1d", "1d")
+    window = TimeWindow.last(timedelta(days=1))
     try:
         performance = PerformanceService(engine=engine, metrics=ServiceMetrics(), trend_tolerance=0.02)
         with pytest.raises(DatabaseUnavailable, match="feedback cannot be read"):

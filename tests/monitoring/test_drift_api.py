@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import func, select
 
-from app.config import DriftSettings, SpoolSettings, TrainingSettings
+from app.config import DriftSettings, Duration, SpoolSettings, TrainingSettings
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.tables import DriftReport, ScheduledRun
@@ -85,7 +85,7 @@ async def test_shifted_traffic_is_flagged_by_both_engines(big_registry, pg_url):
         evid = (await client.get("/v1/drift", params={"last": "1h", "engine": "evidently"})).json()
         assert evid["engine"] == "evidently" and evid["fallback_reason"] is None
         assert evid["drifted_features"] == SHIFTED and evid["dataset_drift"] is False
-        for ours, theirs in zip(n["features"], evid["features"]):
+        for ours, theirs in zip(n["features"], evid["features"], strict=True):
             assert ours["feature"] == theirs["feature"] and ours["method"] == theirs["method"]
             assert ours["drifted"] == theirs["drifted"]
             assert ours["score"] == pytest.approx(theirs["score"], rel=1e-9)
@@ -220,7 +220,8 @@ async def test_periodic_check_runs_once_per_slot_and_every_worker_publishes(big_
     assert run.data.tags["model_version"] == "1" and run.data.tags["engine"] == "native"
     assert run.data.metrics["drift_share"] == 0.25
     assert run.data.metrics["drifted.trend_score"] == 1.0
-    assert set(FEATURE_NAMES) <= {k.split(".", 1)[1] for k in run.data.metrics if k.startswith("drift_score.")}
+    scored = {k.split(".", 1)[1] for k in run.data.metrics if k.startswith("drift_score.")}
+    assert set(FEATURE_NAMES) <= scored
     artifacts = {a.path for a in client_ml.list_artifacts(run.info.run_id, "drift")}
     assert artifacts == {"drift/report.html", "drift/report.json"}
 
@@ -321,11 +322,11 @@ async def test_a_handful_of_rows_gets_no_verdict_anywhere(big_registry, tmp_path
         assert "Insufficient data: 4 rows" in page.text and "<table>" not in page.text
 
         # A real verdict on the wide window, then the handful: the gauges go back to unknown.
-        wide, _ = await drift.report(TimeWindow.resolve(None, None, "4h", "4h"))
+        wide, _ = await drift.report(TimeWindow.last(Duration("4h")))
         assert wide.status == "ok" and wide.dataset_drift is False and wide.drift_share == 0.25
         drift.publish(wide)
         assert "fs_drift_share 0.25" in (await client.get("/metrics")).text
-        narrow, _ = await drift.report(TimeWindow.resolve(None, None, "1h", "1h"))
+        narrow, _ = await drift.report(TimeWindow.last(Duration("1h")))
         drift.publish(narrow)
         metrics = (await client.get("/metrics")).text
         assert "fs_drift_share NaN" in metrics and "fs_dataset_drift NaN" in metrics

@@ -11,28 +11,29 @@ from app.api.deps import ContainerDep, ModelsDep
 from app.api.params import VersionQuery
 from app.api.schemas.monitoring import PerformanceOut
 from app.api.schemas.predictions import error_responses
-from app.monitoring.windows import DURATION_PATTERN, TimeWindow, parse_duration
+from app.config import Duration
+from app.monitoring.windows import TimeWindow
 
 router = APIRouter(
     prefix="/v1/performance", tags=["monitoring"], dependencies=[Depends(require_client_key)],
     responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 
-LastQuery = Annotated[str, Query(pattern=DURATION_PATTERN, description="Window: 7d, 30d, 24h, ...")]
-BucketQuery = Annotated[str, Query(pattern=DURATION_PATTERN, description="Bucket size: 1d, 6h, 1w, ...")]
+LastQuery = Annotated[Duration, Query(description="Window: 7d, 30d, 24h, ...")]
+BucketQuery = Annotated[Duration, Query(description="Bucket size: 1d, 6h, 1w, ...")]
+THIRTY_DAYS, ONE_DAY = Duration("30d"), Duration("1d")
 
 
 # exclude_unset: the trend has no first/last accuracy without a line, and the body says so by
 # leaving them out, as it always has.
 @router.get("", operation_id="get_performance", response_model_exclude_unset=True)
 async def get_performance(
-    container: ContainerDep, models: ModelsDep, last: LastQuery = "30d",
-    bucket: BucketQuery = "1d", version: VersionQuery = None,
+    container: ContainerDep, models: ModelsDep, last: LastQuery = THIRTY_DAYS,
+    bucket: BucketQuery = ONE_DAY, version: VersionQuery = None,
 ) -> PerformanceOut:
     """Accuracy, macro-F1 and per-class recall per bucket from feedback (latest feedback per
     prediction wins), the overall figures, and the trend (improving / declining / stable)."""
     model = models.require()
-    window = TimeWindow.resolve(None, None, last, last)
     report = await container.performance.compute(
-        window, parse_duration(bucket, "bucket"), model.name, version)
+        TimeWindow.last(last), bucket.timedelta, model.name, version)
     return PerformanceOut.model_validate(report.to_dict())
