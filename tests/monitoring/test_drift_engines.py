@@ -39,7 +39,7 @@ def test_native_and_evidently_agree_where_they_run_the_same_test(reference_rows)
     assert [f.feature for f in native.features] == list(FEATURE_NAMES)
     assert [f.feature for f in evidently.features] == list(FEATURE_NAMES)
     same_test = 0
-    for ours, theirs in zip(native.features, evidently.features):
+    for ours, theirs in zip(native.features, evidently.features, strict=True):
         assert ours.method == theirs.method, ours.feature  # the same default test selection
         if ours.method == "chisquare":
             continue  # deliberately different: two-sample contingency vs goodness-of-fit
@@ -105,8 +105,8 @@ def test_contingency_chi_square_keeps_its_false_positive_rate():
     p = rng.dirichlet(np.full(20, 5.0))
     runs, ours, goodness_of_fit = 300, 0, 0
     for _ in range(runs):
-        ref = dict(zip(levels, rng.multinomial(500, p)))
-        cur = dict(zip(levels, rng.multinomial(1000, p)))
+        ref = dict(zip(levels, rng.multinomial(500, p), strict=True))
+        cur = dict(zip(levels, rng.multinomial(1000, p), strict=True))
         ours += stats.chisquare_pvalue(ref, cur) < 0.05
         _, r, c = stats.aligned_counts(ref, cur)
         keep = r > 0

@@ -41,10 +41,10 @@ async def seed_feedback(db_url: str, accuracies: list[float], per_bucket: int = 
         predicted, actual = labelled(per_bucket, accuracy, offset=b)
         rows = prediction_rows(generate(per_bucket, seed=40 + b), predicted, made_at, version)
         await insert_predictions(db_url, rows)
-        latest = [(r["id"], a, made_at + timedelta(hours=2)) for r, a in zip(rows, actual)]
+        latest = [(r["id"], a, made_at + timedelta(hours=2)) for r, a in zip(rows, actual, strict=True)]
         # Earlier feedback that says the opposite: the latest row per prediction must win.
         earlier = [(r["id"], LEVELS[(LEVELS.index(a) + 1) % 3], made_at + timedelta(hours=1))
-                   for r, a in zip(rows, actual)]
+                   for r, a in zip(rows, actual, strict=True)]
         await insert_feedback(db_url, earlier + latest)
         truth.append((predicted, actual))
     return truth
@@ -66,12 +66,12 @@ async def test_performance_buckets_and_trend(settings, db_url):
         assert response.status_code == 200, response.text
         body = response.json()
         assert len(body["buckets"]) == 3
-        for bucket, (predicted, actual) in zip(body["buckets"], truth):
+        for bucket, (predicted, actual) in zip(body["buckets"], truth, strict=True):
             assert bucket["feedback"] == 50
             assert bucket["accuracy"] == pytest.approx(accuracy_score(actual, predicted))
             assert bucket["f1_macro"] == pytest.approx(f1_score(actual, predicted, average="macro"))
             recalls = recall_score(actual, predicted, labels=list(LEVELS), average=None)
-            assert bucket["recall"] == pytest.approx(dict(zip(LEVELS, recalls)))
+            assert bucket["recall"] == pytest.approx(dict(zip(LEVELS, recalls, strict=True)))
         assert [b["accuracy"] for b in body["buckets"]] == pytest.approx([0.9, 0.8, 0.6])
         assert body["overall"]["feedback"] == 150
         assert body["overall"]["accuracy"] == pytest.approx(2.3 / 3)
