@@ -14,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.hygiene import error_message, field_name
 from app.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -30,6 +29,7 @@ from app.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from app.serving.codecs.hygiene import error_message, field_name
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Path and query parameters shared by several routes, held to the input-hygiene rule
-(``app.api.hygiene``): a NUL or a control character in a URL is a 4xx naming the parameter."""
+(``app.serving.codecs.hygiene``): a NUL or a control character in a URL is a 4xx naming the parameter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-from app.api.hygiene import SAFE_TEXT_PATTERN
+from app.serving.codecs.hygiene import SAFE_TEXT_PATTERN
 
 ModelName = Annotated[
     str, Path(max_length=200, pattern=SAFE_TEXT_PATTERN, description="Registered model name")

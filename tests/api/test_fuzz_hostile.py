@@ -22,7 +22,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 from sqlalchemy import select
 
-from app.api.hygiene import text_problem
+from app.serving.codecs.hygiene import text_problem
 from app.db.engine import create_engine
 from app.db.tables import Prediction
 from tests.conftest import PG_ADMIN_DSN

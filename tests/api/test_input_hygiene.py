@@ -12,7 +12,7 @@ import struct
 import pandas as pd
 import pytest
 
-from app.api.hygiene import text_problem
+from app.serving.codecs.hygiene import text_problem
 from app.config import AdminSettings
 from tests.conftest import RunningApp
 from tests.support.dbcheck import stored_ids

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.hygiene import SafeText
+from app.serving.codecs.hygiene import SafeText
 
 Reason = Annotated[SafeText(500) | None, Field(description="Why, on one line; kept in the audit")]
 

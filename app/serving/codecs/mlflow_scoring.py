@@ -21,9 +21,9 @@ from mlflow.models.signature import ModelSignature
 from mlflow.models.utils import _enforce_schema  # the cast pyfunc.predict applies; pinned MLflow
 from mlflow.pyfunc import scoring_server as mlflow_server
 
-from app.api.hygiene import table_has_control
 from app.ml.features import FEATURE_NAMES
 from app.serving.codecs.errors import ProtocolInputError, UnsupportedContentType
+from app.serving.codecs.hygiene import table_has_control
 from app.serving.codecs.rows import validate_records
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from app.api.hygiene import error_message
-from app.api.schemas.predictions import PredictionItem
 from app.ml.features import FEATURE_NAMES
 from app.serving.codecs.errors import ProtocolInputError
+from app.serving.codecs.hygiene import error_message
+from app.serving.codecs.item import PredictionItem
 
 _ITEMS = TypeAdapter(list[PredictionItem])  # type: ignore[valid-type]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from app.api.hygiene import SAFE_TEXT_PATTERN
-from app.api.schemas.predictions import EXAMPLE_ITEM, PredictionItem
 from app.ml.features import FEATURE_NAMES, FEATURES, LEVELS
+from app.serving.codecs.hygiene import SAFE_TEXT_PATTERN
+from app.serving.codecs.item import EXAMPLE_ITEM, PredictionItem
 from app.serving.codecs.v2 import DATATYPE_OF, MAX_ID_LENGTH, OUTPUTS, SIGNATURE_TYPE_OF_KIND
 
 

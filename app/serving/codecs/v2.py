@@ -10,10 +10,10 @@ from typing import Any
 
 from mlflow.models.signature import ModelSignature
 
-from app.api.hygiene import text_problem
 from app.errors import ModelNotFound, ModelNotReady
 from app.ml.features import FEATURES, LEVELS
 from app.serving.codecs.errors import ProtocolInputError
+from app.serving.codecs.hygiene import text_problem
 from app.serving.codecs.rows import validate_records
 from app.serving.codecs.v2_binary import decode_binary, encode_binary
 from app.serving.core import PredictionOutcome
