@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
@@ -20,7 +21,8 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.attributes.get("url") or Settings().db_url
+    url: str | None = config.attributes.get("url")
+    return url or Settings().db_url
 
 
 def run_migrations_offline() -> None:
@@ -29,7 +31,7 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def _run_sync(connection) -> None:
+def _run_sync(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
         context.run_migrations()

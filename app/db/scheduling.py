@@ -49,7 +49,7 @@ class SlotRecord:
 
 
 class SlotClaims:
-    def __init__(self, engine: AsyncEngine, worker_id: str) -> None:
+    def __init__(self, *, engine: AsyncEngine, worker_id: str) -> None:
         self._engine = engine
         self.worker_id = worker_id
 

@@ -75,7 +75,7 @@ async def drain_orphans(engine: AsyncEngine, directory: Path, settings: SpoolSet
     report = DrainReport()
     if not directory.exists():
         return report
-    sink, store = LogSink(engine, settings.ingest_method), DeadLetterStore(directory)
+    sink, store = LogSink(engine=engine, method=settings.ingest_method), DeadLetterStore(directory)
     for path in await asyncio.to_thread(orphan_paths, directory, set()):
         adopted = await asyncio.to_thread(adopt, path, directory / "quarantine", record_id)
         if adopted is None:
@@ -146,7 +146,7 @@ def _segment_ids(path: Path) -> dict[str, list[uuid.UUID]]:
 async def spool_status(engine: AsyncEngine, directory: Path) -> SpoolStatus:
     """Each segment with the records in it that are really pending (not yet in the database)."""
     status = SpoolStatus()
-    sink = LogSink(engine)
+    sink = LogSink(engine=engine)
     for info in await asyncio.to_thread(describe, directory):
         ids = await asyncio.to_thread(_segment_ids, info.path)
         seg = SegmentStatus(info.path.name, info.size, info.lines, info.live,
@@ -179,7 +179,7 @@ async def replay(engine: AsyncEngine, directory: Path, settings: SpoolSettings,
 
     Still refused stays, with the database's latest reason. Raises when the database is down.
     """
-    store, sink, report = DeadLetterStore(directory), LogSink(engine, settings.ingest_method), ReplayReport()
+    store, sink, report = DeadLetterStore(directory), LogSink(engine=engine, method=settings.ingest_method), ReplayReport()
     letters = await asyncio.to_thread(store.list)
     if ids is not None:
         wanted = {str(uuid.UUID(i)) for i in ids}

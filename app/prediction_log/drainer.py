@@ -19,45 +19,39 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 from app.config import SpoolSettings
 from app.metrics import ServiceMetrics
 from app.prediction_log.dead_letters import DeadLetter, DeadLetterStore
 from app.prediction_log.ingest import NO_PREDICTION, LogSink
+from app.prediction_log.peers import PeerReader
 from app.prediction_log.pending import PendingBuffer, PendingRecord
-from app.prediction_log.records import PREDICTION
-from app.prediction_log.segments import Segment
+from app.prediction_log.records import FEEDBACK, PREDICTION, decode_entry, record_id
+from app.prediction_log.segments import Segment, SpoolFiles
 
 log = logging.getLogger(__name__)
-
-PeerHas = Callable[[set[uuid.UUID]], Awaitable[set[uuid.UUID]]]
-
 
 class Drainer:
     def __init__(
         self,
+        *,
         buffer: PendingBuffer,
         sink: LogSink,
         settings: SpoolSettings,
         metrics: ServiceMetrics,
-        retire: Callable[[Segment], None],
         dead_letters: DeadLetterStore,
-        peer_has: PeerHas,
-        scan_orphans: Callable[[], Awaitable[None]] | None = None,
-        drained: Callable[[], None] | None = None,
+        files: SpoolFiles | None,
+        peers: PeerReader,
     ) -> None:
         self.buffer = buffer
         self.sink = sink
         self.settings = settings
         self.metrics = metrics
-        self.retire = retire
         self.dead_letters = dead_letters
-        self.peer_has = peer_has
-        self.scan_orphans = scan_orphans
-        self.drained = drained  # called after each settled batch
+        self.files = files  # None with durability "none": no segments to adopt or settle
+        self.peers = peers
         self._more: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._flushing = False
         self.failing = False  # the last attempt failed (the database is unreachable)
 
@@ -70,6 +64,26 @@ class Drainer:
     def _died(task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.critical("prediction log: the drainer stopped", exc_info=task.exception())
+
+    async def adopt_orphans(self) -> None:
+        """Take over the segments of dead workers (or of this worker's previous life) and queue
+        their records; they are drained like this worker's own."""
+        if self.files is None:
+            return
+        for adopted in await self.files.adopt_orphans(record_id):
+            entries = [(line, *decode_entry(line)) for line in adopted.lines]
+            for kind in (PREDICTION, FEEDBACK):
+                rows = [(line, row) for line, k, row in entries if k == kind]
+                self.buffer.add([row["id"] for _, row in rows], [line for line, _ in rows],
+                                adopted.segment, kind, [row.get("prediction_id") for _, row in rows])
+            self.files.hold(adopted.segment, len(adopted.lines))
+            log.info("prediction log: adopted %d records from %s",
+                     len(adopted.lines), adopted.segment.path.name)
+        self.notify()
+
+    def settle(self, segments: list[Segment]) -> None:
+        if self.files is not None:
+            self.files.settle(segments)
 
     def notify(self) -> None:
         if self._more is not None:
@@ -131,8 +145,7 @@ class Drainer:
             if loop.time() >= next_scan:
                 next_scan = loop.time() + self.settings.orphan_scan_interval_s
                 try:
-                    if self.scan_orphans is not None:
-                        await self.scan_orphans()
+                    await self.adopt_orphans()
                     await self.count_dead_letters()  # the CLI may have replayed or discarded some
                 except Exception:  # a bad file must not stop the drainer; the next scan retries
                     log.exception("prediction log: scanning the spool directory failed")
@@ -172,12 +185,11 @@ class Drainer:
             kept = await self._dead_letter(refused)
             self.buffer.park(wait, time.monotonic() + max(self.settings.drain_interval_s, 0.5))
             settled_now = settled.written + [r for r, _ in refused if id(r) in kept]
-            for segment in self.buffer.ack(settled_now):
-                self.retire(segment)
+            self.settle(self.buffer.ack(settled_now))
             self.metrics.log_written.inc(sum(1 for r in settled.written if r.kind == PREDICTION))
             self.update_gauges()
-            if self.drained is not None:
-                self.drained()
+            if self.files is not None:
+                self.files.drained()
 
     async def _triage_unmatched(
         self, unmatched: list[PendingRecord]
@@ -194,11 +206,15 @@ class Drainer:
         if not expired:
             return wait, []
         pids = {r.prediction_id for r in expired}
-        alive = await self.peer_has(pids)
+        alive = await self._in_a_spool(pids)
         # Committed (and its segment retired) between the database look and the spool scan?
         alive |= await self.sink.existing(PREDICTION, list(pids - alive))
         wait += [r for r in expired if r.prediction_id in alive]
         return wait, [r for r in expired if r.prediction_id not in alive]
+
+    async def _in_a_spool(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        own = {i for i in ids if self.buffer.get(i) is not None}
+        return own | set((await self.peers.records(ids - own)).predictions)
 
     async def _dead_letter(self, refused: list[tuple[PendingRecord, str]]) -> set[int]:
         """Store refused records durably; the ``id()`` of those stored (only they may be acked)."""

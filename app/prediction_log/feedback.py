@@ -33,7 +33,7 @@ class Feedback:
 
 
 class FeedbackService:
-    def __init__(self, engine: AsyncEngine, prediction_log: PredictionLog) -> None:
+    def __init__(self, *, engine: AsyncEngine, prediction_log: PredictionLog) -> None:
         self._engine = engine
         self._log = prediction_log
 

@@ -89,7 +89,7 @@ class Settled:
 class LogSink:
     """The prediction log's tables in one database."""
 
-    def __init__(self, engine: AsyncEngine, method: str = "copy") -> None:
+    def __init__(self, *, engine: AsyncEngine, method: str = "copy") -> None:
         self.engine = engine
         self.method = method
 

@@ -28,27 +28,16 @@ from app.metrics import ServiceMetrics
 from app.prediction_log.dead_letters import DeadLetterStore
 from app.prediction_log.drainer import Drainer
 from app.prediction_log.ingest import LogSink
-from app.prediction_log.peers import PeerRecords, scan
+from app.prediction_log.peers import PeerReader, PeerRecords
 from app.prediction_log.pending import PendingBuffer
-from app.prediction_log.records import (
-    FEEDBACK,
-    PREDICTION,
-    FeedbackRecord,
-    PredictionRecord,
-    decode,
-    decode_entry,
-    encode,
-    record_id,
-)
-from app.prediction_log.segments import Segment, SpoolFiles, adopt, orphan_paths
+from app.prediction_log.records import FEEDBACK, FeedbackRecord, PredictionRecord, decode, encode
+from app.prediction_log.segments import Segment, SpoolFiles
 from app.prediction_log.writer import SpoolWriteError, SpoolWriter
 
 __all__ = ["PredictionLog", "PredictionRecord"]
 
 log = logging.getLogger(__name__)
 
-# A fully drained active segment at least this big is rotated out (and deleted) at the next append.
-ROTATE_DRAINED_BYTES = 1 << 20
 _UNAVAILABLE = "the prediction database is unavailable; retry shortly"
 
 
@@ -69,19 +58,20 @@ class PredictionLog:
         self._metrics = metrics
         self.directory = directory
         self.worker = settings.worker_id or default_worker_id()
-        durable = settings.durability != "none"
         self.files = (
-            SpoolFiles(directory, self.worker, settings.durability == "fsync", settings.segment_max_bytes)
-            if durable else None
+            SpoolFiles(directory=directory, worker=self.worker, sync=settings.durability == "fsync",
+                       segment_max_bytes=settings.segment_max_bytes)
+            if settings.durability != "none" else None
         )
         self.buffer = PendingBuffer()
-        self.writer = SpoolWriter(self.files, settings.durability, settings.group_commit_wait_ms)
-        self.writer.on_closed = self._segment_closed
-        self.sink = LogSink(engine, settings.ingest_method)
+        self.writer = SpoolWriter(files=self.files, durability=settings.durability,
+                                  group_commit_wait_ms=settings.group_commit_wait_ms)
+        self.sink = LogSink(engine=engine, method=settings.ingest_method)
         self.dead_letters = DeadLetterStore(directory)
+        self._peers = PeerReader(directory=directory, files=self.files)
         self.drainer = Drainer(
-            self.buffer, self.sink, settings, metrics, self._retire, self.dead_letters,
-            self._peer_has, self._scan_orphans if durable else None, self._drained,
+            buffer=self.buffer, sink=self.sink, settings=settings, metrics=metrics,
+            dead_letters=self.dead_letters, files=self.files, peers=self._peers,
         )
         self._reserved = 0  # bytes being written to the spool, not yet in the buffer
         self._started = False
@@ -92,7 +82,7 @@ class PredictionLog:
         if self.files is not None:
             await asyncio.to_thread(self.files.open)
         # Segments of dead workers (or of this worker's previous life) are drained first.
-        await self._scan_orphans()
+        await self.drainer.adopt_orphans()
         await self.drainer.count_dead_letters()
         self.writer.start()
         self.drainer.start()
@@ -116,14 +106,8 @@ class PredictionLog:
                 log.error("prediction log: %d records lost at shutdown (durability none)", left)
             else:
                 log.error("prediction log: %d records left in the spool for the next start", left)
-        for segment in self.buffer.segments():
-            segment.release()
-        if self.files is not None and self.files.active is not None:
-            active = self.files.active
-            if active.outstanding == 0:
-                active.retire()
-            else:
-                active.release()
+        if self.files is not None:
+            self.files.close()
         self.drainer.update_gauges()
 
     # --- the request path ------------------------------------------------------------------------
@@ -134,7 +118,7 @@ class PredictionLog:
         spooled, segment = await self._spool(lines)
         if spooled:
             self.buffer.add([r.id for r in records], lines, segment)
-            self._added()
+            self._added(segment, len(lines))
 
     async def record_feedback(self, record: FeedbackRecord) -> None:
         """Spool one feedback submission, with the same durability and bound as predictions."""
@@ -142,7 +126,7 @@ class PredictionLog:
         spooled, segment = await self._spool(lines)
         if spooled:
             self.buffer.add([record.id], lines, segment, FEEDBACK, [record.prediction_id])
-            self._added()
+            self._added(segment, 1)
 
     async def _spool(self, lines: list[bytes]) -> tuple[bool, Segment | None]:
         assert self._started, "PredictionLog.start() was not called"
@@ -159,7 +143,9 @@ class PredictionLog:
         finally:
             self._reserved -= size
 
-    def _added(self) -> None:
+    def _added(self, segment: Segment | None, records: int) -> None:
+        if self.files is not None:
+            self.files.hold(segment, records)
         self.drainer.update_gauges()
         self.drainer.notify()
 
@@ -213,57 +199,13 @@ class PredictionLog:
 
     async def peers(self, ids: list[uuid.UUID]) -> PeerRecords:
         """Records about ``ids`` in the other workers' segments on this host (a thread scans)."""
-        own = frozenset(self.files.own) if self.files is not None else frozenset()
-        return await asyncio.to_thread(scan, self.directory, own, ids)
+        return await self._peers.records(ids)
 
     def spooled_feedback(self, prediction_id: uuid.UUID) -> dict[uuid.UUID, dict]:
         """This worker's feedback about ``prediction_id`` not yet in the database, by id."""
         rows = (decode(rec.line) for rec in self.buffer.feedback_for(prediction_id))
         return {row["id"]: row for row in rows}
 
-    async def _peer_has(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
-        own = {i for i in ids if self.buffer.get(i) is not None}
-        return own | set((await self.peers(list(ids - own))).predictions)
-
     @property
     def pending_count(self) -> int:
         return len(self.buffer)
-
-    # --- internals -------------------------------------------------------------------------------
-
-    def _drained(self) -> None:
-        active = self.files.active if self.files is not None else None
-        if active is not None and active.outstanding == 0 and active.size >= ROTATE_DRAINED_BYTES:
-            self.files.rotate_next = True
-
-    def _segment_closed(self, segment: Segment) -> None:
-        segment.closed = True
-        if segment.outstanding == 0:
-            self._retire(segment)
-
-    def _retire(self, segment: Segment) -> None:
-        segment.retire()
-        if self.files is not None:
-            self.files.forget(segment)
-
-    async def _scan_orphans(self) -> None:
-        if self.files is None:
-            return
-        own = set(self.files.own)
-        paths = await asyncio.to_thread(orphan_paths, self.directory, own)
-        for path in paths:
-            adopted = await asyncio.to_thread(adopt, path, self.directory / "quarantine", record_id)
-            if adopted is None:
-                continue  # its owner is alive
-            segment = adopted.segment
-            self.files.own.add(segment.path)
-            if not adopted.lines:
-                self._retire(segment)
-                continue
-            entries = [(line, *decode_entry(line)) for line in adopted.lines]
-            for kind in (PREDICTION, FEEDBACK):
-                rows = [(line, row) for line, k, row in entries if k == kind]
-                self.buffer.add([row["id"] for _, row in rows], [line for line, _ in rows], segment,
-                                kind, [row.get("prediction_id") for _, row in rows])
-            log.info("prediction log: adopted %d records from %s", len(adopted.lines), path.name)
-        self.drainer.notify()

@@ -9,19 +9,35 @@ never acknowledged. Blocking: run in a thread.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.prediction_log.records import FEEDBACK, PREDICTION, decode_entry
-from app.prediction_log.segments import SEGMENT_GLOB, split_lines
+from app.prediction_log.segments import SEGMENT_GLOB, SpoolFiles, split_lines
+
+Row = dict[str, Any]
 
 
 @dataclass
 class PeerRecords:
-    predictions: dict[uuid.UUID, dict] = field(default_factory=dict)  # id -> row
-    feedback: dict[uuid.UUID, dict[uuid.UUID, dict]] = field(default_factory=dict)  # pid -> id -> row
+    predictions: dict[uuid.UUID, Row] = field(default_factory=dict)  # id -> row
+    feedback: dict[uuid.UUID, dict[uuid.UUID, Row]] = field(default_factory=dict)  # pid -> id -> row
+
+
+class PeerReader:
+    """This host's spool directory minus this worker's own segments, read in a thread."""
+
+    def __init__(self, *, directory: Path, files: SpoolFiles | None) -> None:
+        self._directory = directory
+        self._files = files
+
+    async def records(self, ids: Collection[uuid.UUID]) -> PeerRecords:
+        own = self._files.own if self._files is not None else frozenset()
+        return await asyncio.to_thread(scan, self._directory, own, ids)
 
 
 def scan(directory: Path, exclude: Collection[Path], ids: Collection[uuid.UUID]) -> PeerRecords:

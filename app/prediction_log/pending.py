@@ -1,6 +1,6 @@
 """Records spooled but not yet committed to the database, in arrival order.
 
-Only the event loop touches this (no locks): the writer adds after a record is durable, the
+Only the event loop touches this (no locks): the log adds after a record is durable, the
 drainer takes from the head, writes, then acknowledges exactly the records it settled (written or
 dead-lettered), so a record that cannot be settled yet never holds back the ones behind it.
 Feedback whose prediction is not in the database yet is *parked*: kept (and its segment with it)
@@ -64,11 +64,9 @@ class PendingBuffer:
             else:
                 self._by_id[rid] = rec
             self.bytes += len(line)
-        if segment is not None:
-            segment.outstanding += len(lines)
 
     def head(self, n: int) -> list[PendingRecord]:
-        out = []
+        out: list[PendingRecord] = []
         for rec in self._queue:
             if len(out) >= n:
                 break
@@ -76,7 +74,7 @@ class PendingBuffer:
         return out
 
     def ack(self, records: Iterable[PendingRecord]) -> list[Segment]:
-        """Forget settled records; returns segments that may now be retired."""
+        """Forget settled records; returns their segments, once per record (for ``SpoolFiles.settle``)."""
         done: list[Segment] = []
         for rec in records:
             if rec in self._queue:
@@ -92,11 +90,8 @@ class PendingBuffer:
             elif self._by_id.get(rec.id) is rec:
                 del self._by_id[rec.id]
             self.bytes -= len(rec.line)
-            seg = rec.segment
-            if seg is not None:
-                seg.outstanding -= 1
-                if seg.outstanding == 0 and seg.closed:
-                    done.append(seg)
+            if rec.segment is not None:
+                done.append(rec.segment)
         return done
 
     def park(self, records: Iterable[PendingRecord], due: float) -> None:

@@ -12,12 +12,14 @@ Blocking file work here is plain synchronous code; callers run it in a thread wh
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,12 +150,12 @@ def split_lines(data: bytes) -> tuple[list[bytes], bool]:
     return [p + b"\n" for p in parts if p.strip()], bool(tail.strip())
 
 
-def adopt(path: Path, quarantine: Path, validate) -> AdoptedSegment | None:
+def adopt(path: Path, quarantine: Path, validate: Callable[[bytes], object]) -> AdoptedSegment | None:
     """Lock and read a segment whose owner is dead; None if its owner is alive."""
     fd = try_lock(path)
     if fd is None:
         return None
-    chunks = []
+    chunks: list[bytes] = []
     while chunk := os.pread(fd, 1 << 20, sum(len(c) for c in chunks)):
         chunks.append(chunk)
     data = b"".join(chunks)
@@ -206,20 +208,34 @@ def describe(directory: Path) -> list[SegmentInfo]:
     return infos
 
 
-@dataclass
-class SpoolFiles:
-    """The segments one worker writes: the active one, and closed ones not yet drained."""
+# A fully drained active segment at least this big is rotated out (and deleted) at the next append.
+ROTATE_DRAINED_BYTES = 1 << 20
 
-    directory: Path
-    worker: str
-    sync: bool
-    segment_max_bytes: int
-    active: Segment | None = None
-    own: set[Path] = field(default_factory=set)
-    created: int = 0  # segments created by this worker so far
-    # Set when the active segment is fully drained and big: the next append starts a new one, so
-    # the drained one is deleted and the files other workers scan stay small.
-    rotate_next: bool = False
+
+class SpoolFiles:
+    """The one owner of this worker's segments: the active one, closed ones not yet drained, and
+    adopted ones. Writer, drainer and shutdown change segment state only through these methods.
+
+    ``write`` is blocking file work (the writer runs it in a thread); every other method runs on
+    the event loop, which owns the record counts.
+    """
+
+    def __init__(self, *, directory: Path, worker: str, sync: bool, segment_max_bytes: int) -> None:
+        self.directory = directory
+        self.worker = worker
+        self.sync = sync
+        self.segment_max_bytes = segment_max_bytes
+        self.active: Segment | None = None
+        self._segments: dict[Path, Segment] = {}  # every segment this worker holds the lock of
+        self.created = 0  # segments created by this worker so far
+        # Set when the active segment is fully drained and big: the next append starts a new one,
+        # so the drained one is deleted and the files other workers scan stay small.
+        self._rotate_next = False
+
+    @property
+    def own(self) -> frozenset[Path]:
+        """Paths of the segments this worker holds (other workers' segments are the rest)."""
+        return frozenset(self._segments)
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -229,19 +245,80 @@ class SpoolFiles:
                 stale.unlink(missing_ok=True)
                 os.close(fd)
 
-    def segment_for(self, nbytes: int) -> tuple[Segment, Segment | None]:
-        """The segment to append to, rotating by day or size; also the segment just closed."""
+    def write(self, data: bytes, *, sync: bool) -> tuple[Segment, Segment | None]:
+        """Append ``data``, rotating by day or size; also returns the segment rotation closed,
+        which the caller hands to ``closed`` on the event loop. Blocking."""
+        segment, closed = self._segment_for(len(data))
+        segment.write(data, sync)
+        return segment, closed
+
+    def _segment_for(self, nbytes: int) -> tuple[Segment, Segment | None]:
         day = today()
         current = self.active
         if current is not None and current.day == day and (
-            current.size == 0 or (current.size + nbytes <= self.segment_max_bytes and not self.rotate_next)
+            current.size == 0
+            or (current.size + nbytes <= self.segment_max_bytes and not self._rotate_next)
         ):
             return current, None
-        self.rotate_next = False
+        self._rotate_next = False
         self.active = create_segment(self.directory, self.worker, day, self.sync)
-        self.own.add(self.active.path)
+        self._segments[self.active.path] = self.active
         self.created += 1
         return self.active, current
 
-    def forget(self, segment: Segment) -> None:
-        self.own.discard(segment.path)
+    def closed(self, segment: Segment | None) -> None:
+        """No more appends go to ``segment``; it is retired once its records are settled."""
+        if segment is None:
+            return
+        segment.closed = True
+        if segment.outstanding == 0:
+            self._retire(segment)
+
+    def hold(self, segment: Segment | None, records: int) -> None:
+        """``records`` lines of ``segment`` are now pending for the database."""
+        if segment is not None:
+            segment.outstanding += records
+
+    def settle(self, segments: Iterable[Segment | None]) -> None:
+        """One record of each listed segment (a segment once per record) is settled."""
+        for segment in segments:
+            if segment is None:
+                continue
+            segment.outstanding -= 1
+            if segment.outstanding == 0 and segment.closed:
+                self._retire(segment)
+
+    async def adopt_orphans(self, validate: Callable[[bytes], object]) -> list[AdoptedSegment]:
+        """Lock every segment whose owner is dead and take it over (closed: no appends); the
+        file work runs in a thread. Adopted segments without records are deleted at once."""
+        taken = await asyncio.to_thread(self._lock_orphans, set(self._segments), validate)
+        for adopted in taken:
+            if adopted.lines:
+                self._segments[adopted.segment.path] = adopted.segment
+            else:
+                adopted.segment.retire()
+        return [a for a in taken if a.lines]
+
+    def _lock_orphans(self, own: set[Path], validate: Callable[[bytes], object]) -> list[AdoptedSegment]:
+        found = (adopt(path, self.directory / "quarantine", validate)
+                 for path in orphan_paths(self.directory, own))
+        return [a for a in found if a is not None]  # None: its owner is alive
+
+    def drained(self) -> None:
+        """Everything pending is settled: a big active segment is rotated out at the next append."""
+        active = self.active
+        if active is not None and active.outstanding == 0 and active.size >= ROTATE_DRAINED_BYTES:
+            self._rotate_next = True
+
+    def close(self) -> None:
+        """At shutdown: delete settled segments, unlock the others for the next start to adopt."""
+        for segment in list(self._segments.values()):
+            if segment.outstanding == 0:
+                self._retire(segment)
+            else:
+                segment.release()
+                self._segments.pop(segment.path, None)
+
+    def _retire(self, segment: Segment) -> None:
+        segment.retire()
+        self._segments.pop(segment.path, None)

@@ -22,16 +22,17 @@ class SpoolWriteError(Exception):
 
 
 class SpoolWriter:
-    def __init__(self, files: SpoolFiles | None, durability: str, group_commit_wait_ms: float) -> None:
+    def __init__(self, *, files: SpoolFiles | None, durability: str, group_commit_wait_ms: float) -> None:
+        if files is None and durability != "none":
+            raise ValueError(f"durability {durability!r} needs spool files")
         self.files = files
         self.durability = durability
         self.wait_s = group_commit_wait_ms / 1000.0
-        self._waiting: list[tuple[bytes, asyncio.Future]] = []
+        self._waiting: list[tuple[bytes, asyncio.Future[Segment]]] = []
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._last_group = 1
         self.syncs = 0  # fsyncs done; with group commit far fewer than appends
-        self.on_closed = None  # callback(segment) when rotation closes a segment
 
     def start(self) -> None:
         if self.durability == "fsync":
@@ -50,30 +51,32 @@ class SpoolWriter:
                 raise SpoolWriteError(str(exc)) from exc
             self._closed(closed)
             return segment
-        if self._task is None:  # stopped (shutdown): refuse rather than wait forever
+        if self._task is None or self._wake is None:  # stopped (shutdown): refuse, never wait forever
             raise SpoolWriteError("spool is closed")
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Segment] = asyncio.get_running_loop().create_future()
         self._waiting.append((data, future))
         self._wake.set()
         return await future
 
     def _write(self, data: bytes, sync: bool) -> tuple[Segment, Segment | None]:
         """Append to the current segment; also returns a segment that rotation just closed."""
-        segment, closed = self.files.segment_for(len(data))
-        segment.write(data, sync)
+        assert self.files is not None  # only durabilities that write get here
+        written = self.files.write(data, sync=sync)
         if sync:
             self.syncs += 1
-        return segment, closed
+        return written
 
     def _closed(self, segment: Segment | None) -> None:
-        # Runs on the event loop, which owns the pending-record bookkeeping.
-        if segment is not None and self.on_closed is not None:
-            self.on_closed(segment)
+        # On the event loop, which owns the pending-record counts.
+        if self.files is not None:
+            self.files.closed(segment)
 
     async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             # Wait a little for company only when requests have been arriving together.
             if self.wait_s and self._last_group > 1 and len(self._waiting) < 64:
                 await asyncio.sleep(self.wait_s)

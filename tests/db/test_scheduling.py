@@ -19,7 +19,7 @@ async def test_one_claim_wins_each_slot_and_followers_see_its_outcome(db_url):
     await upgrade(db_url)
     engines = [create_engine(db_url) for _ in range(4)]
     try:
-        claims = [SlotClaims(e, f"worker-{i}") for i, e in enumerate(engines)]
+        claims = [SlotClaims(engine=e, worker_id=f"worker-{i}") for i, e in enumerate(engines)]
         slot = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
         won = await asyncio.gather(*(c.claim("drift-check", slot) for c in claims))
         assert sorted(won) == [False, False, False, True]

@@ -39,9 +39,9 @@ def test_record_round_trips_through_a_line():
 
 
 async def test_group_commit_shares_fsyncs(tmp_path):
-    files = SpoolFiles(tmp_path, "w1", sync=True, segment_max_bytes=1 << 20)
+    files = SpoolFiles(directory=tmp_path, worker="w1", sync=True, segment_max_bytes=1 << 20)
     files.open()
-    writer = SpoolWriter(files, "fsync", group_commit_wait_ms=2.0)
+    writer = SpoolWriter(files=files, durability="fsync", group_commit_wait_ms=2.0)
     writer.start()
     records = [make_record() for _ in range(300)]
     try:
