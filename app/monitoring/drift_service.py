@@ -27,7 +27,7 @@ from app.monitoring.data import Reference, Window
 from app.monitoring.native import insufficient_result, run_native
 from app.monitoring.result import DriftResult, shortage
 from app.monitoring.window_reader import read_window
-from app.monitoring.windows import TimeWindow
+from app.monitoring.windows import Span, TimeWindow
 from app.serving.loaded_model import LoadedModel, to_frame
 from app.serving.model_slot import ModelSlot
 
@@ -81,6 +81,10 @@ class DriftService:
         self._references: dict[tuple[str, str], Reference] = {}
         self._evidently_slot: asyncio.Semaphore | None = None
 
+    def window(self, start: datetime | None, end: datetime | None, last: Span | None) -> TimeWindow:
+        """The window a request names; without start, end and last the default window."""
+        return TimeWindow.resolve(start, end, last, self.settings.default_window)
+
     async def reference(self) -> Reference:
         model = self._models.require()
         key = (model.name, model.version)
@@ -127,7 +131,7 @@ class DriftService:
         if reason is not None:  # no engine runs: a verdict on a handful of rows is noise
             result = await asyncio.to_thread(insufficient_result, reference, window,
                                              s.share_threshold, engine, s.min_rows, reason)
-            return result, html.render(result) if with_html else None
+            return result, await self._render(result, with_html)
         if engine == "evidently":
             try:
                 return await self._evidently(reference, window, with_html)
@@ -139,10 +143,14 @@ class DriftService:
                     None, "evidently",
                 )
                 result.fallback_reason = reason
-                return result, html.render(result) if with_html else None
+                return result, await self._render(result, with_html)
         result = await asyncio.to_thread(run_native, reference, window, s.share_threshold,
                                          s.methods, s.thresholds)
-        return result, html.render(result) if with_html else None
+        return result, await self._render(result, with_html)
+
+    @staticmethod
+    async def _render(result: DriftResult, with_html: bool) -> str | None:
+        return await asyncio.to_thread(html.render, result) if with_html else None
 
     async def _evidently(self, reference: Reference, window: Window, with_html: bool) -> Computed:
         s = self.settings

@@ -8,11 +8,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from app.api.admin_auth import require_client_key
-from app.api.deps import ContainerDep
+from app.api.deps import DriftDep
 from app.api.schemas.monitoring import DriftReportOut
 from app.api.schemas.predictions import IsoDatetime, error_responses, json_error_responses
 from app.config import Duration
-from app.monitoring.windows import TimeWindow
 
 router = APIRouter(
     prefix="/v1/drift", tags=["monitoring"], dependencies=[Depends(require_client_key)]
@@ -32,14 +31,13 @@ _HTML: dict[int | str, dict[str, Any]] = {200: {
 
 @router.get("", operation_id="get_drift", responses=error_responses(*ERRORS))
 async def get_drift(
-    container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
+    drift: DriftDep, start: Start = None, end: End = None, last: Last = None,
     engine: Literal["native", "evidently"] = "native",
 ) -> DriftReportOut:
     """Per-feature drift (score, method, threshold, drifted) and the dataset verdict; stored in
     ``drift_report``. With ``engine=evidently`` a failure of Evidently is answered by the native
     engine, and ``engine``/``fallback_reason`` say so."""
-    window = TimeWindow.resolve(start, end, last, container.settings.drift.default_window)
-    result, _ = await container.drift.report(window, engine)
+    result, _ = await drift.report(drift.window(start, end, last), engine)
     return DriftReportOut.model_validate(result.to_dict())
 
 
@@ -50,10 +48,8 @@ async def get_drift(
     responses=_HTML | json_error_responses(*ERRORS),
 )
 async def get_drift_html(
-    container: ContainerDep, start: Start = None, end: End = None, last: Last = None,
+    drift: DriftDep, start: Start = None, end: End = None, last: Last = None,
     engine: Literal["native", "evidently"] = "evidently",
 ) -> HTMLResponse:
     """The report as a self-contained page: Evidently's by default, or the native engine's."""
-    window = TimeWindow.resolve(start, end, last, container.settings.drift.default_window)
-    page = await container.drift.page(window, engine)
-    return HTMLResponse(page)
+    return HTMLResponse(await drift.page(drift.window(start, end, last), engine))

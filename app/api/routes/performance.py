@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.admin_auth import require_client_key
-from app.api.deps import ContainerDep, ModelsDep
+from app.api.deps import PerformanceDep, SlotDep
 from app.api.params import VersionQuery
 from app.api.schemas.monitoring import PerformanceOut
 from app.api.schemas.predictions import error_responses
@@ -28,12 +28,12 @@ THIRTY_DAYS, ONE_DAY = Duration("30d"), Duration("1d")
 # leaving them out, as it always has.
 @router.get("", operation_id="get_performance", response_model_exclude_unset=True)
 async def get_performance(
-    container: ContainerDep, models: ModelsDep, last: LastQuery = THIRTY_DAYS,
+    performance: PerformanceDep, slot: SlotDep, last: LastQuery = THIRTY_DAYS,
     bucket: BucketQuery = ONE_DAY, version: VersionQuery = None,
 ) -> PerformanceOut:
     """Accuracy, macro-F1 and per-class recall per bucket from feedback (latest feedback per
     prediction wins), the overall figures, and the trend (improving / declining / stable)."""
-    model = models.require()
-    report = await container.performance.compute(
+    model = slot.require()
+    report = await performance.compute(
         TimeWindow.last(last), bucket.timedelta, model.name, version)
     return PerformanceOut.model_validate(report.to_dict())
