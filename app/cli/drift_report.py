@@ -5,33 +5,28 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from app.config import Settings
-from app.db.engine import create_engine
-from app.metrics import ServiceMetrics
-from app.monitoring.drift_service import DriftService
+from app.container import Container
 from app.monitoring.periodic_check import log_report
 from app.monitoring.result import DriftResult
 from app.monitoring.windows import TimeWindow
-from app.registry.client import ModelRegistry
-from app.serving.model_slot import ModelSlot
 
 
-async def run_drift_command(settings: Settings, last: str, engine: str, html: Path | None,
+async def run_drift_command(container: Container, last: str, engine: str, html: Path | None,
                             mlflow_log: bool) -> tuple[DriftResult, str | None]:
-    db = create_engine(settings.db_url)
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                             settings.model_cache_dir)
-    metrics = ServiceMetrics()
-    try:
-        models = ModelSlot(registry=registry, settings=settings.model, metrics=metrics)
-        await models.load_production()
-        drift = DriftService(db, models, settings.drift, metrics)
-        window = TimeWindow.resolve(None, None, last, last)
-        result, page = await drift.report(window, engine, with_html=bool(html) or mlflow_log)
-        if html:
-            html.parent.mkdir(parents=True, exist_ok=True)
-            html.write_text(page, encoding="utf-8")
-        run_id = await asyncio.to_thread(log_report, registry, result, page) if mlflow_log else None
-        return result, run_id
-    finally:
-        await db.dispose()
+    """Load Production into the container's slot, report on the window ``last``, write the HTML
+    page and log the report to MLflow if asked; (result, MLflow run id or None)."""
+    await container.slot.load_production()
+    window = TimeWindow.resolve(None, None, last, last)
+    result, page = await container.drift.report(window, engine, with_html=bool(html) or mlflow_log)
+    if html:
+        if page is None:
+            raise RuntimeError("the drift report came back without its HTML page")
+        await asyncio.to_thread(_write, html, page)
+    run_id = (await asyncio.to_thread(log_report, container.registry, result, page)
+              if mlflow_log else None)
+    return result, run_id
+
+
+def _write(path: Path, page: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")

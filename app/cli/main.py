@@ -1,10 +1,9 @@
-"""The ``future-skills`` command: serve, data, db, spool here; train/bootstrap (``cli_training``),
-drift (``cli_monitoring``) and the lifecycle commands (``cli_lifecycle``) are registered from
-their modules."""
+"""The ``future-skills`` command: serve, data, db, spool here; train/bootstrap (``training``),
+drift (``monitoring``) and the lifecycle commands (``lifecycle``, ``runs``) are registered from
+their modules. Every command's components come from ``app.container.build`` (``context.run``)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Annotated
@@ -13,10 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.cli.context import run
 from app.cli.lifecycle import register as register_lifecycle_commands
 from app.cli.monitoring import register as register_monitoring_commands
+from app.cli.settings import settings_for_command as _settings
 from app.cli.training import register as register_training_commands
-from app.config import Settings
+from app.container import Container
+from app.registry.client import quiet_mlflow
 
 app = typer.Typer(help="Future Skills model service.", no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Synthetic data.", no_args_is_help=True)
@@ -26,12 +28,6 @@ app.add_typer(db_app, name="db")
 spool_app = typer.Typer(help="The local prediction spool.", no_args_is_help=True)
 app.add_typer(spool_app, name="spool")
 console = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    from app.cli.settings import settings_for_command
-
-    return settings_for_command()  # a bad environment: one line per problem, exit 2
 
 
 @data_app.command("generate")
@@ -65,7 +61,6 @@ def db_purge(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted")] = False,
 ) -> None:
     """Delete predictions (and their feedback) older than the given age."""
-    from app.db.engine import create_engine
     from app.prediction_log.retention import parse_age, purge_older_than
 
     try:
@@ -74,30 +69,12 @@ def db_purge(
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     settings = _settings()
 
-    async def run() -> tuple[int, int]:
-        engine = create_engine(settings.db_url)
-        try:
-            return await purge_older_than(engine, age, dry_run=dry_run)
-        finally:
-            await engine.dispose()
+    async def work(container: Container) -> tuple[int, int]:
+        return await purge_older_than(container.engine, age, dry_run=dry_run)
 
-    predictions, feedback = asyncio.run(run())
+    predictions, feedback = run(settings, work)
     verb = "would delete (dry run)" if dry_run else "deleted"
     console.print(f"{verb} {predictions} predictions and {feedback} feedback rows older than {older_than}")
-
-
-def _spool_engine_run(settings: Settings, work):
-    """Run ``work(engine)`` on a fresh engine, disposed afterwards."""
-    from app.db.engine import create_engine
-
-    async def run():
-        engine = create_engine(settings.db_url)
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 @spool_app.command("status")
@@ -107,7 +84,7 @@ def spool_status() -> None:
     from app.prediction_log.admin import spool_status as status_of
 
     settings = _settings()
-    status = _spool_engine_run(settings, lambda engine: status_of(engine, settings.spool_dir))
+    status = run(settings, lambda c: status_of(c.engine, settings.spool_dir))
     table = Table(title=f"spool {settings.spool_dir}")
     for column in ("segment", "bytes", "records", "feedback", "pending", "owner"):
         table.add_column(column, justify="left" if column in ("segment", "owner") else "right",
@@ -140,9 +117,7 @@ def spool_drain() -> None:
 
     settings = _settings()
     try:
-        report = _spool_engine_run(
-            settings, lambda engine: drain_orphans(engine, settings.spool_dir, settings.spool)
-        )
+        report = run(settings, lambda c: drain_orphans(c.engine, settings.spool_dir, settings.spool))
     except Exception as exc:  # the segments are kept; say why and fail
         console.print(f"drain failed ({type(exc).__name__}); segments kept, run it again later")
         raise typer.Exit(1) from None
@@ -204,9 +179,7 @@ def spool_replay(
     wanted = _ids_or_all(ids, everything)
     settings = _settings()
     try:
-        report = _spool_engine_run(
-            settings, lambda engine: replay(engine, settings.spool_dir, settings.spool, wanted)
-        )
+        report = run(settings, lambda c: replay(c.engine, settings.spool_dir, settings.spool, wanted))
     except Exception as exc:
         console.print(f"replay failed ({type(exc).__name__}); dead letters kept, run it again later")
         raise typer.Exit(1) from None
@@ -281,4 +254,5 @@ register_monitoring_commands(app)
 
 
 def main() -> None:
+    quiet_mlflow()  # before any command imports MLflow's clients
     app()

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.cli.settings import settings_for_command as _settings
+from app.cli.context import run
+from app.cli.drift_report import run_drift_command
+from app.cli.settings import settings_for_command
+from app.container import Container
+from app.errors import DomainError
+from app.monitoring.result import DriftResult
 
 console = Console(stderr=True)
 
@@ -27,17 +32,14 @@ def drift(
                                              help="Log the report to production-monitoring")] = True,
 ) -> None:
     """Drift report of the Production model over a window: stored, logged to MLflow, printed."""
-    import json
-
-    from app.cli.drift_report import run_drift_command
-
     if engine not in ("native", "evidently"):
         raise typer.BadParameter("engine must be native or evidently", param_hint="--engine")
-    from app.errors import DomainError
 
-    settings = _settings()
+    async def work(container: Container) -> tuple[DriftResult, str | None]:
+        return await run_drift_command(container, last, engine, html, mlflow_log)
+
     try:
-        result, run_id = asyncio.run(run_drift_command(settings, last, engine, html, mlflow_log))
+        result, run_id = run(settings_for_command(), work)
     except DomainError as exc:
         console.print(f"no drift report: {exc.message}")
         raise typer.Exit(2) from exc

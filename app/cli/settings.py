@@ -8,9 +8,11 @@ environment variable, and no submitted value is ever shown.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import typer
 from pydantic import AliasChoices, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsError
 
 from app.config import Settings
@@ -43,7 +45,7 @@ def load_settings() -> Settings:
 def settings_problems() -> list[str]:
     """Every problem of every settings group, one line each (empty when the settings are valid)."""
     problems: list[str] = []
-    stand_ins = {}
+    stand_ins: dict[str, BaseSettings] = {}
     for name, field in Settings.model_fields.items():
         group = field.default_factory
         if isinstance(group, type) and issubclass(group, BaseSettings):
@@ -54,7 +56,7 @@ def settings_problems() -> list[str]:
     return problems + _problems_of(Settings, **stand_ins)
 
 
-def _problems_of(cls: type[BaseSettings], **values) -> list[str]:
+def _problems_of(cls: type[BaseSettings], **values: Any) -> list[str]:
     try:
         cls(**values)
     except ValidationError as exc:
@@ -66,7 +68,7 @@ def _problems_of(cls: type[BaseSettings], **values) -> list[str]:
     return []
 
 
-def _describe(cls: type[BaseSettings], error: dict) -> str:
+def _describe(cls: type[BaseSettings], error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     loc = [str(part) for part in error.get("loc", ())]
     if not loc:  # a whole-group rule: its message names the variables involved

@@ -1,11 +1,14 @@
 """CLI commands that make model versions: ``train`` (with ``--dry-run``) and ``bootstrap``.
 
 ``register(app)`` adds them to the ``future-skills`` Typer app (called from ``app.cli.main``).
+Training gets its components (registry, lifecycle service, engine) from the container.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -14,16 +17,24 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.cli.settings import settings_for_command as _settings
-from app.config import Settings
+from app.cli.context import run
+from app.cli.lifecycle import apply_policy
+from app.cli.output import console, print_decision
+from app.cli.settings import settings_for_command
+from app.container import Container
+from app.db.migrate import upgrade
+from app.errors import ModelNotFound
+from app.lifecycle.versioning import CHANGE_TYPES, ChangeType
+from app.training.dry_run import DryRunResult, dry_run
+from app.training.fit import STAGES
+from app.training.fit import Progress as OnStage
+from app.training.train import TrainingResult, load_data
+from app.training.train import train as train_version
 
-console = Console(stderr=True)
 
-
-def _train_with_progress(settings: Settings, dry_run: bool = False, **kwargs):
-    from app.training.dry_run import dry_run as train_dry_run
-    from app.training.train import STAGES, train
-
+@contextmanager
+def _progress() -> Iterator[OnStage]:
+    """A spinner on stderr that follows the training stages."""
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as progress:
@@ -32,12 +43,8 @@ def _train_with_progress(settings: Settings, dry_run: bool = False, **kwargs):
         def on_stage(stage: str) -> None:
             progress.update(task, description=f"training: {stage}", completed=STAGES.index(stage))
 
-        if dry_run:
-            result = train_dry_run(settings, progress=on_stage, **kwargs)
-        else:
-            result = asyncio.run(train(settings, progress=on_stage, **kwargs))
+        yield on_stage
         progress.update(task, description="training: done", completed=len(STAGES))
-    return result
 
 
 def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
@@ -50,7 +57,7 @@ def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
     return table
 
 
-def _print_result(result) -> None:
+def _print_result(result: TrainingResult) -> None:
     Console().print(_metrics_table(
         f"{result.model_name} version {result.version} (run {result.run_id})", result.metrics))
     if result.semver:
@@ -59,9 +66,7 @@ def _print_result(result) -> None:
         console.print(f"version {result.version} is now the Production model (first version)")
 
 
-def _print_dry_run(result) -> None:
-    from app.cli.lifecycle import print_decision
-
+def _print_dry_run(result: DryRunResult) -> None:
     Console().print(_metrics_table(f"{result.model_name} candidate (dry run)", result.metrics))
     Console().print(f"would be registered as semver {result.semver} "
                     f"({result.change_type or 'first version'})")
@@ -76,50 +81,57 @@ def train(
     data: Annotated[Path | None, typer.Option(help="Training CSV (else synthetic data)")] = None,
     rows: Annotated[int | None, typer.Option(min=100, help="Synthetic rows to generate")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
-    bump: Annotated[str | None, typer.Option(help="Override the detected change: major, minor, patch")] = None,
+    bump: Annotated[str | None, typer.Option(
+        help="Override the detected change: major, minor, patch")] = None,
     auto_promote: Annotated[bool, typer.Option(help="Promote the new version if the policy agrees")] = False,
-    dry_run: Annotated[bool, typer.Option(
+    dry_run_only: Annotated[bool, typer.Option(
+        "--dry-run",
         help="Train and evaluate only, then report the semver and the promotion policy's decision; "
              "nothing is logged to MLflow, registered or promoted (the registry is only read)")] = False,
 ) -> None:
     """Train a model, log it to MLflow and register a new version (with its semver)."""
-    from app.cli.lifecycle import auto_promote as apply_policy
-    from app.db.migrate import upgrade_sync
-    from app.training.train import load_data
-
-    if bump is not None and bump not in ("major", "minor", "patch"):
+    if bump is not None and bump not in CHANGE_TYPES:
         raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
-    settings = _settings()
+    change: ChangeType | None = next((c for c in CHANGE_TYPES if c == bump), None)
+    settings = settings_for_command()
     frame = load_data(data) if data else None
-    if dry_run:
-        _print_dry_run(_train_with_progress(settings, dry_run=True, data=frame, rows=rows,
-                                            seed=seed, bump=bump))
-        return
-    upgrade_sync(settings.db_url)
-    result = _train_with_progress(settings, data=frame, rows=rows, seed=seed, bump=bump)
-    _print_result(result)
-    if auto_promote and not result.promoted:
-        apply_policy(settings, result.version)
+
+    async def check(container: Container) -> None:  # touches no database, not even migrations
+        with _progress() as on_stage:
+            checked = await asyncio.to_thread(dry_run, settings, container.registry, data=frame,
+                                              rows=rows, seed=seed, bump=change, progress=on_stage)
+        _print_dry_run(checked)
+
+    async def work(container: Container) -> None:
+        await upgrade(settings.db_url)
+        with _progress() as on_stage:
+            result = await train_version(container, data=frame, rows=rows, seed=seed, bump=change,
+                                         progress=on_stage)
+        _print_result(result)
+        if auto_promote and not result.promoted:
+            await apply_policy(container, result.version)
+
+    run(settings, check if dry_run_only else work)
 
 
 def bootstrap() -> None:
     """Migrate the database, create the experiments, and train a first model if none is Production."""
-    from app.db.migrate import upgrade_sync
-    from app.errors import ModelNotFound
-    from app.registry.client import ModelRegistry
+    settings = settings_for_command()
 
-    settings = _settings()
-    upgrade_sync(settings.db_url)
-    registry = ModelRegistry(
-        settings.tracking_uri, settings.registry_uri, settings.artifact_root, settings.model_cache_dir
-    )
-    registry.ensure_experiments()
-    try:
-        ref = registry.resolve(settings.model.name, settings.model.alias, settings.model.stage_fallback)
-        console.print(f"{ref.name} version {ref.version} is Production; nothing to train")
-    except ModelNotFound:
-        console.print("no Production model yet: training the demo model")
-        _print_result(_train_with_progress(settings))
+    async def work(container: Container) -> None:
+        await upgrade(settings.db_url)
+        registry, model = container.registry, settings.model
+        await asyncio.to_thread(registry.ensure_experiments)
+        try:
+            ref = await asyncio.to_thread(registry.resolve, model.name, model.alias, model.stage_fallback)
+            console.print(f"{ref.name} version {ref.version} is Production; nothing to train")
+        except ModelNotFound:
+            console.print("no Production model yet: training the demo model")
+            with _progress() as on_stage:
+                result = await train_version(container, progress=on_stage)
+            _print_result(result)
+
+    run(settings, work)
 
 
 def register(app: typer.Typer) -> None:

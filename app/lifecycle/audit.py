@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,7 +33,7 @@ class AuditEntry:
 
 
 class PromotionAudit:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, *, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def record(self, entry: AuditEntry) -> None:
@@ -83,7 +84,7 @@ class PromotionAudit:
             await _quietly(conn.close())
         _log(entry)
 
-    async def list(self, model_name: str, limit: int = 100) -> list[dict]:
+    async def list(self, model_name: str, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first."""
         query = (
             select(ModelPromotion.__table__)
@@ -112,7 +113,7 @@ def _log(entry: AuditEntry) -> None:
              entry.from_version, entry.to_version, entry.actor, entry.outcome)
 
 
-async def _quietly(awaitable) -> None:
+async def _quietly(awaitable: Awaitable[None]) -> None:
     """Roll back or close a connection the database may already have dropped."""
     try:
         await awaitable

@@ -3,6 +3,9 @@
 A candidate passes only if it loads, predicts the reference sample sensibly, keeps a compatible
 signature (or MAJOR changes are explicitly allowed) and beats Production on the chosen metric by
 at least both thresholds (absolute gain and gain relative to Production's value). Blocking.
+
+``judge`` takes the candidate already loaded (or the error loading it raised), so a promotion
+loads it once and hands that same checked model to the serving slot; ``evaluate`` loads it itself.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +47,7 @@ class PolicyDecision:
     change_type: str | None = None
     checks: list[Check] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -60,27 +64,39 @@ def _predicts_sample(model: LoadedModel) -> str | None:
 
 
 class PromotionPolicy:
-    def __init__(self, registry: ModelRegistry, settings: LifecycleSettings) -> None:
+    def __init__(self, *, registry: ModelRegistry, settings: LifecycleSettings) -> None:
         self.registry = registry
         self.settings = settings
 
-    def evaluate(self, candidate: VersionRef, production: VersionRef | None,
-                 model_path: Path | None = None) -> PolicyDecision:
+    def load(self, candidate: VersionRef, model_path: Path | None = None) -> LoadedModel:
         """``model_path``: the candidate's saved model directory when it is not registered (a
         training dry run); else the registered version is downloaded."""
+        return load_from_path(candidate, model_path or self.registry.download(candidate))
+
+    def evaluate(self, candidate: VersionRef, production: VersionRef | None,
+                 model_path: Path | None = None) -> PolicyDecision:
+        """Load the candidate, then ``judge`` it."""
+        try:
+            loaded: LoadedModel | Exception = self.load(candidate, model_path)
+        except Exception as exc:  # judged: the "loads" check fails with its type
+            loaded = exc
+        return self.judge(candidate, production, loaded)
+
+    def judge(self, candidate: VersionRef, production: VersionRef | None,
+              loaded: LoadedModel | Exception) -> PolicyDecision:
+        """The verdict on a candidate loaded by the caller (``loaded``: the model, or what its
+        loading raised)."""
         s = self.settings
         decision = PolicyDecision(candidate.version, production.version if production else None,
                                   promote=False, reason="", metric=s.metric)
         checks = decision.checks
 
-        try:
-            model = load_from_path(candidate, model_path or self.registry.download(candidate))
-            checks.append(Check("loads", True, "the model loads"))
-        except Exception as exc:
-            checks.append(Check("loads", False, f"the model does not load ({type(exc).__name__})"))
+        if isinstance(loaded, Exception):
+            checks.append(Check("loads", False, f"the model does not load ({type(loaded).__name__})"))
             return self._finish(decision)
+        checks.append(Check("loads", True, "the model loads"))
         try:
-            problem = _predicts_sample(model)
+            problem = _predicts_sample(loaded)
         except Exception as exc:
             problem = f"predicting the reference sample raised {type(exc).__name__}"
         checks.append(Check("predicts_reference", problem is None, problem or "reference sample predicted"))

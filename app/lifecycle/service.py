@@ -1,8 +1,10 @@
 """Promote, roll back and describe model versions; every move is audited.
 
 The registry stays the single source of truth: a promotion only moves the alias (and, behind a
-setting, the legacy stage). Serving follows through the reloader, in every worker. Used by the
-admin API and by the CLI alike.
+setting, the legacy stage). Other workers follow through their reloader. When the container hands
+in this worker's serving slot, a promotion loads the candidate once, through the slot: the policy
+checks that model and, once the alias has moved, the slot installs it (no second load, no second
+resolve). Used by the admin API, the CLI and training alike.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from app.config import LifecycleSettings, ModelSettings
 from app.errors import (
@@ -22,16 +26,37 @@ from app.errors import (
     RegistryUnavailable,
 )
 from app.lifecycle.audit import AuditCommitFailed, AuditEntry, PromotionAudit
+from app.lifecycle.history import (
+    HISTORY_MAX,
+    HISTORY_TAG,
+    after_promotion,
+    after_rollback,
+    history_of,
+    rollback_target,
+)
 from app.lifecycle.policy import PolicyDecision, PromotionPolicy
 from app.metrics import ServiceMetrics
 from app.registry.client import ModelRegistry, VersionRef
+from app.serving.loaded_model import LoadedModel
 
 log = logging.getLogger(__name__)
 
-# The registered model tag holding the Production versions our moves made, oldest first (JSON);
-# rollback walks it back like an undo stack. Bounded so the tag stays small.
-HISTORY_TAG = "fs.production_history"
-HISTORY_MAX = 50
+__all__ = [  # the history helpers were defined here; kept importable from here
+    "HISTORY_MAX", "HISTORY_TAG", "LifecycleService", "MoveResult", "ServingSlot", "after_promotion",
+    "after_rollback", "describe", "history_of", "rollback_target",
+]
+
+
+class ServingSlot(Protocol):
+    """What a promotion needs of this worker's serving slot (``app.serving.model_slot.ModelSlot``)."""
+
+    async def load(self, ref: VersionRef) -> LoadedModel:
+        """Download, load and check a version off the event loop."""
+        ...
+
+    def install(self, model: LoadedModel) -> None:
+        """Serve an already loaded and checked model from now on (one atomic swap)."""
+        ...
 
 
 @dataclass
@@ -41,9 +66,12 @@ class MoveResult:
     from_version: str | None
     to_version: str
     decision: PolicyDecision | None = None
+    # True when this worker already serves ``to_version`` (the slot installed the model the
+    # policy checked); else the reloader brings it (forced moves, rollbacks, other models).
+    installed: bool = False
 
 
-def describe(ref: VersionRef) -> dict:
+def describe(ref: VersionRef) -> dict[str, Any]:
     """A version as the API and CLI show it."""
     record = json.loads(ref.tags["fs.record"]) if "fs.record" in ref.tags else {}
     metrics = record.get("metrics") or {
@@ -62,18 +90,23 @@ def describe(ref: VersionRef) -> dict:
 class LifecycleService:
     def __init__(
         self,
+        *,
         registry: ModelRegistry,
         audit: PromotionAudit,
         model: ModelSettings,
         settings: LifecycleSettings,
         metrics: ServiceMetrics | None = None,
+        slot: ServingSlot | None = None,
     ) -> None:
+        """``slot``: this worker's serving slot, which serves ``model.name`` (None in the CLI
+        and training: nothing is served there)."""
         self.metrics = metrics
         self.registry = registry
         self.audit = audit
         self.model = model
         self.settings = settings
-        self.policy = PromotionPolicy(registry, settings)
+        self.slot = slot
+        self.policy = PromotionPolicy(registry=registry, settings=settings)
 
     # -- reads ---------------------------------------------------------------------------------
     async def production(self, name: str) -> VersionRef | None:
@@ -83,12 +116,12 @@ class LifecycleService:
         except ModelNotFound:
             return None
 
-    async def versions(self, name: str) -> list[dict]:
+    async def versions(self, name: str) -> list[dict[str, Any]]:
         await asyncio.to_thread(self.registry.model_tags, name)  # 404 for an unknown model
         refs = await asyncio.to_thread(self.registry.list_versions, name)
         return [describe(ref) for ref in reversed(refs)]
 
-    async def summary(self, name: str) -> dict:
+    async def summary(self, name: str) -> dict[str, Any]:
         tags = await asyncio.to_thread(self.registry.model_tags, name)
         prod = await self.production(name)
         refs = await asyncio.to_thread(self.registry.list_versions, name)
@@ -119,15 +152,33 @@ class LifecycleService:
                               "already the Production version")
             raise PromotionRefused(f"version {version} is already the Production version")
         decision = None
+        checked: LoadedModel | None = None
         if not force:
-            decision = await asyncio.to_thread(self.policy.evaluate, candidate, prod)
+            loaded = await self._load(candidate)
+            decision = await asyncio.to_thread(self.policy.judge, candidate, prod, loaded)
             if not decision.promote:
                 await self._audit(name, actor, action, from_version, version, reason, "refused",
                                   decision.reason)
                 raise PromotionRefused(f"promotion refused: {decision.reason}")
+            checked = loaded if isinstance(loaded, LoadedModel) else None
         await self._move(name, version, from_version, actor, action, reason,
-                         "forced: policy skipped" if force else decision.reason)
-        return MoveResult(name, action, from_version, version, decision)
+                         "forced: policy skipped" if decision is None else decision.reason)
+        installed = checked is not None and await self._install(checked)
+        return MoveResult(name, action, from_version, version, decision, installed=installed)
+
+    async def adopt_first(self, name: str, version: str, *, actor: str, reason: str,
+                          detail: str) -> bool:
+        """Make ``version`` Production if the model has none yet (its first version), in one
+        audited move; False when a Production version exists (nothing moved)."""
+        if await self.production(name) is not None:
+            return False
+        try:
+            # No history tag: a first version has nothing to roll back to, and the next
+            # promotion pushes it first (``after_promotion``).
+            await self._move(name, version, None, actor, "auto", reason, detail, history=False)
+        except ProductionChanged:  # another first version won the race (its move is audited)
+            return False
+        return True
 
     async def rollback(self, name: str, *, actor: str, reason: str | None) -> MoveResult:
         """Point Production back at the version it had before the last move; again and again."""
@@ -143,7 +194,8 @@ class LifecycleService:
         await self._move(name, target, current, actor, "rollback", reason, "rolled back")
         return MoveResult(name, "rollback", current, target)
 
-    async def _move(self, name, to_version, from_version, actor, action, reason, detail) -> None:
+    async def _move(self, name: str, to_version: str, from_version: str | None, actor: str,
+                    action: str, reason: str | None, detail: str, *, history: bool = True) -> None:
         """Move the alias inside the transaction that writes its audit row: no unaudited move.
 
         The database is asked first, so an audit outage refuses the move (503) with nothing
@@ -151,9 +203,10 @@ class LifecycleService:
         failure instead. Moves of one model are serialized by that transaction, and each checks
         that Production is still the version its decision was made against (else 409).
         """
-        def move(to: str, history: list[str]) -> None:
+        def move(to: str, trail: list[str]) -> None:
             self.registry.set_alias(name, self.model.alias, to)
-            self.registry.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+            if history:
+                self.registry.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(trail))
             if self.settings.set_legacy_stage:
                 self.registry.set_legacy_stage(name, to)
 
@@ -194,7 +247,35 @@ class LifecycleService:
             raise RegistryUnavailable("the model registry refused the change; nothing moved") from exc
         self._count(action, "success")
 
-    async def _undo(self, name, from_version, history, move) -> None:
+    # -- the serving hand-off ----------------------------------------------------------------------
+    def _serves(self, name: str) -> bool:
+        return self.slot is not None and name == self.model.name
+
+    async def _load(self, ref: VersionRef) -> LoadedModel | Exception:
+        """The candidate loaded for the policy: through the serving slot (loaded and checked as
+        serving would) when this worker serves the model, else from the registry."""
+        try:
+            if self.slot is not None and self._serves(ref.name):
+                return await self.slot.load(ref)
+            return await asyncio.to_thread(self.policy.load, ref)
+        except Exception as exc:  # the policy's "loads" check reports it (and refuses)
+            return exc
+
+    async def _install(self, model: LoadedModel) -> bool:
+        """Hand the model the policy checked to the slot, as a reload would have served it."""
+        if self.slot is None or not self._serves(model.name):
+            return False
+        self.slot.install(model)
+        if self.metrics is not None:
+            self.metrics.model_reloads.labels("success").inc()
+        try:  # the version the cache fallback serves when the registry is down
+            await asyncio.to_thread(self.registry.mark_serving, model.ref, self.model.alias)
+        except OSError:
+            log.exception("could not record version %s as the cached serving version", model.version)
+        return True
+
+    async def _undo(self, name: str, from_version: str | None, history: list[str],
+                    move: Callable[[str, list[str]], None]) -> None:
         """Put Production and its history back after a move that failed half-way (best effort:
         when this fails too, the log says the registry may hold an unaudited move)."""
         if from_version is None:
@@ -207,7 +288,8 @@ class LifecycleService:
             log.exception("model %s: the move failed AND Production could not be put back on %s; "
                           "the registry may hold an unaudited move", name, from_version)
 
-    async def _audit(self, name, actor, action, from_version, to_version, reason, outcome, detail):
+    async def _audit(self, name: str, actor: str, action: str, from_version: str | None,
+                     to_version: str | None, reason: str | None, outcome: str, detail: str) -> None:
         self._count(action, outcome)
         await self.audit.record(AuditEntry(name, actor, action, from_version, to_version, reason,
                                            outcome, detail))
@@ -215,39 +297,3 @@ class LifecycleService:
     def _count(self, action: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.promotions.labels(action, outcome).inc()
-
-
-# -- the Production history (pure, so the undo rules are tested without a registry) -----------
-
-def history_of(tags: dict[str, str]) -> list[str]:
-    try:
-        history = json.loads(tags.get(HISTORY_TAG, "[]"))
-    except json.JSONDecodeError:
-        log.warning("ignoring an unreadable %s tag", HISTORY_TAG)
-        return []
-    return [str(v) for v in history] if isinstance(history, list) else []
-
-
-def after_promotion(history: list[str], from_version: str | None, to_version: str) -> list[str]:
-    """Push the new Production version; first the replaced one if a move outside our API
-    (the plain MLflow client) put it there."""
-    history = list(history)
-    if from_version is not None and (not history or history[-1] != from_version):
-        history.append(from_version)
-    history.append(to_version)
-    return history[-HISTORY_MAX:]
-
-
-def rollback_target(history: list[str], current: str | None) -> str | None:
-    """The version before ``current``: the top of the history, or the one under it when
-    ``current`` is the top."""
-    trail = history[:-1] if history and history[-1] == current else history
-    return next((v for v in reversed(trail) if v != current), None)
-
-
-def after_rollback(history: list[str], current: str | None) -> list[str]:
-    """Pop ``current`` (and any copies of it underneath) so the next rollback goes further back."""
-    history = list(history)
-    while history and history[-1] == current:
-        history.pop()
-    return history

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import semver
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -60,7 +60,7 @@ class VersionRecord(BaseModel):
         return json.dumps({"algorithm": self.algorithm, **self.hyperparameters}, sort_keys=True)
 
 
-def signature_fingerprint(signature) -> str:
+def signature_fingerprint(signature: Any) -> str:
     """A short stable hash of a model signature's inputs and outputs (None -> 'none')."""
     if signature is None:
         return "none"
@@ -69,7 +69,7 @@ def signature_fingerprint(signature) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def hyperparameters_of(estimator) -> dict[str, str | int | float | bool | None]:
+def hyperparameters_of(estimator: Any) -> dict[str, str | int | float | bool | None]:
     """The classifier's own parameters, JSON-safe, without the ones that only steer the fit."""
     params = estimator.get_params(deep=False)
     out: dict[str, str | int | float | bool | None] = {}
@@ -124,14 +124,15 @@ def read_record(registry: ModelRegistry, ref: VersionRef) -> VersionRecord | Non
         return None
     params = dict(run.data.params)
     signature = model.signature
+    pipeline: Any = model.pipeline  # a fitted scikit-learn Pipeline (typed object in LoadedModel)
     return VersionRecord(
         run_id=ref.run_id,
         metrics={k: v for k, v in run.data.metrics.items() if 0.0 <= v <= 1.0},
         training_rows=int(params.get("rows", 1)),
         features=signature.inputs.input_names() if signature else list(FEATURE_NAMES),
-        classes=[str(c) for c in model.pipeline.classes_],
+        classes=[str(c) for c in pipeline.classes_],
         algorithm=params.get("algorithm", "unknown"),
-        hyperparameters=hyperparameters_of(model.pipeline[-1]),
+        hyperparameters=hyperparameters_of(pipeline[-1]),
         signature=signature_fingerprint(signature),
         semver=ref.semver,
     )
@@ -164,7 +165,7 @@ def assign_semver(
 def version_tags(record: VersionRecord) -> dict[str, str]:
     """The registry tags that carry a planned record."""
     return {
-        "semver": record.semver, "change_type": record.change_type or "initial",
+        "semver": record.semver or "", "change_type": record.change_type or "initial",
         "parent_version": record.parent_version or "", "signature": record.signature,
         RECORD_TAG: record.model_dump_json(),
     }

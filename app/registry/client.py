@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +35,23 @@ DEFAULT_EXPERIMENTS = (
 LEGACY_STAGE = "Production"
 _CACHE_MARKER = "fs-cache.json"
 
-# MLflow's own telemetry is off for anything this package runs.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow reads these from the environment only; the caller's own values win.
+_QUIET_MLFLOW = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage telemetry from the service or the CLI
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # downloads would draw bars on stderr
+}
+
+
+def quiet_mlflow() -> None:
+    """Turn MLflow's telemetry and progress bars off for this process, unless set already.
+
+    Called by the entry points (the CLI's ``main``) and by ``ModelRegistry`` when it is built,
+    never at import: MLflow has no other switch than its environment variables, and it checks
+    them on every event, so setting them before the first registry call is early enough.
+    """
+    for key, value in _QUIET_MLFLOW.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class VersionRef:
             name=mv.name,
             version=str(mv.version),
             run_id=mv.run_id,
-            source=mv.source,
+            source=mv.source or "",
             aliases=tuple(mv.aliases or ()),
             stage=mv.current_stage,
             tags=dict(mv.tags or {}),
@@ -85,6 +99,7 @@ class ModelRegistry:
         artifact_root: str | None,
         cache_dir: Path,
     ) -> None:
+        quiet_mlflow()
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self.artifact_root = artifact_root
@@ -92,9 +107,9 @@ class ModelRegistry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
     # -- experiments -------------------------------------------------------------------------
-    def ensure_experiments(self, names=DEFAULT_EXPERIMENTS) -> dict[str, str]:
+    def ensure_experiments(self, names: Iterable[str] = DEFAULT_EXPERIMENTS) -> dict[str, str]:
         """Create missing experiments; return name -> experiment id."""
-        ids = {}
+        ids: dict[str, str] = {}
         for name in names:
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
@@ -189,7 +204,7 @@ class ModelRegistry:
         """Download a version into the local cache (complete or not at all) and return its path."""
         target = self.cached_path(ref.name, ref.version)
         if (target / _CACHE_MARKER).exists():
-            return target / json.loads((target / _CACHE_MARKER).read_text())["model_dir"]
+            return target / str(json.loads((target / _CACHE_MARKER).read_text())["model_dir"])
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
         try:

@@ -10,7 +10,9 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
+from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
 from app.errors import InvalidInput, NotFound
@@ -29,7 +31,7 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
-def run_summary(run: Run) -> dict:
+def run_summary(run: Run) -> dict[str, Any]:
     return {
         "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
         "experiment_id": run.info.experiment_id, "start_time": run.info.start_time,
@@ -42,7 +44,7 @@ class Housekeeping:
     registry: ModelRegistry
 
     @property
-    def client(self):
+    def client(self) -> MlflowClient:
         return self.registry.client
 
     def _experiment_ids(self, experiments: list[str] | None) -> list[str]:
@@ -59,14 +61,14 @@ class Housekeeping:
     def search(
         self, experiments: list[str] | None = None, filter_string: str = "",
         order_by: list[str] | None = None, max_results: int = 50,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         runs = self.client.search_runs(
             self._experiment_ids(experiments), filter_string=filter_string,
             order_by=order_by or ["attributes.start_time DESC"], max_results=max_results,
         )
         return [run_summary(run) for run in runs]
 
-    def compare(self, run_ids: list[str]) -> dict:
+    def compare(self, run_ids: list[str]) -> dict[str, Any]:
         """Params and metrics side by side: {"runs": [...], "params": {key: [v per run]}, "metrics": ...}."""
         runs = [self.client.get_run(run_id) for run_id in run_ids]
         params = sorted({k for r in runs for k in r.data.params})
@@ -77,18 +79,18 @@ class Housekeeping:
             "metrics": {k: [r.data.metrics.get(k) for r in runs] for k in metrics},
         }
 
-    def best(self, metric: str, experiments: list[str] | None = None, lowest: bool = False) -> dict:
-        runs = self.client.search_runs(
+    def best(self, metric: str, experiments: list[str] | None = None, lowest: bool = False) -> dict[str, Any]:
+        found = self.client.search_runs(
             self._experiment_ids(experiments),
             order_by=[f"metrics.`{metric}` {'ASC' if lowest else 'DESC'}"], max_results=1000,
         )
-        runs = [r for r in runs if metric in r.data.metrics]  # runs without it may sort first
+        runs = [r for r in found if metric in r.data.metrics]  # runs without it may sort first
         if not runs:
             raise NotFound(f"no run has the metric {metric!r}")
         pick = min if lowest else max
         return run_summary(pick(runs, key=lambda r: r.data.metrics[metric]))
 
-    def old_runs(self, older_than_s: float, experiments: list[str] | None = None) -> list[dict]:
+    def old_runs(self, older_than_s: float, experiments: list[str] | None = None) -> list[dict[str, Any]]:
         """Active runs started before now - older_than, except runs behind a registered version."""
         cutoff_ms = int((time.time() - older_than_s) * 1000)
         protected = {v.run_id for v in self.client.search_model_versions() if v.run_id}
@@ -99,7 +101,7 @@ class Housekeeping:
         return [run_summary(r) for r in runs if r.info.run_id not in protected]
 
     def cleanup_runs(self, older_than_s: float, experiments: list[str] | None = None,
-                     apply: bool = False) -> list[dict]:
+                     apply: bool = False) -> list[dict[str, Any]]:
         runs = self.old_runs(older_than_s, experiments)
         if apply:
             for run in runs:

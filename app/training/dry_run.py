@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow.sklearn
+import pandas as pd
 
 from app.config import Settings
 from app.lifecycle.policy import PolicyDecision, PromotionPolicy
 from app.lifecycle.versioning import ChangeType, plan_semver, production_ref, version_tags
 from app.registry.client import ModelRegistry, VersionRef
 from app.serving.loaded_model import REFERENCE_FILE
-from app.training.train import Progress, fit_and_evaluate, model_format
+from app.training.fit import Progress, fit_and_evaluate, model_format, no_progress
 
 CANDIDATE = "candidate"  # the name the unregistered version goes by in the report
 
@@ -36,10 +37,9 @@ class DryRunResult:
     decision: PolicyDecision
 
 
-def dry_run(settings: Settings, data=None, rows: int | None = None, seed: int | None = None,
-            bump: ChangeType | None = None, progress: Progress = lambda stage: None) -> DryRunResult:
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                             settings.model_cache_dir)
+def dry_run(settings: Settings, registry: ModelRegistry, *, data: pd.DataFrame | None = None,
+            rows: int | None = None, seed: int | None = None, bump: ChangeType | None = None,
+            progress: Progress = no_progress) -> DryRunResult:
     name = settings.model.name
     fitted = fit_and_evaluate(settings, data, rows, seed, progress)  # then: nothing to log
     record = plan_semver(registry, name, settings.model.alias, None,
@@ -51,10 +51,10 @@ def dry_run(settings: Settings, data=None, rows: int | None = None, seed: int | 
         mlflow.sklearn.save_model(fitted.model, str(model_dir), **stored_as)
         candidate = VersionRef(name=name, version=CANDIDATE, run_id=None, source=str(model_dir),
                                tags=version_tags(record))
-        decision = PromotionPolicy(registry, settings.lifecycle).evaluate(
+        decision = PromotionPolicy(registry=registry, settings=settings.lifecycle).evaluate(
             candidate, production, model_path=model_dir)
     return DryRunResult(
         model_name=name, metrics=fitted.metrics, params=fitted.params, rows=len(fitted.data),
-        semver=record.semver, change_type=record.change_type,
+        semver=record.semver or "", change_type=record.change_type,
         production=production.version if production else None, decision=decision,
     )

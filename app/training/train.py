@@ -1,7 +1,9 @@
-"""The training pipeline: data -> fit -> held-out evaluation -> MLflow run -> registered version.
+"""Training: fit -> MLflow run -> registered version with its semver -> the first becomes Production.
 
-Blocking from end to end (scikit-learn, the MLflow client); ``train`` wraps it for async callers
-and records the run in ``training_run``.
+``train(components)`` is the entry point: it runs the blocking part (scikit-learn, the MLflow
+client) in a worker thread, then moves the alias of a first version through the lifecycle
+service (one audited move) and records the run in ``training_run``. Its components come from
+``app.container.build`` (the CLI's ``train`` and ``bootstrap``).
 """
 
 from __future__ import annotations
@@ -12,46 +14,52 @@ import json
 import logging
 import os
 import tempfile
-import warnings
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures go to files, never to a screen
-
-import matplotlib.pyplot as plt
 import mlflow
 import mlflow.sklearn
 import pandas as pd
-from mlflow.models import infer_signature
-from sklearn.metrics import ConfusionMatrixDisplay
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db.engine import create_engine, create_sessionmaker
-from app.db.tables import ModelPromotion, TrainingRun
-from app.lifecycle.versioning import (
-    VersionRecord,
-    assign_semver,
-    hyperparameters_of,
-    signature_fingerprint,
-)
-from app.ml.evaluation import evaluate, split
-from app.ml.features import FEATURE_NAMES, LEVELS, TARGET
-from app.ml.pipeline import build_pipeline
-from app.ml.synthetic import generate
+from app.db.tables import TrainingRun
+from app.lifecycle.audit import PromotionAudit
+from app.lifecycle.service import LifecycleService
+from app.lifecycle.versioning import ChangeType, assign_semver
+from app.ml.features import TARGET
 from app.registry.client import ModelRegistry
 from app.serving.loaded_model import REFERENCE_FILE
+from app.training.fit import (
+    STAGES,
+    FittedModel,
+    Progress,
+    fit_and_evaluate,
+    load_data,
+    model_format,
+    no_progress,
+)
 
 log = logging.getLogger(__name__)
 
-TRAINING_EXPERIMENT = "model-training"
-# skops refuses types it does not know; these are the tree internals of our pipeline's models.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
-STAGES = ("data", "fit", "evaluate", "log", "register")
+__all__ = ["STAGES", "TRAINING_EXPERIMENT", "TrainingComponents", "TrainingResult", "load_data",
+           "register_version", "train", "train_and_register"]
 
-Progress = Callable[[str], None]
+TRAINING_EXPERIMENT = "model-training"
+ACTOR = "training"
+
+
+class TrainingComponents(Protocol):
+    """What training needs; ``app.container.Container`` has all of it."""
+
+    settings: Settings
+    registry: ModelRegistry
+    engine: AsyncEngine
+    lifecycle: LifecycleService
 
 
 @dataclass
@@ -62,164 +70,109 @@ class TrainingResult:
     metrics: dict[str, float]
     params: dict[str, object]
     rows: int
-    promoted: bool
+    promoted: bool = False
     tags: dict[str, str] = field(default_factory=dict)
     semver: str | None = None
     change_type: str | None = None
 
 
-def load_data(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    missing = [c for c in (*FEATURE_NAMES, TARGET) if c not in df.columns]
-    if missing:
-        raise ValueError(f"training data lacks columns: {', '.join(missing)}")
-    return df[[*FEATURE_NAMES, TARGET]]
-
-
-def _confusion_matrix_figure(model, test: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ConfusionMatrixDisplay.from_estimator(
-        model, test[list(FEATURE_NAMES)], test[TARGET], labels=list(LEVELS), ax=ax, colorbar=False
-    )
-    ax.set_title("Held-out confusion matrix")
-    fig.tight_layout()
-    return fig
-
-
-def _feature_importances(model) -> dict[str, float]:
-    classifier = model[-1]
-    values = getattr(classifier, "feature_importances_", None)
-    if values is None:
-        return {}
-    names = model[:-1].get_feature_names_out()
-    return dict(sorted(((str(n), float(v)) for n, v in zip(names, values)), key=lambda kv: -kv[1]))
-
-
-def train_and_register(
-    settings: Settings,
-    data: pd.DataFrame | None = None,
-    rows: int | None = None,
-    seed: int | None = None,
-    progress: Progress = lambda stage: None,
-    extra_tags: dict[str, str] | None = None,
-    bump: str | None = None,
+async def train(
+    components: TrainingComponents | Settings, *, data: pd.DataFrame | None = None,
+    rows: int | None = None, seed: int | None = None, progress: Progress = no_progress,
+    extra_tags: dict[str, str] | None = None, bump: ChangeType | None = None,
 ) -> TrainingResult:
-    """Train, log everything to MLflow, register a version with its semver; the first becomes Production.
+    """Train and register off the event loop; a first version becomes Production (audited);
+    the run is recorded in the database.
 
     ``bump`` ("major", "minor", "patch") overrides the change type detected against Production.
     """
-    registry = ModelRegistry(
-        settings.tracking_uri, settings.registry_uri, settings.artifact_root, settings.model_cache_dir
-    )
-    experiment_ids = registry.ensure_experiments()
-    with _mlflow_uris(settings.tracking_uri, settings.registry_uri):
-        return _train_and_register(settings, registry, experiment_ids, data, rows, seed, progress,
-                                   extra_tags, bump)
+    if isinstance(components, Settings):
+        async with _standalone(components) as own:
+            return await train(own, data=data, rows=rows, seed=seed, progress=progress,
+                               extra_tags=extra_tags, bump=bump)
+    settings = components.settings
+    result = await asyncio.to_thread(register_version, settings, components.registry, data=data,
+                                     rows=rows, seed=seed, progress=progress,
+                                     extra_tags=extra_tags, bump=bump)
+    result.promoted = await components.lifecycle.adopt_first(
+        result.model_name, result.version, actor=ACTOR, reason="first version of the model",
+        detail=f"semver {result.semver}")
+    if result.promoted:
+        log.info("made version %s of %s the %s version", result.version, result.model_name,
+                 settings.model.alias)
+    await record_run(components.engine, result)
+    return result
 
 
-@contextlib.contextmanager
-def _mlflow_uris(tracking_uri: str, registry_uri: str):
-    """Point MLflow's fluent API at our stores, then put back what was there.
-
-    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` to the environment, which
-    would leak into every ``Settings()`` built later in the same process.
-    """
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
-        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def train_and_register(settings: Settings, **kwargs: Any) -> TrainingResult:
+    """``train`` for synchronous callers outside any event loop (a benchmark's set-up)."""
+    return asyncio.run(train(settings, **kwargs))
 
 
 @dataclass
-class FittedModel:
-    """A fitted, evaluated pipeline and what logging or a dry run needs of it."""
-
-    model: object
-    metrics: dict[str, float]
-    params: dict[str, object]
-    data: pd.DataFrame
-    train_rows: int
-    test: pd.DataFrame
-    reference: pd.DataFrame
-    example: pd.DataFrame
-    signature: object
-
-    def record(self, run_id: str, algorithm: str) -> VersionRecord:
-        return VersionRecord(
-            run_id=run_id,
-            metrics={k: v for k, v in self.metrics.items() if not k.startswith("baseline")},
-            training_rows=self.train_rows, features=list(FEATURE_NAMES),
-            classes=[str(c) for c in self.model.classes_], algorithm=algorithm,
-            hyperparameters=hyperparameters_of(self.model[-1]),
-            signature=signature_fingerprint(self.signature),
-        )
+class _Components:
+    settings: Settings
+    registry: ModelRegistry
+    engine: AsyncEngine
+    lifecycle: LifecycleService
 
 
-def fit_and_evaluate(settings: Settings, data, rows, seed, progress: Progress) -> FittedModel:
-    """Data, fit, held-out evaluation (blocking; touches no store)."""
-    cfg = settings.training
-    seed = cfg.seed if seed is None else seed
-    progress("data")
-    df = data if data is not None else generate(rows or cfg.rows, seed=seed)
-    train, test = split(df, cfg.test_size, seed)
-    x_train, y_train = train[list(FEATURE_NAMES)], train[TARGET]
-
-    progress("fit")
-    params: dict[str, object] = {"n_estimators": cfg.n_estimators} if cfg.algorithm == "random_forest" else {}
-    model = build_pipeline(cfg.algorithm, params, seed).fit(x_train, y_train)
-
-    progress("evaluate")
-    metrics = evaluate(model, train, test)
-    example = x_train.head(5)
-    with warnings.catch_warnings():  # integer columns are never missing: bounds are enforced
-        warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(example, model.predict(example))
-    logged_params = {
-        "algorithm": cfg.algorithm, "seed": seed, "rows": len(df), "train_rows": len(train),
-        "test_rows": len(test), "test_size": cfg.test_size, **params,
-    }
-    reference = train.sample(min(cfg.reference_rows, len(train)), random_state=seed)
-    return FittedModel(model, metrics, logged_params, df, len(train), test, reference, example,
-                       signature)
+@contextlib.asynccontextmanager
+async def _standalone(settings: Settings) -> AsyncIterator[_Components]:
+    """The components for callers that pass bare settings (test fixtures and benchmarks not yet
+    on ``app.container.build``, which training may not import: it sits above training). Only
+    what training uses; remove once those callers pass the container."""
+    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
+                             settings.model_cache_dir)
+    engine = create_engine(settings.db_url)
+    lifecycle = LifecycleService(registry=registry, audit=PromotionAudit(engine=engine),
+                                 model=settings.model, settings=settings.lifecycle)
+    try:
+        yield _Components(settings, registry, engine, lifecycle)
+    finally:
+        await engine.dispose()
 
 
-def model_format(fitted: FittedModel, reference_path: Path) -> dict:
-    """How the model is stored, logged or saved alike: skops, signature, input example, and the
-    reference sample (written to ``reference_path``) as an extra file."""
-    fitted.reference.to_parquet(reference_path, index=False)
-    return {"signature": fitted.signature, "input_example": fitted.example,
-            "skops_trusted_types": SKOPS_TRUSTED_TYPES, "extra_files": [str(reference_path)]}
-
-
-def _train_and_register(settings, registry, experiment_ids, data, rows, seed, progress, extra_tags,
-                        bump=None):
-    cfg = settings.training
+def register_version(
+    settings: Settings, registry: ModelRegistry, *, data: pd.DataFrame | None = None,
+    rows: int | None = None, seed: int | None = None, progress: Progress = no_progress,
+    extra_tags: dict[str, str] | None = None, bump: ChangeType | None = None,
+) -> TrainingResult:
+    """Fit, log everything to an MLflow run, register a version with its semver (blocking).
+    Moves no alias: that is the lifecycle service's (``train``)."""
+    experiment_ids = registry.ensure_experiments()
     fitted = fit_and_evaluate(settings, data, rows, seed, progress)
-    model, metrics, logged_params, df = fitted.model, fitted.metrics, fitted.params, fitted.data
-
     progress("log")
     name = settings.model.name
-    with mlflow.start_run(experiment_id=experiment_ids[TRAINING_EXPERIMENT]) as run:
-        mlflow.log_params(logged_params)
-        mlflow.log_metrics(metrics)
+    with _mlflow_uris(settings.tracking_uri, settings.registry_uri):
+        run_id, version = _log_and_register(fitted, name, experiment_ids[TRAINING_EXPERIMENT],
+                                            extra_tags, progress)
+    for key, value in fitted.metrics.items():
+        if not key.startswith("baseline"):
+            registry.client.set_model_version_tag(name, version, f"metric.{key}", f"{value:.6f}")
+    record = assign_semver(registry, name, settings.model.alias, version,
+                           fitted.record(run_id, settings.training.algorithm), bump=bump)
+    return TrainingResult(
+        run_id=run_id, model_name=name, version=version, metrics=fitted.metrics,
+        params=fitted.params, rows=len(fitted.data), tags={"run_id": run_id, **(extra_tags or {})},
+        semver=record.semver, change_type=record.change_type,
+    )
+
+
+def _log_and_register(fitted: FittedModel, name: str, experiment_id: str,
+                      extra_tags: dict[str, str] | None, progress: Progress) -> tuple[str, str]:
+    """One MLflow run with params, metrics, figures, the reference sample and the model, which
+    is registered as a new version of ``name``. Returns (run id, version)."""
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params(fitted.params)
+        mlflow.log_metrics(fitted.metrics)
         mlflow.set_tags({"model_name": name, **(extra_tags or {})})
-        fig = _confusion_matrix_figure(model, fitted.test)
-        mlflow.log_figure(fig, "evaluation/confusion_matrix.png")
-        plt.close(fig)
-        importances = _feature_importances(model)
+        mlflow.log_figure(fitted.confusion_matrix(), "evaluation/confusion_matrix.png")
+        importances = fitted.feature_importances()
         if importances:
             mlflow.log_dict(importances, "evaluation/feature_importances.json")
         mlflow.log_dict(
-            {"class_distribution": df[TARGET].value_counts(normalize=True).round(4).to_dict()},
+            {"class_distribution": fitted.data[TARGET].value_counts(normalize=True).round(4).to_dict()},
             "data/summary.json",
         )
         with tempfile.TemporaryDirectory() as tmp:
@@ -227,63 +180,48 @@ def _train_and_register(settings, registry, experiment_ids, data, rows, seed, pr
             stored_as = model_format(fitted, reference_path)
             mlflow.log_artifact(str(reference_path), artifact_path="reference")
             progress("register")
-            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+            info = mlflow.sklearn.log_model(fitted.model, name="model", registered_model_name=name,
                                             await_registration_for=60, **stored_as)
-        version = str(info.registered_model_version)
-
-    tags = {"run_id": run.info.run_id, **(extra_tags or {})}
-    for key, value in metrics.items():
-        if not key.startswith("baseline"):
-            registry.client.set_model_version_tag(name, version, f"metric.{key}", f"{value:.6f}")
-    record = assign_semver(registry, name, settings.model.alias, version,
-                           fitted.record(run.info.run_id, cfg.algorithm), bump=bump)
-    promoted = _promote_if_first(registry, settings, version)
-    return TrainingResult(
-        run_id=run.info.run_id, model_name=name, version=version, metrics=metrics,
-        params=logged_params, rows=len(df), promoted=promoted, tags=tags,
-        semver=record.semver, change_type=record.change_type,
-    )
+        return run.info.run_id, str(info.registered_model_version)
 
 
-def _promote_if_first(registry: ModelRegistry, settings: Settings, version: str) -> bool:
-    """The first version of a model becomes Production; later ones wait for a promotion."""
-    name, alias = settings.model.name, settings.model.alias
-    registered = registry.client.get_registered_model(name)
-    if alias in (registered.aliases or {}):
-        return False
-    registry.set_alias(name, alias, version)
-    log.info("made version %s of %s the %s version", version, name, alias)
-    return True
+# MLflow's fluent API (``log_model`` has no client argument) reads process-global URIs, and
+# ``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI to the environment. This is the one place
+# that touches either: serialized, and put back afterwards, so no later ``Settings()`` in this
+# process (a test, the CLI) inherits a training's registry.
+_MLFLOW_GLOBALS = threading.Lock()
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-async def record_run(settings: Settings, result: TrainingResult) -> None:
-    engine = create_engine(settings.db_url)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            session.add(
-                TrainingRun(
-                    run_id=result.run_id, experiment=TRAINING_EXPERIMENT,
-                    model_name=result.model_name, model_version=result.version,
-                    algorithm=str(result.params["algorithm"]), rows=result.rows,
-                    params=json.loads(json.dumps(result.params, default=str)),
-                    metrics=result.metrics, status="FINISHED",
-                )
+@contextlib.contextmanager
+def _mlflow_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at our stores for the body, then put back what was there."""
+    with _MLFLOW_GLOBALS:
+        saved = {k: os.environ.get(k) for k in _URI_VARIABLES}
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
+        try:
+            yield
+        finally:
+            # None resets MLflow to its default, as it was (its stubs say str only).
+            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+            mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+async def record_run(engine: AsyncEngine, result: TrainingResult) -> None:
+    """The ``training_run`` row of a finished training."""
+    async with create_sessionmaker(engine)() as session, session.begin():
+        session.add(
+            TrainingRun(
+                run_id=result.run_id, experiment=TRAINING_EXPERIMENT,
+                model_name=result.model_name, model_version=result.version,
+                algorithm=str(result.params["algorithm"]), rows=result.rows,
+                params=json.loads(json.dumps(result.params, default=str)),
+                metrics=result.metrics, status="FINISHED",
             )
-            if result.promoted:  # the first version became Production: that move is audited too
-                session.add(
-                    ModelPromotion(
-                        model_name=result.model_name, actor="training", action="auto",
-                        from_version=None, to_version=result.version,
-                        reason="first version of the model", outcome="success",
-                        detail=f"semver {result.semver}",
-                    )
-                )
-    finally:
-        await engine.dispose()
-
-
-async def train(settings: Settings, **kwargs) -> TrainingResult:
-    """Train off the event loop, then record the run in the database."""
-    result = await asyncio.to_thread(train_and_register, settings, **kwargs)
-    await record_run(settings, result)
-    return result
+        )

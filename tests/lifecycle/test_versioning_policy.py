@@ -9,14 +9,14 @@ from mlflow import MlflowClient
 from pydantic import ValidationError
 
 from app.config import LifecycleSettings
-from app.lifecycle.policy import PromotionPolicy
-from app.lifecycle.service import (
+from app.lifecycle.history import (
     HISTORY_MAX,
     after_promotion,
     after_rollback,
     history_of,
     rollback_target,
 )
+from app.lifecycle.policy import PromotionPolicy
 from app.lifecycle.versioning import (
     RECORD_TAG,
     VersionRecord,
@@ -114,7 +114,7 @@ def test_detect_change_and_next_semver():
 
 def test_policy_promotes_a_better_candidate_and_refuses_a_worse_one(lifecycle_dir):
     registry = _registry(lifecycle_settings(lifecycle_dir))
-    policy = PromotionPolicy(registry, LifecycleSettings())
+    policy = PromotionPolicy(registry=registry, settings=LifecycleSettings())
     v1, v2 = (registry.get_version(MODEL, v) for v in ("1", "2"))
 
     better = policy.evaluate(v2, v1)
@@ -128,12 +128,13 @@ def test_policy_promotes_a_better_candidate_and_refuses_a_worse_one(lifecycle_di
     assert "f1_macro" in worse.reason and "gain -" in worse.reason
 
     gain = better.candidate_value - better.production_value
-    strict = PromotionPolicy(registry, LifecycleSettings(min_improvement=gain + 0.01)).evaluate(v2, v1)
+    strict_settings = LifecycleSettings(min_improvement=gain + 0.01)
+    strict = PromotionPolicy(registry=registry, settings=strict_settings).evaluate(v2, v1)
     assert not strict.promote and "needed > 0 and >=" in strict.reason
     relative = LifecycleSettings(min_relative_improvement=(gain / better.production_value) * 2)
-    assert not PromotionPolicy(registry, relative).evaluate(v2, v1).promote
+    assert not PromotionPolicy(registry=registry, settings=relative).evaluate(v2, v1).promote
     loose = LifecycleSettings(min_improvement=gain / 2, min_relative_improvement=gain / 4)
-    assert PromotionPolicy(registry, loose).evaluate(v2, v1).promote
+    assert PromotionPolicy(registry=registry, settings=loose).evaluate(v2, v1).promote
 
 
 def test_policy_refuses_a_major_change_unless_allowed(lifecycle_dir):
@@ -145,10 +146,11 @@ def test_policy_refuses_a_major_change_unless_allowed(lifecycle_dir):
         MODEL, version, RECORD_TAG, record.model_dump_json())
     candidate, prod = registry.get_version(MODEL, version), registry.get_version(MODEL, "1")
 
-    refused = PromotionPolicy(registry, LifecycleSettings()).evaluate(candidate, prod)
+    refused = PromotionPolicy(registry=registry, settings=LifecycleSettings()).evaluate(candidate, prod)
     assert not refused.promote and refused.change_type == "major"
     assert "MAJOR" in refused.reason and "FS_LIFECYCLE_ALLOW_MAJOR" in refused.reason
-    allowed = PromotionPolicy(registry, LifecycleSettings(allow_major=True)).evaluate(candidate, prod)
+    allow_major = LifecycleSettings(allow_major=True)
+    allowed = PromotionPolicy(registry=registry, settings=allow_major).evaluate(candidate, prod)
     assert allowed.promote, allowed.reason
 
 
@@ -157,7 +159,7 @@ def test_policy_refuses_a_version_that_does_not_load(lifecycle_dir, tmp_path):
     v1 = registry.client.get_model_version(MODEL, "1")
     missing = (tmp_path / "nothing-here").as_uri()
     version = str(registry.client.create_model_version(MODEL, missing, run_id=v1.run_id).version)
-    decision = PromotionPolicy(registry, LifecycleSettings()).evaluate(
+    decision = PromotionPolicy(registry=registry, settings=LifecycleSettings()).evaluate(
         registry.get_version(MODEL, version), registry.get_version(MODEL, "1"))
     assert not decision.promote
     assert [(c.name, c.passed) for c in decision.checks] == [("loads", False)]

@@ -1,0 +1,125 @@
+"""Data -> fit -> held-out evaluation: what training and ``train --dry-run`` share.
+
+Blocking (scikit-learn) and free of any store: nothing here talks to MLflow or the database.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.models import infer_signature
+from sklearn.metrics import ConfusionMatrixDisplay
+
+from app.config import Settings
+from app.lifecycle.versioning import VersionRecord, hyperparameters_of, signature_fingerprint
+from app.ml.evaluation import evaluate, split
+from app.ml.features import FEATURE_NAMES, LEVELS, TARGET
+from app.ml.pipeline import build_pipeline
+from app.ml.synthetic import generate
+
+# skops refuses types it does not know; these are the tree internals of our pipeline's models.
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
+STAGES = ("data", "fit", "evaluate", "log", "register")
+
+Progress = Callable[[str], None]
+
+
+def no_progress(stage: str) -> None:
+    """The default progress callback: training reports its stages to nobody."""
+
+
+def load_data(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    missing = [c for c in (*FEATURE_NAMES, TARGET) if c not in df.columns]
+    if missing:
+        raise ValueError(f"training data lacks columns: {', '.join(missing)}")
+    return df[[*FEATURE_NAMES, TARGET]]
+
+
+@dataclass
+class FittedModel:
+    """A fitted, evaluated pipeline and what logging or a dry run needs of it."""
+
+    model: Any  # a fitted scikit-learn Pipeline (scikit-learn ships no types)
+    metrics: dict[str, float]
+    params: dict[str, object]
+    data: pd.DataFrame
+    train_rows: int
+    test: pd.DataFrame
+    reference: pd.DataFrame
+    example: pd.DataFrame
+    signature: Any  # mlflow.models.ModelSignature
+
+    def record(self, run_id: str, algorithm: str) -> VersionRecord:
+        return VersionRecord(
+            run_id=run_id,
+            metrics={k: v for k, v in self.metrics.items() if not k.startswith("baseline")},
+            training_rows=self.train_rows, features=list(FEATURE_NAMES),
+            classes=[str(c) for c in self.model.classes_], algorithm=algorithm,
+            hyperparameters=hyperparameters_of(self.model[-1]),
+            signature=signature_fingerprint(self.signature),
+        )
+
+    def confusion_matrix(self) -> Figure:
+        """The held-out confusion matrix. A bare ``Figure`` (no pyplot): no GUI backend is
+        chosen and no global figure registry is touched, so training runs headless anywhere."""
+        fig = Figure(figsize=(5, 4))
+        ax = fig.subplots()
+        ConfusionMatrixDisplay.from_estimator(
+            self.model, self.test[list(FEATURE_NAMES)], self.test[TARGET], labels=list(LEVELS),
+            ax=ax, colorbar=False,
+        )
+        ax.set_title("Held-out confusion matrix")
+        fig.tight_layout()
+        return fig
+
+    def feature_importances(self) -> dict[str, float]:
+        values = getattr(self.model[-1], "feature_importances_", None)
+        if values is None:
+            return {}
+        names = self.model[:-1].get_feature_names_out()
+        pairs = ((str(n), float(v)) for n, v in zip(names, values, strict=True))
+        return dict(sorted(pairs, key=lambda kv: -kv[1]))
+
+
+def fit_and_evaluate(settings: Settings, data: pd.DataFrame | None, rows: int | None,
+                     seed: int | None, progress: Progress) -> FittedModel:
+    """Data, fit, held-out evaluation (blocking; touches no store)."""
+    cfg = settings.training
+    seed = cfg.seed if seed is None else seed
+    progress("data")
+    df = data if data is not None else generate(rows or cfg.rows, seed=seed)
+    train, test = split(df, cfg.test_size, seed)
+    x_train, y_train = train[list(FEATURE_NAMES)], train[TARGET]
+
+    progress("fit")
+    params: dict[str, object] = {"n_estimators": cfg.n_estimators} if cfg.algorithm == "random_forest" else {}
+    model = build_pipeline(cfg.algorithm, params, seed).fit(x_train, y_train)
+
+    progress("evaluate")
+    metrics = evaluate(model, train, test)
+    example = x_train.head(5)
+    with warnings.catch_warnings():  # integer columns are never missing: bounds are enforced
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, model.predict(example))
+    logged_params = {
+        "algorithm": cfg.algorithm, "seed": seed, "rows": len(df), "train_rows": len(train),
+        "test_rows": len(test), "test_size": cfg.test_size, **params,
+    }
+    reference = train.sample(min(cfg.reference_rows, len(train)), random_state=seed)
+    return FittedModel(model, metrics, logged_params, df, len(train), test, reference, example,
+                       signature)
+
+
+def model_format(fitted: FittedModel, reference_path: Path) -> dict[str, Any]:
+    """How the model is stored, logged or saved alike: skops, signature, input example, and the
+    reference sample (written to ``reference_path``) as an extra file."""
+    fitted.reference.to_parquet(reference_path, index=False)
+    return {"signature": fitted.signature, "input_example": fitted.example,
+            "skops_trusted_types": SKOPS_TRUSTED_TYPES, "extra_files": [str(reference_path)]}
