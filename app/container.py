@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db.engine import create_engine
 from app.db.scheduling import SlotClaims
-from app.lifecycle.audit import PromotionAudit
+from app.lifecycle.audit import AuditEntry, PromotionAudit
 from app.lifecycle.service import LifecycleService
 from app.metrics import ServiceMetrics
 from app.monitoring.drift_service import DriftService
@@ -61,6 +61,18 @@ class Container:
         return self.slot
 
 
+@dataclass(frozen=True)
+class _ReloadFailures:
+    """The reloader's failures go to the promotion audit as ``reload-failed`` rows."""
+
+    audit: PromotionAudit
+
+    async def reload_failed(self, *, model_name: str, actor: str, serving: str | None,
+                            target: str, detail: str) -> None:
+        await self.audit.record(AuditEntry(model_name, actor, "reload-failed", serving, target,
+                                           None, "failed", detail))
+
+
 def _construct(settings: Settings, metrics: ServiceMetrics) -> Container:
     engine = create_engine(settings.db_url)
     registry = ModelRegistry(
@@ -97,7 +109,7 @@ def _construct(settings: Settings, metrics: ServiceMetrics) -> Container:
         prediction_log=prediction_log, predictions=predictions, admission=admission,
         feedback=FeedbackService(engine=engine, prediction_log=prediction_log),
         reloader=Reloader(
-            slot=slot, audit=audit, metrics=metrics, settings=settings.lifecycle,
+            slot=slot, audit=_ReloadFailures(audit), metrics=metrics, settings=settings.lifecycle,
             interval_s=settings.model.poll_interval_s,
         ),
         lifecycle=LifecycleService(

@@ -102,7 +102,7 @@ async def copy_predictions(dsn: str, rows: int) -> float:
     records = (
         (uuid.uuid4(), now - timedelta(seconds=float(off)), MODEL, "1", feat, level,
          probabilities, 65.0, 8.0, None, "v1", None)
-        for feat, level, off in zip(features, levels, offsets)
+        for feat, level, off in zip(features, levels, offsets, strict=True)
     )
     conn = await asyncpg.connect(dsn)
     try:
@@ -190,15 +190,16 @@ def max_rel(a: dict, b: dict) -> float:
 def save_reference(data_dir: str, db_url: str) -> None:
     """The Production version's reference sample with its predictions, for the child processes
     (so that they do not load the model, whose memory would hide the report's)."""
+    from app.container import build
     from app.ml.features import LEVELS
     from app.monitoring.drift_service import training_vocabulary
-    from app.registry.client import ModelRegistry
-    from app.serving.loaded_model import load_from_path, to_frame
+    from app.serving.loaded_model import to_frame
 
-    s = settings_for(data_dir, db_url)
-    registry = ModelRegistry(s.tracking_uri, s.registry_uri, s.artifact_root, s.model_cache_dir)
-    ref = registry.resolve(MODEL, "production")
-    model = load_from_path(ref, registry.download(ref))
+    async def load():
+        async with build(settings_for(data_dir, db_url)) as container:
+            return await container.slot.load(await container.slot.resolve())
+
+    model = asyncio.run(load())
     proba = model.predict_proba(to_frame(model.reference.to_dict("records")))
     model.reference.to_parquet(os.path.join(data_dir, "bench-reference.parquet"), index=False)
     with open(os.path.join(data_dir, "bench-reference.json"), "w") as fh:
@@ -219,6 +220,8 @@ def load_reference(data_dir: str):
 
 
 async def read(db_url: str, rows: int):
+    # An engine alone, not container.build: this child measures the window's memory, and the
+    # container would import MLflow and friends into it.
     from app.db.engine import create_engine
     from app.monitoring.window_reader import read_window
 

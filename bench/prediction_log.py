@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -28,19 +29,15 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import asyncpg
 
-from app.config import ModelSettings, Settings, SpoolSettings, TrainingSettings
+from app.config import BatchSettings, ModelSettings, Settings, SpoolSettings, TrainingSettings
+from app.container import build
 from app.db.dialect import ingest_ignoring_duplicates
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.tables import Prediction
-from app.metrics import ServiceMetrics
 from app.ml.synthetic import generate
-from app.prediction_log.log import PredictionLog, PredictionRecord
-from app.registry.client import ModelRegistry
-from app.serving.admission import Admission
-from app.serving.batching import MicroBatcher
+from app.prediction_log.log import PredictionRecord
 from app.serving.core import PredictionService
-from app.serving.model_slot import ModelSlot
 
 
 def _rows(n: int, items: list[dict]) -> list[dict]:
@@ -109,16 +106,23 @@ async def _latencies(service: PredictionService, items: list[dict], concurrency:
     return lat, len(lat) / (time.perf_counter() - started)
 
 
-def _service(settings: Settings, models, log, metrics) -> tuple[PredictionService, MicroBatcher]:
-    """The request path as the composition root builds it: admission, deadline, micro-batching."""
-    batcher = MicroBatcher(max_rows=settings.batch.max_rows,
-                           max_wait_s=settings.batch.max_wait_ms / 1000.0, metrics=metrics)
-    service = PredictionService(slot=models, prediction_log=log, metrics=metrics,
-                                admission=Admission(limit=settings.limits.max_in_flight),
-                                max_items=settings.predict.max_items,
-                                deadline_s=settings.limits.deadline_s, batcher=batcher,
-                                subject_key=b"bench")
-    return service, batcher
+@contextlib.asynccontextmanager
+async def _cell(settings: Settings, model, log_on: bool):
+    """One cell's request path, built as the service builds it (``container.build``): admission,
+    deadline, micro-batching, the prediction log; ``model`` is installed, not loaded again."""
+    async with build(settings) as container:
+        container.slot.install(model)
+        if log_on:
+            await container.prediction_log.start()
+        else:  # logging off: the baseline the durability levels are compared with (bench only)
+            container.predictions.log = _NoLog()
+        await container.predictions.start()
+        try:
+            yield container
+        finally:
+            await container.predictions.stop()
+            if log_on:
+                await container.prediction_log.stop()
 
 
 async def bench_durability(work: Path, requests: int) -> None:
@@ -126,22 +130,18 @@ async def bench_durability(work: Path, requests: int) -> None:
 
     settings = Settings(
         data_dir=work, training=TrainingSettings(rows=4000, n_estimators=100, reference_rows=500),
-        model=ModelSettings(),
+        model=ModelSettings(), batch=BatchSettings(enabled=True),
     )
     settings.ensure_dirs()
     await upgrade(settings.db_url)
     print("\ntraining a 100-tree model for the latency part ...", flush=True)
     await train(settings)
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                             settings.model_cache_dir)
-    metrics = ServiceMetrics()
-    models = ModelSlot(registry=registry, settings=settings.model, metrics=metrics)
-    await models.load_production()
+    async with build(settings) as container:
+        model = await container.slot.load_production()
     items = generate(500, seed=5, with_label=False).to_dict("records")
 
     # The database is a local SQLite file: the drainer runs, but the request path never waits for it.
     # Modes are interleaved in rounds, so a change in machine load hits all of them alike.
-    engine = create_engine(settings.db_url)
     modes = ("off", "none", "os", "fsync")
     rounds = 4
     print(f"\n== request latency by durability: real predict path, one-item requests, "
@@ -154,22 +154,18 @@ async def bench_durability(work: Path, requests: int) -> None:
         syncs = 0
         for r in range(rounds):
             for mode in modes:
-                log = None
-                if mode != "off":
-                    spool = SpoolSettings(durability=mode, dir=work / f"spool-{mode}-{concurrency}-{r}")
-                    log = PredictionLog(engine, spool, metrics, spool.dir)
-                    await log.start()
-                service, batcher = _service(settings, models, log or _NoLog(), metrics)
-                await batcher.start()
-                await _latencies(service, items, concurrency, 16)  # warm-up
-                synced_before = log.writer.syncs if log is not None else 0
-                cell, cell_rate = await _latencies(service, items, concurrency, requests // rounds)
-                await batcher.stop()
+                spool = SpoolSettings(durability="os" if mode == "off" else mode,
+                                      dir=work / f"spool-{mode}-{concurrency}-{r}")
+                cell_settings = settings.model_copy(update={"spool": spool})
+                async with _cell(cell_settings, model, mode != "off") as c:
+                    await _latencies(c.predictions, items, concurrency, 16)  # warm-up
+                    synced_before = c.prediction_log.writer.syncs
+                    cell, cell_rate = await _latencies(c.predictions, items, concurrency,
+                                                       requests // rounds)
+                    if mode == "fsync":
+                        syncs += c.prediction_log.writer.syncs - synced_before
                 lat[mode] += cell
                 rate[mode].append(cell_rate)
-                if log is not None:
-                    syncs += log.writer.syncs - synced_before if mode == "fsync" else 0
-                    await log.stop()
         base = statistics.median(lat["off"])
         for mode in modes:
             q = statistics.quantiles(lat[mode], n=100)
@@ -178,7 +174,6 @@ async def bench_durability(work: Path, requests: int) -> None:
             extra = f" ({syncs} fsyncs for {len(lat[mode])} requests)" if mode == "fsync" else ""
             print(f"{mode:<10} {concurrency:>7} {p50:>7.2f} {q[89]:>7.2f} {q[98]:>7.2f} "
                   f"{statistics.median(rate[mode]):>7.0f} {cost:>16}{extra}", flush=True)
-    await engine.dispose()
 
     print("\n== record() alone, no model: 2,000 one-record appends (microseconds per call) ==")
     variants = [("none", 0.0), ("os", 0.0), ("fsync", 0.0), ("fsync", 2.0)]
@@ -186,22 +181,21 @@ async def bench_durability(work: Path, requests: int) -> None:
         for mode, wait_ms in variants:
             spool = SpoolSettings(durability=mode, group_commit_wait_ms=wait_ms,
                                   dir=work / f"spool-micro-{mode}-{wait_ms}-{concurrency}")
-            engine = create_engine(settings.db_url)
-            log = PredictionLog(engine, spool, metrics, spool.dir)
-            await log.start()
-            recs = [PredictionRecord(**r) for r in _rows(2000, items)]
-            micro: list[float] = []
+            async with build(settings.model_copy(update={"spool": spool})) as container:
+                log = container.prediction_log
+                await log.start()
+                recs = [PredictionRecord(**r) for r in _rows(2000, items)]
+                micro: list[float] = []
 
-            async def one(chunk, log=log, micro=micro):
-                for rec in chunk:
-                    t = time.perf_counter()
-                    await log.record([rec])
-                    micro.append((time.perf_counter() - t) * 1e6)
+                async def one(chunk, log=log, micro=micro):
+                    for rec in chunk:
+                        t = time.perf_counter()
+                        await log.record([rec])
+                        micro.append((time.perf_counter() - t) * 1e6)
 
-            await asyncio.gather(*(one(recs[k::concurrency]) for k in range(concurrency)))
-            syncs = log.writer.syncs
-            await log.stop()
-            await engine.dispose()
+                await asyncio.gather(*(one(recs[k::concurrency]) for k in range(concurrency)))
+                syncs = log.writer.syncs
+                await log.stop()
             label = f"{mode}" + (f" (wait {wait_ms:g} ms)" if mode == "fsync" else "")
             q = statistics.quantiles(micro, n=100)
             print(f"{label:<20} callers {concurrency:>2}: median {statistics.median(micro):7.0f}  "

@@ -65,15 +65,15 @@ def ensure_model(data_dir: Path) -> None:
 
 
 def load_model(data_dir: Path):
+    """The Production version, loaded and warmed up as the service's slot loads it."""
     from app.config import Settings
-    from app.registry.client import ModelRegistry
-    from app.serving.loaded_model import load_from_path
+    from app.container import build
 
-    settings = Settings(data_dir=data_dir)
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                             settings.model_cache_dir)
-    ref = registry.resolve(MODEL_NAME, "production")
-    return load_from_path(ref, registry.download(ref))
+    async def load():
+        async with build(Settings(data_dir=data_dir)) as container:
+            return await container.slot.load_production()
+
+    return asyncio.run(load())
 
 
 def ceiling(model, seconds: float = 3.0) -> dict[str, float]:
@@ -235,7 +235,8 @@ def report(out: dict, ceiling_rows: float) -> None:
                           for pid, rss, cmd in s["rss"])
         print(f"  {name}: cold start to ready {s['cold_start_s']:.1f} s; RSS per process: {procs}")
     print(f"  prediction log: {out['logged_rows']} rows in Postgres (timed runs answered "
-          f"{out['answered_rows_timed']} rows, plus warm-up); labels agree with MLflow: {out['labels_agree']}")
+          f"{out['answered_rows_timed']} rows, plus warm-up); "
+          f"labels agree with MLflow: {out['labels_agree']}")
 
 
 def _ratio(a: float, b: float) -> str:
@@ -243,7 +244,8 @@ def _ratio(a: float, b: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per request size")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="worker counts to run")

@@ -16,10 +16,10 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.config import LifecycleSettings
 from app.errors import DomainError, ModelNotFound, RegistryUnavailable
-from app.lifecycle.audit import AuditEntry, PromotionAudit
 from app.metrics import ServiceMetrics
 from app.serving.loaded_model import LoadedModel
 from app.serving.model_slot import ModelSlot
@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 
 ACTOR = "reloader"
 _URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")
+
+
+class FailedReloadAudit(Protocol):
+    """Where a failed reload is recorded (the lifecycle's promotion audit, wired by the container;
+    serving sits below lifecycle and knows only this)."""
+
+    async def reload_failed(self, *, model_name: str, actor: str, serving: str | None,
+                            target: str, detail: str) -> None: ...
 
 
 @dataclass
@@ -50,7 +58,7 @@ class Reloader:
         self,
         *,
         slot: ModelSlot,
-        audit: PromotionAudit,
+        audit: FailedReloadAudit,
         metrics: ServiceMetrics,
         settings: LifecycleSettings,
         interval_s: float,
@@ -138,8 +146,8 @@ class Reloader:
         log.error("version %s of %s failed to load or to pass its check; still serving %s",
                   version, name, serving, exc_info=exc)
         try:
-            await self.audit.record(AuditEntry(name, ACTOR, "reload-failed", serving, version,
-                                               None, "failed", detail))
+            await self.audit.reload_failed(model_name=name, actor=ACTOR, serving=serving,
+                                           target=version, detail=detail)
         except Exception:
             log.exception("could not audit the failed reload of version %s", version)
         return ReloadOutcome("failed", serving, version, detail)
