@@ -97,7 +97,8 @@ def spool_status() -> None:
     segs = status.segments
     orphans = [s for s in segs if not s.live]
     if status.database_reachable:
-        pending = f"{sum(s.pending for s in segs)} pending (not yet in the database)"
+        # reachable database: every segment's pending count is known
+        pending = f"{sum(s.pending or 0 for s in segs)} pending (not yet in the database)"
     else:
         pending = "pending unknown: the database is unreachable (records include rows already written)"
     dead = status.dead_letters
@@ -162,7 +163,7 @@ def _ids_or_all(ids: list[str] | None, everything: bool) -> list[str] | None:
         console.print("name dead-letter ids, or --all")
         raise typer.Exit(2)
     try:
-        return None if everything else [str(uuid.UUID(i)) for i in ids]
+        return None if everything else [str(uuid.UUID(i)) for i in ids or ()]
     except ValueError:
         console.print("dead-letter ids are UUIDs (see `spool dead-letters`)")
         raise typer.Exit(2) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
@@ -30,7 +32,7 @@ def majority_baseline(train: pd.DataFrame, n: int) -> np.ndarray:
     return np.full(n, train[TARGET].mode().iloc[0])
 
 
-def classification_metrics(y_true, y_pred, prefix: str = "") -> dict[str, float]:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, prefix: str = "") -> dict[str, float]:
     metrics = {
         f"{prefix}accuracy": accuracy_score(y_true, y_pred),
         f"{prefix}f1_macro": f1_score(y_true, y_pred, average="macro", labels=list(LEVELS)),
@@ -40,13 +42,13 @@ def classification_metrics(y_true, y_pred, prefix: str = "") -> dict[str, float]
         precision, recall, _, _ = precision_recall_fscore_support(
             y_true, y_pred, labels=list(LEVELS), zero_division=0
         )
-        for level, p, r in zip(LEVELS, precision, recall):
+        for level, p, r in zip(LEVELS, precision, recall, strict=True):
             metrics[f"precision_{level}"] = float(p)
             metrics[f"recall_{level}"] = float(r)
     return {k: float(v) for k, v in metrics.items()}
 
 
-def evaluate(model, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+def evaluate(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
     """Model metrics on the held-out split plus both baselines (prefixed)."""
     y_true = test[TARGET].to_numpy()
     features = test.drop(columns=[TARGET])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -13,7 +15,7 @@ from app.ml.features import CATEGORICAL, NUMERIC
 ALGORITHMS = ("random_forest", "gradient_boosting", "logistic_regression")
 
 
-def build_classifier(algorithm: str, params: dict, seed: int):
+def build_classifier(algorithm: str, params: dict[str, Any], seed: int) -> Any:
     if algorithm == "random_forest":
         defaults = {"n_estimators": 100, "min_samples_leaf": 2, "n_jobs": 1}
         return RandomForestClassifier(random_state=seed, **(defaults | params))
@@ -24,7 +26,8 @@ def build_classifier(algorithm: str, params: dict, seed: int):
     raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
 
 
-def build_pipeline(algorithm: str = "random_forest", params: dict | None = None, seed: int = 42):
+def build_pipeline(algorithm: str = "random_forest", params: dict[str, Any] | None = None,
+                   seed: int = 42) -> Pipeline:
     preprocess = ColumnTransformer(
         [
             ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),

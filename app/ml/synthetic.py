@@ -40,7 +40,8 @@ _CUTS = (1.05, 1.45)
 def _latent_need(df: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     growth = df["skill"].map(_SKILL_GROWTH).fillna(0.0).to_numpy()
     relevance = np.array(
-        [_RELEVANCE.get(d, {}).get(c, 0.3) for d, c in zip(df["department"], df["skill_category"])]
+        [_RELEVANCE.get(d, {}).get(c, 0.3)
+         for d, c in zip(df["department"], df["skill_category"], strict=True)]
     )
     horizon = df["horizon_years"].to_numpy() / 10.0
     trend = df["trend_score"].to_numpy()
@@ -49,7 +50,7 @@ def _latent_need(df: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     hiring = df["hiring_difficulty"].to_numpy()
     requests = df["training_requests"].to_numpy()
     economy = df["economic_indicator"].to_numpy()
-    latent = (
+    latent: np.ndarray = (  # pandas' to_numpy is untyped: name the array type once
         0.9 * trend * (0.6 + 0.8 * horizon)
         + 0.9 * growth * horizon
         + 0.6 * relevance
@@ -97,7 +98,7 @@ def generate(
 
     horizon = rng.integers(1, 11, rows)
     if "horizon_years" in shifted:
-        horizon = np.clip(horizon + int(round(3 * strength)), 1, 10)
+        horizon = np.clip(horizon + round(3 * strength), 1, 10)
     trend = beta(2.0, 2.0, "trend_score")
     usage = beta(2.0, 3.0, "internal_usage")
     scarcity = beta(2.0, 2.5, "scarcity_index")
@@ -106,7 +107,7 @@ def generate(
         hiring = np.clip(hiring + 0.3 * strength, 0.0, 1.0)
     requests = rng.negative_binomial(3, 3 / (3 + 30.0), rows)
     if "training_requests" in shifted:
-        requests = requests + int(round(40 * strength))
+        requests = requests + round(40 * strength)
     salary = np.array([_SALARY_BASE[d] for d in department]) * rng.lognormal(0.0, 0.18, rows)
     if "avg_salary_k" in shifted:
         salary = salary * (1 + 0.35 * strength)
