@@ -72,7 +72,7 @@ def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
 
 
 class DriftService:
-    def __init__(self, engine: AsyncEngine, models: ModelSlot, settings: DriftSettings,
+    def __init__(self, *, engine: AsyncEngine, models: ModelSlot, settings: DriftSettings,
                  metrics: ServiceMetrics) -> None:
         self._engine = engine
         self._models = models
