@@ -216,12 +216,13 @@ class LifecycleService:
         try:
             async with self.audit.recording(entry):
                 # Serialized with other moves of this model: re-check what the decision assumed.
-                now = await self.production(name)
-                current = now.version if now else None
+                # One read gives Production and the history tag.
+                current, tags = await asyncio.to_thread(
+                    self.registry.production_state, name, self.model.alias, self.model.stage_fallback)
                 if current != from_version:
                     raise ProductionChanged(
                         f"Production moved to version {current} while this change was decided; retry")
-                before = history_of(await asyncio.to_thread(self.registry.model_tags, name))
+                before = history_of(tags)
                 after = (after_rollback(before, from_version) if action == "rollback"
                          else after_promotion(before, from_version, to_version))
                 moving = True

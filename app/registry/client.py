@@ -177,6 +177,28 @@ class ModelRegistry:
             by_version.setdefault(str(version), []).append(alias)
         return [dataclasses.replace(r, aliases=tuple(sorted(by_version.get(r.version, ())))) for r in refs]
 
+    def production_state(self, name: str, alias: str,
+                         stage_fallback: bool = True) -> tuple[str | None, dict[str, str]]:
+        """The version ``alias`` points at (None: no Production) and the registered model's tags,
+        from one read of the registered model; the legacy stage is asked only when the alias
+        is unset and ``stage_fallback`` allows it."""
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise ModelNotFound(f"no registered model {name!r}") from exc
+            raise RegistryUnavailable("the model registry could not be read") from exc
+        tags = dict(model.tags or {})
+        version = (model.aliases or {}).get(alias)
+        if version is not None:
+            return str(version), tags
+        if not stage_fallback:
+            return None, tags
+        try:
+            return self.resolve(name, alias, stage_fallback).version, tags
+        except ModelNotFound:
+            return None, tags
+
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
 
