@@ -11,8 +11,9 @@ import pytest
 
 from app.ml.features import LEVELS
 from app.registry.client import ModelRegistry
-from tests.conftest import RunningApp, make_settings
 from tests.support.helpers import valid_items
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 
 async def test_ready_names_the_serving_version(client):

@@ -22,10 +22,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 from sqlalchemy import select
 
-from app.serving.codecs.hygiene import text_problem
 from app.db.engine import create_engine
 from app.db.tables import Prediction
-from tests.conftest import PG_ADMIN_DSN
+from app.serving.codecs.hygiene import text_problem
+from tests.support.databases import PG_ADMIN_DSN
 from tests.support.dbcheck import stored_ids
 from tests.support.helpers import valid_items
 from tests.support.live_server import LiveServer

@@ -8,8 +8,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from app.config import LimitsSettings, PrivacySettings, SecuritySettings, Settings
-from tests.conftest import RunningApp
 from tests.support.helpers import valid_items
+from tests.support.running_app import RunningApp
 
 
 async def test_oversized_body_gets_413_even_with_a_lying_content_length(settings):

@@ -12,12 +12,12 @@ import struct
 import pandas as pd
 import pytest
 
-from app.serving.codecs.hygiene import text_problem
 from app.config import AdminSettings
-from tests.conftest import RunningApp
+from app.serving.codecs.hygiene import text_problem
 from tests.support.dbcheck import stored_ids
 from tests.support.helpers import valid_items
 from tests.support.lifecycle import ADMIN_TOKEN, admin
+from tests.support.running_app import RunningApp
 
 # Each is refused wherever a client string goes; the marker shows the value is never echoed.
 MARK = "zq"

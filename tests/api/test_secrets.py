@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import httpx
 
-from tests.conftest import pg_database
+from tests.support.databases import pg_database
 from tests.support.helpers import valid_items
 from tests.support.live_server import LiveServer
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN
+from tests.support.databases import PG_ADMIN_DSN
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ import sys
 import httpx
 from mlflow import MlflowClient
 
-from tests.conftest import make_settings
 from tests.support.helpers import valid_items
 from tests.support.live_server import LiveServer, clean_env
+from tests.support.settings import make_settings
 
 CLI = [sys.executable, "-m", "app.cli"]
 

@@ -12,8 +12,8 @@ from app.db.engine import create_engine
 from app.db.migrate import pending_revisions, upgrade
 from app.db.tables import Base
 from app.main import create_app
-from tests.conftest import make_settings
 from tests.support.lifecycle import CapturedLogs
+from tests.support.settings import make_settings
 
 
 async def _differences(url: str) -> list:

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RunningApp
 from tests.support.deploy_checks import (
     DASHBOARD,
     ROOT,
@@ -26,6 +25,7 @@ from tests.support.deploy_checks import (
     tool,
 )
 from tests.support.helpers import valid_items
+from tests.support.running_app import RunningApp
 
 DRAIN_S = 30  # PredictionLog.stop's default timeout: the longest a clean shutdown drains
 

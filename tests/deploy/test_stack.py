@@ -135,7 +135,7 @@ def _run_scenario(base, mlflow_url, prom, pg_port, env, service):
     serving = prom_query(prom, 'count(fs_model_info{model_version="2"} == 1)')
     assert float(serving[0]["value"][1]) == 2  # two workers, both on version 2
     # Every dashboard query is valid PromQL for this Prometheus.
-    for title, expr in dashboard_queries(json.loads(DASHBOARD.read_text())):
+    for _title, expr in dashboard_queries(json.loads(DASHBOARD.read_text())):
         prom_query(prom, expr)  # asserts status == success
     latency = prom_query(prom, "histogram_quantile(0.99, sum by (le) "
                                "(rate(fs_prediction_latency_seconds_bucket[1m])))")

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from mlflow import MlflowClient
 
 from app.config import LifecycleSettings
-from tests.conftest import RunningApp
 from tests.support.helpers import valid_items
 from tests.support.lifecycle import (
     ADMIN_TOKEN,
@@ -20,6 +19,7 @@ from tests.support.lifecycle import (
     admin,
     lifecycle_settings,
 )
+from tests.support.running_app import RunningApp
 
 LOAD_SECONDS_BEFORE, LOAD_SECONDS_AFTER, MAX_REQUESTS = 1.0, 1.5, 2000
 

@@ -20,8 +20,9 @@ from app.db.tables import DriftReport, ScheduledRun
 from app.ml.features import FEATURE_NAMES
 from app.ml.synthetic import generate
 from app.monitoring.windows import TimeWindow
-from tests.conftest import RunningApp, make_settings
 from tests.support.monitoring import insert_predictions, now, prediction_rows, wait_logged
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 SHIFTED = ["trend_score", "training_requests", "avg_salary_k"]
 

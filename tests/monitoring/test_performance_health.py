@@ -16,8 +16,9 @@ from app.db.migrate import upgrade
 from app.ml.features import LEVELS
 from app.ml.synthetic import generate
 from app.monitoring.performance import BucketScore, trend
-from tests.conftest import RunningApp, make_settings
 from tests.support.monitoring import insert_feedback, insert_predictions, now, prediction_rows
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 SHIFTED = ["trend_score", "training_requests", "avg_salary_k"]
 

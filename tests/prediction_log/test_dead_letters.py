@@ -194,5 +194,5 @@ async def test_a_missing_table_is_not_a_refusal_records_wait_for_it(tmp_path, db
     finally:
         await log.stop()
         await engine.dispose()
-    total, per_id = await stored_ids(db_url)
+    _total, per_id = await stored_ids(db_url)
     assert set(per_id) == {str(r.id) for r in records} and DeadLetterStore(spool).list() == []

@@ -14,8 +14,9 @@ from sqlalchemy import select, text
 from app.config import PrivacySettings, SpoolSettings
 from app.db.engine import create_engine
 from app.db.tables import Prediction, PredictionFeedback
-from tests.conftest import RunningApp, make_settings
 from tests.support.helpers import valid_items
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 
 async def _predict(client, n: int = 1, **extra) -> list[str]:
@@ -57,7 +58,8 @@ async def test_feedback_round_trip_latest_wins_history_kept(registry_dir, tmp_pa
     try:
         async with engine.connect() as conn:
             levels = (await conn.execute(
-                select(PredictionFeedback.actual_level).where(PredictionFeedback.prediction_id == uuid.UUID(pid))
+                select(PredictionFeedback.actual_level)
+                .where(PredictionFeedback.prediction_id == uuid.UUID(pid))
             )).scalars().all()
     finally:
         await engine.dispose()

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 from app.config import LimitsSettings
 from app.db.engine import create_engine
 from app.db.tables import Prediction
-from tests.conftest import RunningApp, make_settings
 from tests.support.helpers import valid_items
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 
 async def _post_thousand(client) -> set[str]:

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from app.config import SpoolSettings
 from app.db.engine import create_engine
 from app.db.tables import PredictionFeedback
-from tests.conftest import RunningApp, make_settings
 from tests.support.dbcheck import assert_exactly_once
 from tests.support.helpers import valid_items
 from tests.support.load import run_load
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 
 def _metric(text: str, name: str) -> float:

@@ -21,7 +21,8 @@ CLI = [sys.executable, "-m", "app.cli"]
 
 
 def _env(registry_dir: Path, spool: Path, db_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "MLFLOW_TRACKING", "DATABASE_URL"))}
+    hidden = ("FS_", "MLFLOW_TRACKING", "DATABASE_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(hidden)}
     return env | {
         "FS_DATA_DIR": str(registry_dir),
         "FS_WORKERS": "1",  # SIGKILL/SIGTERM of the one serving process

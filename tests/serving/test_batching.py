@@ -9,7 +9,6 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 import pytest
-from conftest import RunningApp, make_settings
 
 from app.config import BatchSettings
 from app.metrics import ServiceMetrics
@@ -20,6 +19,8 @@ from app.registry.client import ModelRegistry
 from app.serving.batching import MicroBatcher
 from app.serving.loaded_model import LoadedModel, load_from_path, to_frame
 from tests.support.helpers import valid_items
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import socket
 
 from mlflow import MlflowClient
 
-from tests.conftest import RunningApp
 from tests.support.helpers import valid_items
 from tests.support.lifecycle import (
     MODEL,
     admin,
     lifecycle_settings,
 )
+from tests.support.running_app import RunningApp
 
 
 def _closed_port() -> int:

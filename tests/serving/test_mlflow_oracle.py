@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from app.ml.synthetic import generate
-from tests.conftest import RunningApp, make_settings
 from tests.support.helpers import valid_items
 from tests.support.procs import free_port, running
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 JSON = "application/json"
 CSV = "text/csv"

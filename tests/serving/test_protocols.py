@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import LimitsSettings
 from app.ml.features import FEATURE_NAMES, FEATURES
-from tests.conftest import RunningApp, make_settings
 from tests.support.helpers import valid_items
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 MODEL = "future-skills-model"
 V2_TYPES = {"categorical": "BYTES", "integer": "INT64", "float": "FP64"}

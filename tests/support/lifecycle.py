@@ -1,4 +1,5 @@
-"""Fixtures for the lifecycle tests (registered in ``tests/conftest.py``): a private registry with two really trained versions.
+"""Fixtures for the lifecycle tests (registered in ``tests/conftest.py``): a private registry
+with two really trained versions.
 
 The template is trained once per session (never the shared ``registry_dir``): version 1 is a weak
 forest (Production, 1.0.0), version 2 a better one with other hyperparameters (1.1.0, not promoted).
@@ -17,17 +18,13 @@ import pytest
 
 from app.config import AdminSettings, LifecycleSettings, ModelSettings, Settings, TrainingSettings
 from app.db.migrate import upgrade
+from tests.support.settings import make_settings
 
 MODEL = "future-skills-model"
 ADMIN_TOKEN = "alice-secret-token-0001"
 CI_TOKEN = "ci-secret-token-0002"
 WEAK = TrainingSettings(rows=600, n_estimators=1, reference_rows=200)
 GOOD = TrainingSettings(rows=2000, n_estimators=10, reference_rows=200)
-
-
-def make_settings(data_dir: Path, **overrides) -> Settings:
-    """Like ``tests.conftest.make_settings`` (not imported: conftest imports these fixtures)."""
-    return Settings(**({"data_dir": data_dir, "model": ModelSettings(poll_interval_s=0.5)} | overrides))
 
 
 @pytest.fixture(scope="session")

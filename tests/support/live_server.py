@@ -42,7 +42,7 @@ class LiveServer:
         self.output = ""
         # A file, not a pipe: nobody reads a pipe while the test runs, and a full pipe blocks the
         # server's next log write (and with it every request).
-        self._log = tempfile.NamedTemporaryFile("w+", prefix="live-server-", suffix=".log")
+        self._log = tempfile.NamedTemporaryFile("w+", prefix="live-server-", suffix=".log")  # noqa: SIM115 (lives as long as the server)
 
     def start(self, timeout: float = 60) -> LiveServer:
         cli = [sys.executable, "-m", "app.cli"]

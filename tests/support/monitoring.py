@@ -24,7 +24,7 @@ def prediction_rows(frame: pd.DataFrame, levels, created_at: datetime, version: 
             "probabilities": {"LOW": 0.2, "MEDIUM": 0.3, "HIGH": 0.5}, "score": 65.0,
             "latency_ms": latency_ms, "request_id": None, "protocol": "v1", "subject_hash": None,
         }
-        for rec, level in zip(records, levels)
+        for rec, level in zip(records, levels, strict=True)
     ]
 
 

@@ -53,7 +53,9 @@ def private_postgres() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def started(cmd: list[str], env: dict[str, str], log: Path, *, stop_timeout: float = 60) -> Iterator[subprocess.Popen]:
+def started(
+    cmd: list[str], env: dict[str, str], log: Path, *, stop_timeout: float = 60
+) -> Iterator[subprocess.Popen]:
     """A process in its own session (its children included), stopped with SIGTERM, then SIGKILL."""
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,

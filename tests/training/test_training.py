@@ -12,7 +12,7 @@ from app.db.engine import create_engine
 from app.db.tables import TrainingRun
 from app.ml.features import FEATURE_NAMES
 from app.registry.client import DEFAULT_EXPERIMENTS, ModelRegistry, VersionRef
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def test_trained_model_beats_both_baselines_and_is_registered(registry_dir):

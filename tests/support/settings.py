@@ -1,0 +1,26 @@
+"""The one settings factory of the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.config import ModelSettings, Settings, TrainingSettings
+
+# Small but real: the tests need a trained forest, not the full 20k-row demo model.
+TEST_TRAINING = {"rows": 4000, "n_estimators": 40, "reference_rows": 1000}
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings on a private data dir (registry, artifacts, cache), fast polling, small training.
+
+    Any group or field can be overridden; nothing is read from the caller's environment
+    (tests/conftest.py clears FS_* before anything is imported).
+    """
+    fields: dict[str, Any] = {
+        "data_dir": data_dir,
+        "training": TrainingSettings(**TEST_TRAINING),
+        "model": ModelSettings(poll_interval_s=0.5),
+    }
+    fields.update(overrides)
+    return Settings(**fields)
