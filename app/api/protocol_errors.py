@@ -127,7 +127,7 @@ MlflowRoute = _translating(_mlflow_response)
 V2Route = _translating(_v2_response)
 
 
-def documented(schema: dict[str, Any], descriptions: dict[int, str]) -> dict[int | str, dict]:
+def documented(schema: dict[str, Any], descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for errors answered as JSON in this protocol's shape."""
     return {
         status: {"description": text, "content": {"application/json": {"schema": schema}}}

@@ -15,12 +15,14 @@ from app.api.schemas.models import (
     MoveOut,
     PromoteRequest,
     PromotionList,
+    PromotionOut,
     ReloadOut,
     RollbackRequest,
     ServingOut,
     VersionList,
+    VersionOut,
 )
-from app.api.schemas.predictions import error_responses
+from app.api.schemas.predictions import Responses, error_responses
 from app.config import Settings
 from app.errors import ModelNotFound
 from app.lifecycle.service import MoveResult
@@ -30,10 +32,11 @@ router = APIRouter(
     prefix="/v1/models", tags=["models"], responses=error_responses(400, 404, 409, 422, 503),
     route_class=JsonBodyRoute,
 )
-ADMIN = {401: {"description": "No admin token"}, 403: {"description": "Wrong admin token"}}
+ADMIN: Responses = {401: {"description": "No admin token"}, 403: {"description": "Wrong admin token"}}
 BODY = error_responses(415)
 # Reads need the client key (when FS_API_KEYS is set); moves need an admin token instead.
-READ = {"dependencies": [Depends(require_client_key)], "responses": error_responses(401, 403)}
+READ_DEPS = [Depends(require_client_key)]
+READ = error_responses(401, 403)
 
 
 async def _after_move(result: MoveResult, settings: Settings, reloader: Reloader) -> MoveOut:
@@ -48,7 +51,8 @@ async def _after_move(result: MoveResult, settings: Settings, reloader: Reloader
     )
 
 
-@router.get("/{name}", response_model=ModelOut, operation_id="get_model", **READ)
+@router.get("/{name}", response_model=ModelOut, operation_id="get_model",
+            dependencies=READ_DEPS, responses=READ)
 async def get_model(name: ModelName, lifecycle: LifecycleDep, slot: SlotDep) -> ModelOut:
     """The registered model, its Production version and what this worker serves."""
     summary = await lifecycle.summary(name)
@@ -59,18 +63,22 @@ async def get_model(name: ModelName, lifecycle: LifecycleDep, slot: SlotDep) -> 
     return ModelOut(**summary, serving=serving)
 
 
-@router.get("/{name}/versions", response_model=VersionList, operation_id="list_model_versions", **READ)
+@router.get("/{name}/versions", response_model=VersionList, operation_id="list_model_versions",
+            dependencies=READ_DEPS, responses=READ)
 async def list_versions(name: ModelName, lifecycle: LifecycleDep) -> VersionList:
     """Every version, newest first: semver, metrics, aliases, legacy stage, run id, creation time."""
-    return VersionList(name=name, versions=await lifecycle.versions(name))
+    versions = await lifecycle.versions(name)
+    return VersionList(name=name, versions=[VersionOut(**v) for v in versions])
 
 
-@router.get("/{name}/promotions", response_model=PromotionList, operation_id="list_promotions", **READ)
+@router.get("/{name}/promotions", response_model=PromotionList, operation_id="list_promotions",
+            dependencies=READ_DEPS, responses=READ)
 async def list_promotions(
     name: ModelName, lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> PromotionList:
     """The promotion audit, newest first."""
-    return PromotionList(name=name, promotions=await lifecycle.audit.list(name, limit))
+    rows = await lifecycle.audit.list(name, limit)
+    return PromotionList(name=name, promotions=[PromotionOut(**row) for row in rows])
 
 
 @router.post("/{name}/promote", response_model=MoveOut, responses=ADMIN | BODY,

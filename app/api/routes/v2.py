@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -34,7 +35,7 @@ BINARY_BODY = {"schema": {"type": "string", "format": "binary"}}
 
 
 @router.get("/health/live", operation_id="v2_live")
-async def live() -> dict:
+async def live() -> dict[str, Any]:
     """200 while the process answers."""
     return {"live": True}
 
@@ -48,7 +49,7 @@ async def ready(slot: SlotDep) -> JSONResponse:
 
 
 @router.get("", operation_id="v2_server_metadata")
-async def server_metadata(request: Request) -> dict:
+async def server_metadata(request: Request) -> dict[str, Any]:
     """Server name, version and the protocol extensions supported (none)."""
     return v2.server_metadata(request.app.title, request.app.version)
 
@@ -83,49 +84,48 @@ async def _infer(
     )
 
 
-METADATA = {
-    "summary": "Model metadata: input tensors from the MLflow signature; outputs",
-    "responses": ERRORS,
-}
-READY = {"summary": "200 when this model (version) is loaded", "responses": ERRORS}
+METADATA = "Model metadata: input tensors from the MLflow signature; outputs"
+READY = "200 when this model (version) is loaded"
 CLIENT_KEY = [Depends(require_client_key)]
-INFER = {
-    "summary": "Predict: the label and the class probabilities (LOW, MEDIUM, HIGH) per row",
-    "openapi_extra": {"requestBody": infer_request_body()},
-    "responses": {
-        200: {
-            "description": "The outputs; with binary outputs requested, the binary tensor data "
-            "extension's body (JSON, then the tensors; Inference-Header-Content-Length)",
-            "content": {"application/json": {"schema": infer_response_schema()},
-                        "application/octet-stream": BINARY_BODY},
-        },
-        **ERRORS, **INFER_ERRORS,
+INFER = "Predict: the label and the class probabilities (LOW, MEDIUM, HIGH) per row"
+INFER_BODY: dict[str, Any] = {"requestBody": infer_request_body()}
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The outputs; with binary outputs requested, the binary tensor data "
+        "extension's body (JSON, then the tensors; Inference-Header-Content-Length)",
+        "content": {"application/json": {"schema": infer_response_schema()},
+                    "application/octet-stream": BINARY_BODY},
     },
+    **ERRORS, **INFER_ERRORS,
 }
 
 
-@router.get("/models/{name}", operation_id="v2_model_metadata", **METADATA)
-async def model_metadata(name: ModelName, slot: SlotDep) -> dict:
+@router.get("/models/{name}", operation_id="v2_model_metadata", summary=METADATA,
+            responses=ERRORS)
+async def model_metadata(name: ModelName, slot: SlotDep) -> dict[str, Any]:
     return v2.model_metadata(v2.find_model(slot, name, None))
 
 
-@router.get("/models/{name}/versions/{version}", operation_id="v2_model_version_metadata", **METADATA)
-async def model_version_metadata(name: ModelName, version: VersionPath, slot: SlotDep) -> dict:
+@router.get("/models/{name}/versions/{version}", operation_id="v2_model_version_metadata",
+            summary=METADATA, responses=ERRORS)
+async def model_version_metadata(name: ModelName, version: VersionPath, slot: SlotDep) -> dict[str, Any]:
     return v2.model_metadata(v2.find_model(slot, name, version))
 
 
-@router.get("/models/{name}/ready", operation_id="v2_model_ready", **READY)
-async def model_ready(name: ModelName, slot: SlotDep) -> dict:
+@router.get("/models/{name}/ready", operation_id="v2_model_ready", summary=READY, responses=ERRORS)
+async def model_ready(name: ModelName, slot: SlotDep) -> dict[str, Any]:
     return {"name": v2.find_model(slot, name, None).name, "ready": True}
 
 
-@router.get("/models/{name}/versions/{version}/ready", operation_id="v2_model_version_ready", **READY)
-async def model_version_ready(name: ModelName, version: VersionPath, slot: SlotDep) -> dict:
+@router.get("/models/{name}/versions/{version}/ready", operation_id="v2_model_version_ready",
+            summary=READY, responses=ERRORS)
+async def model_version_ready(name: ModelName, version: VersionPath, slot: SlotDep) -> dict[str, Any]:
     return {"name": v2.find_model(slot, name, version).name, "ready": True}
 
 
 @router.post(
-    "/models/{name}/infer", operation_id="v2_infer", dependencies=CLIENT_KEY, **INFER
+    "/models/{name}/infer", operation_id="v2_infer", dependencies=CLIENT_KEY, summary=INFER,
+    openapi_extra=INFER_BODY, responses=INFER_RESPONSES,
 )
 async def infer(
     name: ModelName, request: Request, predictions: PredictionsDep, request_id: RequestIdDep
@@ -137,7 +137,9 @@ async def infer(
     "/models/{name}/versions/{version}/infer",
     operation_id="v2_version_infer",
     dependencies=CLIENT_KEY,
-    **INFER,
+    summary=INFER,
+    openapi_extra=INFER_BODY,
+    responses=INFER_RESPONSES,
 )
 async def version_infer(
     name: ModelName, version: VersionPath, request: Request, predictions: PredictionsDep,

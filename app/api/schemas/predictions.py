@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from app.ml.features import Level
-from app.serving.codecs.hygiene import SafeText
+from app.serving.codecs.hygiene import SAFE_TEXT_PATTERN
 from app.serving.codecs.item import EXAMPLE_ITEM, PredictionItem
 
 
@@ -19,8 +19,11 @@ class PredictionRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE_ITEM]}]}
     )
 
-    items: Annotated[list[PredictionItem], Field(min_length=1)]  # type: ignore[valid-type]
-    subject_id: Annotated[SafeText(200) | None, Field(description="Employee or team id")] = None
+    items: Annotated[list[PredictionItem], Field(min_length=1)]
+    subject_id: Annotated[
+        Annotated[str, Field(max_length=200, pattern=SAFE_TEXT_PATTERN)] | None,  # SafeText(200)
+        Field(description="Employee or team id"),
+    ] = None
 
 
 class Probabilities(BaseModel):
@@ -130,14 +133,18 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict]:
+# FastAPI's ``responses`` argument.
+Responses = dict[int | str, dict[str, Any]]
+
+
+def error_responses(*codes: int) -> Responses:
     """OpenAPI ``responses`` entries for the given error status codes."""
     return {
         code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
     }
 
 
-def json_error_responses(*codes: int) -> dict[int | str, dict]:
+def json_error_responses(*codes: int) -> Responses:
     """The same for a route whose success is not JSON (FastAPI would file the error model under
     the route's own media type): the JSON error body is declared explicitly."""
     schema = {"$ref": "#/components/schemas/ErrorResponse"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BeforeValidator, ConfigDict, Field, JsonValue, create_model
 from pydantic_core import PydanticCustomError
 
 from app.ml.features import FEATURES, Feature
@@ -31,7 +31,7 @@ def _field(feature: Feature) -> tuple[Any, Any]:
         examples = list(feature.vocabulary[:3])
         return str, Field(min_length=1, max_length=feature.max_length, pattern=SAFE_TEXT_PATTERN,
                           examples=examples, **common)
-    bounds = {
+    bounds: dict[str, Any] = {
         "ge": feature.minimum,
         "le": feature.maximum,
         "gt": feature.exclusive_minimum,
@@ -42,14 +42,15 @@ def _field(feature: Feature) -> tuple[Any, Any]:
     return float, Field(allow_inf_nan=False, **bounds, **common)
 
 
-PredictionItem = create_model(
+# Built from the feature schema at import; pydantic's stubs cannot type runtime field definitions.
+PredictionItem = create_model(  # type: ignore[call-overload]
     "PredictionItem",
     __config__=ConfigDict(extra="forbid"),
     __doc__="One job role x skill x horizon to score.",
     **{f.name: _field(f) for f in FEATURES},
 )
 
-EXAMPLE_ITEM = {
+EXAMPLE_ITEM: dict[str, JsonValue] = {
     "job_role": "Data Engineer",
     "skill": "Cloud Computing",
     "skill_category": "Technical",

@@ -16,7 +16,7 @@ from app.serving.codecs.v2 import DATATYPE_OF, MAX_ID_LENGTH, OUTPUTS, SIGNATURE
 
 
 def _row_schema() -> dict[str, Any]:
-    schema = copy.deepcopy(PredictionItem.model_json_schema())
+    schema: dict[str, Any] = copy.deepcopy(PredictionItem.model_json_schema())
     schema.pop("additionalProperties", None)  # MLflow ignores extra columns; so does /invocations
     schema["title"] = "Row"
     return schema
