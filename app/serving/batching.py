@@ -17,8 +17,10 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from app.errors import ModelNotReady
 from app.metrics import ServiceMetrics
@@ -26,12 +28,14 @@ from app.serving.loaded_model import LoadedModel
 
 log = logging.getLogger(__name__)
 
+Proba = npt.NDArray[np.float64]
+
 
 @dataclass
 class _Request:
     model: LoadedModel
-    rows: list[dict]
-    future: asyncio.Future
+    rows: list[dict[str, Any]]
+    future: asyncio.Future[Proba]
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -57,7 +61,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Request] | None = None
         self._carry: list[_Request] = []
         self._running: list[_Request] = []  # the batch being predicted
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._last_batch_requests = 0
         # Recent BatchRecords, newest last (0 keeps none).
         self.history: list[BatchRecord] = []
@@ -74,17 +78,19 @@ class MicroBatcher:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
+        queue = self._queue
+        assert queue is not None  # set by start(), which made the task
         pending = self._running + self._carry
-        pending += [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        pending += [queue.get_nowait() for _ in range(queue.qsize())]
         self._running, self._carry = [], []
         for request in pending:
             if not request.future.done():
                 request.future.set_exception(ModelNotReady("the service is shutting down"))
 
-    def submit(self, model: LoadedModel, rows: list[dict]) -> asyncio.Future:
+    def submit(self, model: LoadedModel, rows: list[dict[str, Any]]) -> asyncio.Future[Proba]:
         """Queue rows for ``model``; the future resolves to their probabilities (LEVELS order)."""
         assert self._queue is not None, "MicroBatcher.start() was not called"
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Proba] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Request(model, rows, future))
         return future
 
@@ -103,15 +109,17 @@ class MicroBatcher:
 
     async def _collect(self) -> tuple[list[_Request], list[float], bool]:
         """The next batch: what is queued now, plus what arrives within the wait bound if warranted."""
+        queue = self._queue
+        assert queue is not None  # the consumer runs only after start()
         free_at = time.perf_counter()
-        first = self._carry.pop(0) if self._carry else await self._queue.get()
+        first = self._carry.pop(0) if self._carry else await queue.get()
         batch, rows = [first], len(first.rows)
         self._running = batch  # visible to stop() while it is still being collected
         carried, self._carry = self._carry, []
         for request in carried:  # requests held over from the previous collection come first
             rows = self._take(batch, rows, request)
-        while rows < self.max_rows and not self._carry and not self._queue.empty():
-            rows = self._take(batch, rows, self._queue.get_nowait())
+        while rows < self.max_rows and not self._carry and not queue.empty():
+            rows = self._take(batch, rows, queue.get_nowait())
         waited = self._last_batch_requests > 1 or len(batch) > 1
         if waited:
             loop = asyncio.get_running_loop()
@@ -121,7 +129,7 @@ class MicroBatcher:
                 if remaining <= 0:
                     break
                 try:
-                    request = await asyncio.wait_for(self._queue.get(), remaining)
+                    request = await asyncio.wait_for(queue.get(), remaining)
                 except TimeoutError:
                     break
                 rows = self._take(batch, rows, request)
@@ -175,10 +183,10 @@ class MicroBatcher:
             del self.history[: -self._history_max]
 
 
-def _settle(request: _Request, proba: np.ndarray | None, exc: BaseException | None) -> None:
+def _settle(request: _Request, proba: Proba | None, exc: BaseException | None) -> None:
     if request.future.done():  # the caller went away (cancelled); nothing to hand back
         return
     if exc is not None:
         request.future.set_exception(exc)
-    else:
+    elif proba is not None:
         request.future.set_result(proba)

@@ -163,8 +163,9 @@ class PredictionService:
         results: list[PredictionResult] = []
         records: list[PredictionRecord] = []
         # Plain Python floats once (tolist), not numpy scalars converted one by one.
-        for row, p, score, level in zip(rows, proba.tolist(), scores.tolist(), model.levels_of(proba)):
-            probabilities = dict(zip(LEVELS, p))
+        levels = model.levels_of(proba)
+        for row, p, score, level in zip(rows, proba.tolist(), scores.tolist(), levels, strict=True):
+            probabilities = dict(zip(LEVELS, p, strict=True))
             result = PredictionResult(uuid.uuid4(), level, score, probabilities)
             results.append(result)
             records.append(
@@ -195,7 +196,6 @@ class PredictionService:
         except Overloaded:
             self.metrics.rejected.labels("overload", protocol).inc()
             raise
-        work: asyncio.Future[npt.NDArray[np.float64]]
         if self.batcher is not None:
             work = self.batcher.submit(model, rows)
         else:

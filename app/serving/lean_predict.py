@@ -11,8 +11,10 @@ pipeline; ``LoadedModel`` also checks on load that both paths agree before trust
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
@@ -32,7 +34,8 @@ class LeanPredictor:
         preprocess, classifier = pipeline.steps[0][1], pipeline.steps[1][1]
         if not isinstance(preprocess, ColumnTransformer):
             raise Unsupported("first step is not a ColumnTransformer")
-        self._parts: list[tuple[object | None, list[str], bool]] = []
+        # sklearn ships no types: its transformers and classifiers are Any here
+        self._parts: list[tuple[Any, list[str], bool]] = []
         for name, transformer, columns in preprocess.transformers_:
             if transformer == "drop" or (name == "remainder" and len(columns) == 0):
                 continue
@@ -62,7 +65,7 @@ class LeanPredictor:
             classifier.n_jobs = 1  # single-threaded: threads only fight over the GIL here
         self.classes = list(classifier.classes_)
 
-    def transform(self, rows: list[dict]) -> np.ndarray:
+    def transform(self, rows: list[dict[str, Any]]) -> npt.NDArray[Any]:
         blocks = []
         for part, columns, categorical in self._parts:
             dtype = object if categorical else np.float64
@@ -74,11 +77,12 @@ class LeanPredictor:
             blocks.append(block)
         return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
-    def predict_proba(self, rows: list[dict]) -> np.ndarray:
+    def predict_proba(self, rows: list[dict[str, Any]]) -> npt.NDArray[np.float64]:
         """Probabilities in the classifier's ``classes_`` order."""
         x = self.transform(rows)
         if self._trees is None:
-            return self.classifier.predict_proba(x)
+            result: npt.NDArray[np.float64] = self.classifier.predict_proba(x)
+            return result
         x = np.ascontiguousarray(x, dtype=np.float32)
         proba = np.zeros((len(rows), len(self.classes)), dtype=np.float64)
         for tree in self._trees:

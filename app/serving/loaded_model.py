@@ -6,9 +6,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mlflow.sklearn
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
@@ -26,7 +28,7 @@ LEAN_CHECK_ROWS = 200
 @dataclass
 class LoadedModel:
     ref: VersionRef
-    pipeline: object
+    pipeline: Any  # an sklearn Pipeline (sklearn ships no types)
     signature: ModelSignature | None
     reference: pd.DataFrame | None
     loaded_at: float = field(default_factory=time.time)
@@ -45,23 +47,23 @@ class LoadedModel:
     def semver(self) -> str | None:
         return self.ref.semver
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Class probabilities in LEVELS order, whatever order the classifier learned them in."""
         return self._in_level_order(self.pipeline.predict_proba(frame))
 
-    def predict_rows(self, rows: list[dict]) -> np.ndarray:
+    def predict_rows(self, rows: list[dict[str, Any]]) -> npt.NDArray[np.float64]:
         """Class probabilities in LEVELS order for validated rows, by the lean path when possible."""
         if self.lean is None:
             return self.predict_proba(to_frame(rows))
         return self._in_level_order(self.lean.predict_proba(rows))
 
-    def levels_of(self, proba: np.ndarray) -> list[str]:
+    def levels_of(self, proba: npt.NDArray[np.float64]) -> list[str]:
         """Predicted level per row, ties broken as the pipeline's ``predict`` (pyfunc) breaks them."""
         classes = list(self.pipeline.classes_)
         in_class_order = proba[:, [LEVELS.index(c) for c in classes]]
         return [classes[i] for i in in_class_order.argmax(axis=1)]
 
-    def _in_level_order(self, proba: np.ndarray) -> np.ndarray:
+    def _in_level_order(self, proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         classes = list(self.pipeline.classes_)
         if classes != list(LEVELS):
             proba = proba[:, [classes.index(level) for level in LEVELS]]
@@ -83,7 +85,7 @@ class LoadedModel:
         self.lean = lean
 
 
-def to_frame(rows: list[dict]) -> pd.DataFrame:
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Validated rows -> a model input frame in schema column order."""
     frame = pd.DataFrame.from_records(rows, columns=FEATURE_NAMES)
     for name in CATEGORICAL:
@@ -91,9 +93,10 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def score_of(proba: np.ndarray) -> np.ndarray:
+def score_of(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     weights = np.array([SCORE_WEIGHTS[level] for level in LEVELS])
-    return 100.0 * proba @ weights
+    scores: npt.NDArray[np.float64] = 100.0 * proba @ weights
+    return scores
 
 
 def load_from_path(ref: VersionRef, path: Path) -> LoadedModel:

@@ -71,7 +71,7 @@ class Reloader:
         self.status = RegistryStatus()
         self._failed: dict[str, float] = {}  # version -> monotonic time of its last failure
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.polls = 0  # completed polls, so callers can wait for "the next full poll"
 
     async def start(self) -> None:
@@ -137,7 +137,9 @@ class Reloader:
     def _reachable(self) -> None:
         self.status = RegistryStatus(reachable=True, last_error=None, last_success_at=time.time())
 
-    async def _failed_load(self, name: str, serving: str | None, version: str, exc: Exception):
+    async def _failed_load(
+        self, name: str, serving: str | None, version: str, exc: Exception
+    ) -> ReloadOutcome:
         self._failed[version] = time.monotonic()
         self.metrics.model_reloads.labels("failed").inc()
         message = exc.message if isinstance(exc, DomainError) else str(exc)

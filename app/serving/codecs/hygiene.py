@@ -18,6 +18,7 @@ Errors name the field and never include the value.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -60,7 +61,7 @@ def text_problem(value: str, max_length: int) -> str | None:
 _QUOTED = re.compile(r"`[^`]*`")
 
 
-def error_message(error: dict[str, Any]) -> str:
+def error_message(error: Mapping[str, Any]) -> str:
     """A pydantic error's message without any part of the input: UUID errors quote the offending
     character (which may be a NUL), the pattern error quotes the regex."""
     if error.get("type") in UNSAFE_TEXT_ERRORS:

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.models.utils import _enforce_schema  # the cast pyfunc.predict applies; pinned MLflow
 from mlflow.pyfunc import scoring_server as mlflow_server
+from mlflow.types import Schema
 
 from app.ml.features import FEATURE_NAMES
 from app.serving.codecs.errors import ProtocolInputError, UnsupportedContentType
@@ -124,7 +125,7 @@ def _check_cells(form: str, value: Any) -> None:
             raise ProtocolInputError(f"{kind} value in {named} (row {row})")
 
 
-def _parse_json(body: bytes, schema) -> tuple[Any, dict[str, Any] | None]:
+def _parse_json(body: bytes, schema: Schema | None) -> tuple[Any, dict[str, Any] | None]:
     try:
         decoded = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -139,7 +140,7 @@ def _parse_json(body: bytes, schema) -> tuple[Any, dict[str, Any] | None]:
     params = decoded.get(PARAMS_KEY)
     _check_cells(present[0], decoded[present[0]])
     try:
-        data = mlflow_server.infer_and_parse_data({present[0]: decoded[present[0]]}, schema)
+        data = mlflow_server.infer_and_parse_data({present[0]: decoded[present[0]]}, schema)  # type: ignore[arg-type]  # MLflow: None is its default
     except MlflowException as exc:
         message = _safe_message(exc, f"the '{present[0]}' payload does not fit the model signature")
         raise ProtocolInputError(message, exc.error_code) from None
@@ -152,7 +153,7 @@ def _parse_json(body: bytes, schema) -> tuple[Any, dict[str, Any] | None]:
     return data, params
 
 
-def _parse_csv(body: bytes, schema) -> pd.DataFrame:
+def _parse_csv(body: bytes, schema: Schema | None) -> pd.DataFrame:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -160,7 +161,7 @@ def _parse_csv(body: bytes, schema) -> pd.DataFrame:
     if table_has_control(text):
         raise ProtocolInputError("the CSV body holds a control character (other than tab and line breaks)")
     try:
-        return mlflow_server.parse_csv_input(StringIO(text), schema)
+        return mlflow_server.parse_csv_input(StringIO(text), schema)  # type: ignore[arg-type]  # MLflow: None is its default
     except MlflowException as exc:
         raise ProtocolInputError(
             "the CSV body could not be read as a table with the model signature's column types",
@@ -170,7 +171,8 @@ def _parse_csv(body: bytes, schema) -> pd.DataFrame:
 
 def _parse_parquet(body: bytes) -> pd.DataFrame:
     try:
-        return mlflow_server.parse_parquet_input(BytesIO(body))
+        frame: pd.DataFrame = mlflow_server.parse_parquet_input(BytesIO(body))  # type: ignore[no-untyped-call]  # MLflow: untyped
+        return frame
     except MlflowException as exc:
         raise ProtocolInputError("the body is not a readable Parquet file", exc.error_code) from None
 

@@ -12,7 +12,7 @@ from app.serving.codecs.errors import ProtocolInputError
 from app.serving.codecs.hygiene import error_message
 from app.serving.codecs.item import PredictionItem
 
-_ITEMS = TypeAdapter(list[PredictionItem])  # type: ignore[valid-type]
+_ITEMS = TypeAdapter(list[PredictionItem])
 
 
 def _native(value: Any) -> Any:
@@ -43,7 +43,7 @@ def validate_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             details.append({"field": f"rows[{row}].{column}", "type": err["type"],
                             "message": error_message(err)})
         first = exc.errors()[0]
-        row, column = (list(first["loc"]) + ["?", "?"])[:2]
+        row, column = [*first["loc"], "?", "?"][:2]
         raise ProtocolInputError(
             f"invalid value in column '{column}' (row {row}): {error_message(first)}"
             + (f"; {exc.error_count() - 1} more error(s)" if exc.error_count() > 1 else ""),

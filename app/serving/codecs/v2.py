@@ -228,7 +228,7 @@ def _binary_flag(holder: Any, key: str, default: bool) -> bool:
 
 def _requested_outputs(request: dict[str, Any]) -> tuple[tuple[str, ...], frozenset[str]]:
     """Output names, and which of them the client wants as binary tensor data."""
-    known = tuple(o["name"] for o in OUTPUTS)
+    known = (OUTPUT_LABEL, OUTPUT_PROBABILITIES)
     all_binary = _binary_flag(request, "binary_data_output", False)
     outputs = request.get("outputs")
     if outputs is None:

@@ -27,7 +27,8 @@ def decode_binary(name: str, datatype: str, raw: bytes) -> list[Any]:
             raise ProtocolInputError(
                 f"input '{name}' has a binary size that is not a whole number of elements"
             )
-        return np.frombuffer(raw, dtype=dtype).tolist()
+        values: list[Any] = np.frombuffer(raw, dtype=dtype).tolist()
+        return values
     values, offset = [], 0
     try:
         while offset < len(raw):
