@@ -131,7 +131,7 @@ def models_archive(
 
     async def work(container: Container) -> list[str]:
         return await asyncio.to_thread(
-            Housekeeping(container.registry).archive_versions, settings.model.name,
+            Housekeeping(registry=container.registry).archive_versions, settings.model.name,
             settings.model.alias, keep or settings.lifecycle.keep_versions, apply=apply)
 
     doomed = run(settings, work)

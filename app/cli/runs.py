@@ -55,7 +55,7 @@ def runs_search(
     settings = settings_for_command()
 
     async def work(container: Container) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(Housekeeping(container.registry).search, experiment,
+        return await asyncio.to_thread(Housekeeping(registry=container.registry).search, experiment,
                                        filter_string, order, max_results)
 
     try:
@@ -72,7 +72,7 @@ def runs_compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more 
     """Params and metrics of several runs side by side."""
 
     async def work(container: Container) -> dict[str, Any]:
-        return await asyncio.to_thread(Housekeeping(container.registry).compare, run_ids)
+        return await asyncio.to_thread(Housekeeping(registry=container.registry).compare, run_ids)
 
     data = run(settings_for_command(), work)
     if as_json:
@@ -99,7 +99,7 @@ def runs_best(
     """The run with the best value of a metric."""
 
     async def work(container: Container) -> dict[str, Any]:
-        return await asyncio.to_thread(Housekeeping(container.registry).best, metric, experiment,
+        return await asyncio.to_thread(Housekeeping(registry=container.registry).best, metric, experiment,
                                        lowest)
 
     try:
@@ -119,7 +119,7 @@ def cleanup_runs(
     settings = settings_for_command()
 
     async def work(container: Container) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(Housekeeping(container.registry).cleanup_runs,
+        return await asyncio.to_thread(Housekeeping(registry=container.registry).cleanup_runs,
                                        parse_duration(older_than), experiment, apply)
 
     try:

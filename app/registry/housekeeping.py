@@ -39,7 +39,7 @@ def run_summary(run: Run) -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Housekeeping:
     registry: ModelRegistry
 

@@ -87,7 +87,8 @@ def test_promote_rollback_list_and_archive(lifecycle_dir):
                                     run_id=v1.run_id)
     assert "would archive 2 version(s): 2, 3" in run_cli(lifecycle_dir, "models", "archive", "--keep", "1")
     assert mlflow.get_model_version(MODEL, "2").tags.get("archived") is None
-    assert "archived 2 version(s): 2, 3" in run_cli(lifecycle_dir, "models", "archive", "--keep", "1", "--apply")
+    applied = run_cli(lifecycle_dir, "models", "archive", "--keep", "1", "--apply")
+    assert "archived 2 version(s): 2, 3" in applied
     listed = {v["version"]: v for v in json.loads(run_cli(lifecycle_dir, "models", "list", "--json"))}
     assert [v for v in sorted(listed) if listed[v]["archived"]] == ["2", "3"]
     assert listed["2"]["stage"] == "Archived" and listed["1"]["aliases"] == ["production"]
@@ -154,7 +155,8 @@ def test_cleanup_runs_is_a_dry_run_unless_applied(runs_registry):
 
 def test_train_with_bump_override_and_auto_promotion(lifecycle_dir):
     """The real command in a subprocess: a better model is promoted by the policy, as 2.0.0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "MLFLOW_TRACKING", "DATABASE_URL"))}
+    own = ("FS_", "MLFLOW_TRACKING", "DATABASE_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     env |= {"FS_DATA_DIR": str(lifecycle_dir), "FS_TRAIN_ROWS": "2000", "FS_TRAIN_N_ESTIMATORS": "10",
             "FS_TRAIN_REFERENCE_ROWS": "200", "MLFLOW_DISABLE_TELEMETRY": "true"}
     result = subprocess.run(
