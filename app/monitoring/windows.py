@@ -24,10 +24,10 @@ def span_of(value: Span, field: str = "last") -> timedelta:
         return value.timedelta
     try:
         return Duration(value).timedelta
-    except InvalidDuration as exc:
+    except (InvalidDuration, OverflowError):  # OverflowError: past timedelta's range
         raise InvalidInput(
             f"{field} must be a positive duration such as 30m, 24h or 7d",
-            [{"field": field, "type": "duration", "message": str(exc)}],
+            [{"field": field, "type": "duration", "message": "expected <number><s|m|h|d|w>"}],
         ) from None
 
 

@@ -293,6 +293,12 @@ async def test_window_edge_values_are_4xx_not_500(client):
     assert numeric.status_code == 422
     huge = await client.get("/v1/performance", params={"last": "99999w"})
     assert huge.status_code == 422
+    # Found by schemathesis: past timedelta's range, not only past the 9999-week limit.
+    for params in ({"last": "28009342507.8h"}, {"bucket": "4922928115515386m"}):
+        beyond = await client.get("/v1/performance", params=params)
+        assert beyond.status_code == 422, (params, beyond.text)
+    beyond = await client.get("/v1/drift", params={"last": "28009342507.8h"})
+    assert beyond.status_code == 422 and "28009342507" not in beyond.text
 
 
 async def test_a_handful_of_rows_gets_no_verdict_anywhere(big_registry, tmp_path):

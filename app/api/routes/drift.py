@@ -9,9 +9,8 @@ from fastapi.responses import HTMLResponse
 
 from app.api.admin_auth import require_client_key
 from app.api.deps import DriftDep
-from app.api.schemas.monitoring import DriftReportOut
+from app.api.schemas.monitoring import DriftReportOut, QueryDuration
 from app.api.schemas.predictions import IsoDatetime, error_responses, json_error_responses
-from app.config import Duration
 
 router = APIRouter(
     prefix="/v1/drift", tags=["monitoring"], dependencies=[Depends(require_client_key)]
@@ -21,7 +20,7 @@ ERRORS = (401, 403, 404, 409, 422, 503)
 Start = Annotated[IsoDatetime | None, Query(description="Window start (ISO 8601; naive means UTC)")]
 End = Annotated[IsoDatetime | None, Query(description="Window end (default: now)")]
 Last = Annotated[
-    Duration | None, Query(description="Instead of start/end: the last 30m, 24h, 7d, ...")
+    QueryDuration | None, Query(description="Instead of start/end: the last 30m, 24h, 7d, ...")
 ]
 _HTML: dict[int | str, dict[str, Any]] = {200: {
     "description": "A self-contained page (the native engine's has no scripts or external resources)",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from app.api.admin_auth import require_client_key
 from app.api.deps import PerformanceDep, SlotDep
 from app.api.params import VersionQuery
-from app.api.schemas.monitoring import PerformanceOut
+from app.api.schemas.monitoring import PerformanceOut, QueryDuration
 from app.api.schemas.predictions import error_responses
 from app.config import Duration
 from app.monitoring.windows import TimeWindow
@@ -19,8 +19,8 @@ router = APIRouter(
     responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 
-LastQuery = Annotated[Duration, Query(description="Window: 7d, 30d, 24h, ...")]
-BucketQuery = Annotated[Duration, Query(description="Bucket size: 1d, 6h, 1w, ...")]
+LastQuery = Annotated[QueryDuration, Query(description="Window: 7d, 30d, 24h, ...")]
+BucketQuery = Annotated[QueryDuration, Query(description="Bucket size: 1d, 6h, 1w, ...")]
 THIRTY_DAYS, ONE_DAY = Duration("30d"), Duration("1d")
 
 

@@ -7,13 +7,31 @@ which fields may be absent). Timestamps are ISO 8601 strings as the services for
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+
+from app.config import Duration
 
 Engine = Literal["native", "evidently"]
 Level = Literal["LOW", "MEDIUM", "HIGH"]
 IsoText = str  # an ISO 8601 date-time with its UTC offset
+
+
+def _in_range(value: Any) -> Any:
+    """A duration too large for a timedelta is a client's mistake (422), not an OverflowError (500)."""
+    if isinstance(value, str):
+        try:
+            Duration(value)
+        except OverflowError:
+            raise ValueError("the duration is too large") from None
+        except ValueError:
+            pass  # Duration's own validation reports it
+    return value
+
+
+# A duration query parameter (?last=, ?bucket=): the settings' grammar, parsed once by FastAPI.
+QueryDuration = Annotated[Duration, BeforeValidator(_in_range)]
 
 
 class FeatureDriftOut(BaseModel):
