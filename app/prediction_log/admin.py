@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,7 +22,7 @@ from app.prediction_log.records import FEEDBACK, PREDICTION, decode_entry, recor
 from app.prediction_log.segments import adopt, create_segment, describe, orphan_paths, split_lines, today
 
 
-def _pending(kind: str, row: dict, line: bytes) -> PendingRecord:
+def _pending(kind: str, row: dict[str, Any], line: bytes) -> PendingRecord:
     # Here feedback's grace period counts from its submission (no memory of earlier looks).
     return PendingRecord(row["id"], kind, line, None, time.monotonic(), row.get("prediction_id"),
                          created_at=row["created_at"])
@@ -48,12 +49,13 @@ async def _settle_all(
         settled = await sink.settle(records[start : start + size])
         refused = list(settled.refused)
         if settled.unmatched:
-            pids = {r.prediction_id for r in settled.unmatched}
+            pids = {r.prediction_id for r in settled.unmatched if r.prediction_id is not None}
             alive = set((await asyncio.to_thread(scan, directory, exclude, pids)).predictions)
             alive |= await sink.existing(PREDICTION, list(pids - alive))
             cutoff = datetime.now(UTC).timestamp() - settings.feedback_grace_s
             for rec in settled.unmatched:
-                if rec.prediction_id in alive or rec.created_at.timestamp() > cutoff:
+                created = rec.created_at.timestamp() if rec.created_at is not None else cutoff + 1
+                if rec.prediction_id in alive or created > cutoff:
                     waiting.append(rec)
                 else:
                     refused.append((rec, NO_PREDICTION))
@@ -73,7 +75,7 @@ async def drain_orphans(engine: AsyncEngine, directory: Path, settings: SpoolSet
     command again is safe, rows already stored are skipped.
     """
     report = DrainReport()
-    if not directory.exists():
+    if not await asyncio.to_thread(directory.exists):
         return report
     sink, store = LogSink(engine=engine, method=settings.ingest_method), DeadLetterStore(directory)
     for path in await asyncio.to_thread(orphan_paths, directory, set()):
@@ -179,7 +181,8 @@ async def replay(engine: AsyncEngine, directory: Path, settings: SpoolSettings,
 
     Still refused stays, with the database's latest reason. Raises when the database is down.
     """
-    store, sink, report = DeadLetterStore(directory), LogSink(engine=engine, method=settings.ingest_method), ReplayReport()
+    store, report = DeadLetterStore(directory), ReplayReport()
+    sink = LogSink(engine=engine, method=settings.ingest_method)
     letters = await asyncio.to_thread(store.list)
     if ids is not None:
         wanted = {str(uuid.UUID(i)) for i in ids}

@@ -12,6 +12,7 @@ Blocking file work; callers on the event loop run it in a thread.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import uuid
@@ -45,7 +46,7 @@ class DeadLetterStore:
     def __init__(self, spool_dir: Path) -> None:
         self.directory = spool_dir / DIR_NAME
 
-    def put(self, letters: list[DeadLetter]) -> None:
+    def put(self, letters: builtins.list[DeadLetter]) -> None:
         if not letters:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ class DeadLetterStore:
             os.replace(tmp, final)
         fsync_dir(self.directory)
 
-    def list(self) -> list[DeadLetter]:
+    def list(self) -> builtins.list[DeadLetter]:
         letters = []
         for path in self._files():
             try:
@@ -73,7 +74,7 @@ class DeadLetterStore:
     def count(self) -> int:
         return len(self._files())
 
-    def remove(self, ids: list[str]) -> list[str]:
+    def remove(self, ids: builtins.list[str]) -> builtins.list[str]:
         """Delete the named entries; the ids that existed."""
         removed = []
         for rid in ids:
@@ -85,7 +86,7 @@ class DeadLetterStore:
             fsync_dir(self.directory)
         return removed
 
-    def _files(self) -> list[Path]:
+    def _files(self) -> builtins.list[Path]:
         return sorted(self.directory.glob("*.json")) if self.directory.exists() else []
 
     def _path(self, rid: str) -> Path:

@@ -61,7 +61,7 @@ class Drainer:
         self._task.add_done_callback(self._died)
 
     @staticmethod
-    def _died(task: asyncio.Task) -> None:
+    def _died(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.critical("prediction log: the drainer stopped", exc_info=task.exception())
 
@@ -89,7 +89,7 @@ class Drainer:
         if self._more is not None:
             self._more.set()
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, within_s: float) -> bool:
         """Write everything writable now (no batching wait); True when nothing is left.
 
         Parked feedback gets one more look; what is still waiting for its prediction stays in
@@ -99,9 +99,11 @@ class Drainer:
         self.buffer.unpark_due(everything=True)
         self.notify()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within_s
         try:
-            while self.buffer.ready and loop.time() < deadline and not self._task.done():
+            task = self._task
+            # A poll: three things end the wait (all written, the deadline, the task dying).
+            while self.buffer.ready and loop.time() < deadline and task is not None and not task.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         finally:
             self._flushing = False
@@ -153,6 +155,7 @@ class Drainer:
             timeout = self.settings.drain_interval_s - age if pending else 1.0
             if (due := self.buffer.next_due()) is not None:
                 timeout = min(timeout, due - time.monotonic())
+            assert self._more is not None  # set by start()
             self._more.clear()
             try:
                 async with asyncio.timeout(max(timeout, 0.001)):
@@ -196,7 +199,8 @@ class Drainer:
     ) -> tuple[list[PendingRecord], list[PendingRecord]]:
         """Feedback without its prediction in the database: (keep waiting, give up on)."""
         now = time.monotonic()
-        wait, expired = [], []
+        wait: list[PendingRecord] = []
+        expired: list[PendingRecord] = []
         for rec in unmatched:
             if rec.unmatched_since is None:
                 rec.unmatched_since = now
@@ -205,7 +209,7 @@ class Drainer:
             (wait if in_grace or own else expired).append(rec)
         if not expired:
             return wait, []
-        pids = {r.prediction_id for r in expired}
+        pids = {r.prediction_id for r in expired if r.prediction_id is not None}
         alive = await self._in_a_spool(pids)
         # Committed (and its segment retired) between the database look and the spool scan?
         alive |= await self.sink.existing(PREDICTION, list(pids - alive))

@@ -20,6 +20,7 @@ from app.db.session import read_only
 from app.db.tables import PredictionFeedback
 from app.errors import DatabaseUnavailable, PredictionNotFound
 from app.prediction_log.log import PredictionLog
+from app.prediction_log.peers import Row
 from app.prediction_log.records import FeedbackRecord
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class FeedbackService:
         history = await self.history(prediction_id)
         return (history[0] if history else None), len(history)
 
-    async def _stored(self, prediction_id: uuid.UUID) -> dict[uuid.UUID, dict]:
+    async def _stored(self, prediction_id: uuid.UUID) -> dict[uuid.UUID, Row]:
         table = PredictionFeedback.__table__
         stmt = select(table.c.id, table.c.actual_level, table.c.created_at).where(
             table.c.prediction_id == prediction_id

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from sqlalchemy import Table, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import DATA_REFUSED_ERRORS, ingest_ignoring_duplicates
-from app.db.tables import Prediction, PredictionFeedback
+from app.db.tables import Base, Prediction, PredictionFeedback
 from app.prediction_log.pending import PendingRecord
 from app.prediction_log.records import FEEDBACK, PREDICTION, decode
 
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_TABLES = {PREDICTION: Prediction.__table__, FEEDBACK: PredictionFeedback.__table__}
+_TABLES: dict[str, Table] = {
+    PREDICTION: Base.metadata.tables[Prediction.__tablename__],
+    FEEDBACK: Base.metadata.tables[PredictionFeedback.__tablename__],
+}
 NO_PREDICTION = "no prediction with this id"
 
 
@@ -131,7 +134,9 @@ class LogSink:
             lambda recs: self.write(PREDICTION, [r.line for r in recs]), predictions, self.probe
         )
         if feedback:
-            known = await self.existing(PREDICTION, [r.prediction_id for r in feedback])
+            known = await self.existing(
+                PREDICTION, [r.prediction_id for r in feedback if r.prediction_id is not None]
+            )
             matched = [r for r in feedback if r.prediction_id in known]
             out.unmatched = [r for r in feedback if r.prediction_id not in known]
             out.refused += await write_isolating(

@@ -28,7 +28,7 @@ from app.metrics import ServiceMetrics
 from app.prediction_log.dead_letters import DeadLetterStore
 from app.prediction_log.drainer import Drainer
 from app.prediction_log.ingest import LogSink
-from app.prediction_log.peers import PeerReader, PeerRecords
+from app.prediction_log.peers import PeerReader, PeerRecords, Row
 from app.prediction_log.pending import PendingBuffer
 from app.prediction_log.records import FEEDBACK, FeedbackRecord, PredictionRecord, decode, encode
 from app.prediction_log.segments import Segment, SpoolFiles
@@ -158,7 +158,7 @@ class PredictionLog:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def pending(self, prediction_id: uuid.UUID) -> dict | None:
+    def pending(self, prediction_id: uuid.UUID) -> Row | None:
         rec = self.buffer.get(prediction_id)
         return decode(rec.line) if rec is not None else None
 
@@ -166,7 +166,7 @@ class PredictionLog:
         """Seconds the oldest record still waiting for the database has been spooled (0 if none)."""
         return self.buffer.oldest_age()
 
-    async def get(self, prediction_id: uuid.UUID) -> dict | None:
+    async def get(self, prediction_id: uuid.UUID) -> Row | None:
         """A logged prediction: this worker's buffer, the database, then the host's other spools.
 
         Raises ``DatabaseUnavailable`` only when the database cannot be asked and no spool has it.
@@ -191,7 +191,7 @@ class PredictionLog:
     async def exists(self, prediction_id: uuid.UUID) -> bool:
         return await self.get(prediction_id) is not None
 
-    async def _select(self, prediction_id: uuid.UUID) -> dict | None:
+    async def _select(self, prediction_id: uuid.UUID) -> Row | None:
         stmt = select(Prediction.__table__).where(Prediction.id == prediction_id)
         async with read_only(self._engine, _UNAVAILABLE) as conn:
             row = (await conn.execute(stmt)).mappings().first()
@@ -201,7 +201,7 @@ class PredictionLog:
         """Records about ``ids`` in the other workers' segments on this host (a thread scans)."""
         return await self._peers.records(ids)
 
-    def spooled_feedback(self, prediction_id: uuid.UUID) -> dict[uuid.UUID, dict]:
+    def spooled_feedback(self, prediction_id: uuid.UUID) -> dict[uuid.UUID, Row]:
         """This worker's feedback about ``prediction_id`` not yet in the database, by id."""
         rows = (decode(rec.line) for rec in self.buffer.feedback_for(prediction_id))
         return {row["id"]: row for row in rows}

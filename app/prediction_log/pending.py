@@ -36,7 +36,7 @@ class PendingBuffer:
         self._queue: dict[PendingRecord, None] = {}  # an ordered set
         self._parked: dict[PendingRecord, float] = {}  # record -> monotonic time it is due
         self._by_id: dict[uuid.UUID, PendingRecord] = {}  # predictions
-        self._feedback: dict[uuid.UUID, list[PendingRecord]] = {}  # prediction id -> feedback
+        self._feedback: dict[uuid.UUID | None, list[PendingRecord]] = {}  # prediction id -> feedback
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -52,10 +52,10 @@ class PendingBuffer:
 
     def add(
         self, ids: list[uuid.UUID], lines: list[bytes], segment: Segment | None,
-        kind: str = PREDICTION, prediction_ids: list[uuid.UUID] | None = None,
+        kind: str = PREDICTION, prediction_ids: list[uuid.UUID | None] | None = None,
     ) -> None:
         now = time.monotonic()
-        refs = prediction_ids or [None] * len(ids)
+        refs: list[uuid.UUID | None] = prediction_ids or [None] * len(ids)
         for rid, line, ref in zip(ids, lines, refs, strict=True):
             rec = PendingRecord(rid, kind, line, segment, now, ref)
             self._queue[rec] = None
@@ -112,8 +112,8 @@ class PendingBuffer:
     def next_due(self) -> float | None:
         return min(self._parked.values(), default=None)
 
-    def get(self, rid: uuid.UUID) -> PendingRecord | None:
-        return self._by_id.get(rid)
+    def get(self, rid: uuid.UUID | None) -> PendingRecord | None:
+        return self._by_id.get(rid) if rid is not None else None
 
     def feedback_for(self, prediction_id: uuid.UUID) -> list[PendingRecord]:
         return list(self._feedback.get(prediction_id, ()))

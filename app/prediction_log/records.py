@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -23,7 +24,7 @@ class PredictionRecord:
     created_at: datetime
     model_name: str
     model_version: str
-    features: dict
+    features: dict[str, Any]
     level: str
     probabilities: dict[str, float]
     score: float
@@ -32,7 +33,7 @@ class PredictionRecord:
     protocol: str
     subject_hash: str | None = None  # HMAC of the subject id; the raw id never gets this far
 
-    def as_row(self) -> dict:
+    def as_row(self) -> dict[str, Any]:
         # Shallow on purpose: asdict() deep-copies every feature dict, which cost about half of a
         # 100-row request's CPU. Records are frozen and their dicts are never mutated.
         return {f.name: getattr(self, f.name) for f in _FIELDS}
@@ -57,7 +58,7 @@ def encode(record: PredictionRecord | FeedbackRecord) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def decode_entry(line: bytes) -> tuple[str, dict]:
+def decode_entry(line: bytes) -> tuple[str, dict[str, Any]]:
     """A spool line as (kind, row of its table); raises ValueError on a line that is not a record."""
     try:
         row = orjson.loads(line)
@@ -73,10 +74,11 @@ def decode_entry(line: bytes) -> tuple[str, dict]:
     return kind, row
 
 
-def decode(line: bytes) -> dict:
+def decode(line: bytes) -> dict[str, Any]:
     """A spool line back into a row of its table; raises ValueError on a damaged line."""
     return decode_entry(line)[1]
 
 
 def record_id(line: bytes) -> uuid.UUID:
-    return decode(line)["id"]
+    rid: uuid.UUID = decode(line)["id"]
+    return rid
