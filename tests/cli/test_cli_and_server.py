@@ -38,7 +38,8 @@ def test_data_generate_and_train_from_csv(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert gen.returncode == 0, gen.stderr
     assert len(csv.read_text().splitlines()) == 2001
-    train = subprocess.run([*CLI, "train", "--data", str(csv)], env=env, capture_output=True, text=True, timeout=300)
+    train = subprocess.run([*CLI, "train", "--data", str(csv)], env=env, capture_output=True,
+                           text=True, timeout=300)
     assert train.returncode == 0, train.stderr
     assert "f1_macro" in train.stdout
     client = MlflowClient(make_settings(tmp_path).tracking_uri)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import time
 from datetime import datetime, timedelta
@@ -36,7 +37,7 @@ async def _load(client, stop: asyncio.Event, seen: list, items: list[dict]) -> N
 
 
 def _switches(versions: list[str | None]) -> int:
-    return sum(1 for a, b in zip(versions, versions[1:]) if a != b)
+    return sum(1 for a, b in itertools.pairwise(versions) if a != b)
 
 
 async def test_promotion_under_load_switches_once_without_a_failed_request(lifecycle_dir):
@@ -80,7 +81,8 @@ async def test_promotion_under_load_switches_once_without_a_failed_request(lifec
         metrics = (await client.get("/metrics")).text
         assert 'fs_model_reloads_total{outcome="success"} 2.0' in metrics  # start + promotion
         assert 'fs_promotions_total{action="promote",outcome="success"} 1.0' in metrics
-        assert 'fs_model_info{model_name="future-skills-model",model_version="2",semver="1.1.0"} 1.0' in metrics
+        info = 'fs_model_info{model_name="future-skills-model",model_version="2",semver="1.1.0"} 1.0'
+        assert info in metrics
         audit = (await client.get(f"/v1/models/{MODEL}/promotions")).json()["promotions"]
         assert [(a["actor"], a["action"], a["from_version"], a["to_version"], a["outcome"], a["reason"])
                 for a in audit] == [("alice", "promote", "1", "2", "success", "better forest")]
@@ -261,7 +263,7 @@ async def test_concurrent_moves_keep_one_consistent_history(lifecycle_dir, db_ur
         audit = (await client.get(f"/v1/models/{MODEL}/promotions")).json()["promotions"]
     moves = [(a["from_version"], a["to_version"]) for a in reversed(audit) if a["outcome"] == "success"]
     assert moves, audit
-    assert all(before[1] == after[0] for before, after in zip(moves, moves[1:])), moves
+    assert all(before[1] == after[0] for before, after in itertools.pairwise(moves)), moves
     assert moves[0][0] == "1"
     assert str(mlflow.get_model_version_by_alias(MODEL, "production").version) == moves[-1][1]
     print(f"{len(moves)} moves, {changed} refused because Production changed meanwhile")
