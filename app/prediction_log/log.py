@@ -48,6 +48,7 @@ def default_worker_id() -> str:
 class PredictionLog:
     def __init__(
         self,
+        *,
         engine: AsyncEngine,
         settings: SpoolSettings,
         metrics: ServiceMetrics,

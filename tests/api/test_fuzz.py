@@ -204,7 +204,8 @@ async def _adopt_and_drain(db_url: str, spool_dir: Path) -> int:
     """What a restarted worker does: adopt orphaned segments, drain them, stop. Returns the row count."""
     engine = create_engine(db_url)
     try:
-        log = PredictionLog(engine, SpoolSettings(durability="os"), ServiceMetrics(), spool_dir)
+        log = PredictionLog(engine=engine, settings=SpoolSettings(durability="os"),
+                            metrics=ServiceMetrics(), directory=spool_dir)
         await log.start()
         await log.stop()
         async with engine.connect() as conn:

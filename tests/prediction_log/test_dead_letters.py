@@ -69,7 +69,7 @@ async def test_refused_records_are_dead_lettered_and_never_hold_back_later_ones(
     settings = SpoolSettings(dir=spool, durability="fsync", drain_interval_s=0.05, backoff_max_s=0.2)
     metrics = ServiceMetrics()
     engine = create_engine(db_url)
-    log = PredictionLog(engine, settings, metrics, spool)
+    log = PredictionLog(engine=engine, settings=settings, metrics=metrics, directory=spool)
     await log.start()
     try:
         # And through the live path: refused records in the middle of requests.
@@ -180,7 +180,7 @@ async def test_a_missing_table_is_not_a_refusal_records_wait_for_it(tmp_path, db
     settings = SpoolSettings(dir=spool, drain_interval_s=0.05, backoff_initial_s=0.05,
                              backoff_max_s=0.2)
     metrics = ServiceMetrics()
-    log = PredictionLog(engine, settings, metrics, spool)
+    log = PredictionLog(engine=engine, settings=settings, metrics=metrics, directory=spool)
     await log.start()
     try:
         records = [make_record() for _ in range(5)]

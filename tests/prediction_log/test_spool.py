@@ -124,7 +124,8 @@ async def test_segments_rotate_and_are_deleted_once_drained(tmp_path):
     await upgrade(url)
     engine = create_engine(url)
     settings = SpoolSettings(segment_max_bytes=2048, drain_interval_s=0.05, drain_batch_size=7)
-    log = PredictionLog(engine, settings, ServiceMetrics(), tmp_path / "spool")
+    log = PredictionLog(engine=engine, settings=settings, metrics=ServiceMetrics(),
+                        directory=tmp_path / "spool")
     await log.start()
     try:
         for _ in range(40):
