@@ -1,0 +1,61 @@
+"""app/db/session.py: outages become DatabaseUnavailable, answers from a working database do not."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from app.db.engine import create_engine
+from app.db.session import read_only, unit_of_work
+from app.db.tables import ScheduledRun
+from app.errors import DatabaseUnavailable
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nobody listens once the socket is closed
+
+
+def _slot_row(job: str) -> dict[str, object]:
+    return {"job": job, "slot": datetime(2026, 1, 1, tzinfo=UTC), "claimed_by": "w"}
+
+
+@pytest.mark.parametrize("helper", [unit_of_work, read_only])
+async def test_an_unreachable_database_is_database_unavailable(helper) -> None:
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/none")
+    try:
+        with pytest.raises(DatabaseUnavailable, match="the schedule is down") as caught:
+            async with helper(engine, "the schedule is down") as conn:
+                await conn.execute(select(1))
+        assert caught.value.__cause__ is not None  # the driver's error is kept for the log
+    finally:
+        await engine.dispose()
+
+
+async def test_unit_of_work_commits_and_rolls_back(db_url: str) -> None:
+    engine = create_engine(db_url)
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    count = select(func.count()).select_from(ScheduledRun).where(ScheduledRun.job == job)
+    try:
+        with pytest.raises(RuntimeError):
+            async with unit_of_work(engine) as conn:
+                await conn.execute(insert(ScheduledRun).values(**_slot_row(job)))
+                raise RuntimeError("not a database error: passes through, after a rollback")
+        async with read_only(engine) as conn:
+            assert await conn.scalar(count) == 0
+        async with unit_of_work(engine) as conn:
+            await conn.execute(insert(ScheduledRun).values(**_slot_row(job)))
+        async with read_only(engine) as conn:
+            assert await conn.scalar(count) == 1
+        # A constraint refusal is the database answering: not an outage.
+        with pytest.raises(IntegrityError):
+            async with unit_of_work(engine) as conn:
+                await conn.execute(insert(ScheduledRun).values(**_slot_row(job)))
+    finally:
+        await engine.dispose()
