@@ -11,7 +11,7 @@ import pytest
 
 from app.ml.features import LEVELS
 from app.registry.client import ModelRegistry
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 
 SECRET_LOOKING = "s3cr3t-value-7781"
 

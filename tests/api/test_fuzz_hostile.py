@@ -27,7 +27,7 @@ from app.db.tables import Prediction
 from app.serving.codecs.hygiene import text_problem
 from tests.support.databases import PG_ADMIN_DSN
 from tests.support.dbcheck import stored_ids
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.slow

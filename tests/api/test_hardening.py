@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from app.config import LimitsSettings, PrivacySettings, SecuritySettings, Settings
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 
 

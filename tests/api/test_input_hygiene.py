@@ -15,7 +15,7 @@ import pytest
 from app.config import AdminSettings
 from app.serving.codecs.hygiene import text_problem
 from tests.support.dbcheck import stored_ids
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.lifecycle import ADMIN_TOKEN, admin
 from tests.support.running_app import RunningApp
 

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 
 from tests.support.databases import pg_database
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.live_server import LiveServer
 
 HMAC_KEY = "hmac-key-" + uuid.uuid4().hex

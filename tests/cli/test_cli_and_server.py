@@ -8,7 +8,7 @@ import sys
 import httpx
 from mlflow import MlflowClient
 
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.live_server import LiveServer, clean_env
 from tests.support.settings import make_settings
 

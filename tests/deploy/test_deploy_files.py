@@ -24,7 +24,7 @@ from tests.support.deploy_checks import (
     metric_names,
     tool,
 )
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 
 DRAIN_S = 30  # PredictionLog.stop's default timeout: the longest a clean shutdown drains

@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support.deploy_checks import DASHBOARD, dashboard_queries
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.stack import (
     free_port,
     mlflow_server,

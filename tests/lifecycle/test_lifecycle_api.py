@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from mlflow import MlflowClient
 
 from app.config import LifecycleSettings
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.lifecycle import (
     ADMIN_TOKEN,
     CI_TOKEN,

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from app.config import PrivacySettings, SpoolSettings
 from app.db.engine import create_engine
 from app.db.tables import Prediction, PredictionFeedback
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings
 

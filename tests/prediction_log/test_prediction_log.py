@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.config import LimitsSettings
 from app.db.engine import create_engine
 from app.db.tables import Prediction
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings
 

@@ -15,7 +15,7 @@ from app.config import SpoolSettings
 from app.db.engine import create_engine
 from app.db.tables import PredictionFeedback
 from tests.support.dbcheck import assert_exactly_once
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.load import run_load
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings

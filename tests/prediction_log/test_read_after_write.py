@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from app.db.engine import create_engine
 from app.db.tables import Prediction, PredictionFeedback
 from tests.serving.test_multiworker import CLI, _clean_env, wait_http_ready
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.procs import free_port
 from tests.support.stack import serving_versions, wait_until
 

@@ -43,7 +43,6 @@ def test_shutdown_keeps_unsettled_segments_and_another_worker_adopts_them(tmp_pa
 
     other = _files(tmp_path, "w2")
 
-
     adopted = asyncio.run(other.adopt_orphans(lambda line: None))
     assert [a.segment.path for a in adopted] == [segment.path] and segment.path in other.own
     other.hold(adopted[0].segment, 1)

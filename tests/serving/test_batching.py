@@ -18,7 +18,7 @@ from app.ml.synthetic import generate
 from app.registry.client import ModelRegistry
 from app.serving.batching import MicroBatcher
 from app.serving.loaded_model import LoadedModel, load_from_path, to_frame
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings
 

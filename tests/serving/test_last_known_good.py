@@ -7,7 +7,7 @@ import socket
 
 from mlflow import MlflowClient
 
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.lifecycle import (
     MODEL,
     admin,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from app.ml.synthetic import generate
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.procs import free_port, running
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings

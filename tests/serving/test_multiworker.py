@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.server import _NoDelayMixin
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.procs import free_port as _free_port
 from tests.support.stack import serving_versions, wait_until
 

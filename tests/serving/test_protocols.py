@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import LimitsSettings
 from app.ml.features import FEATURE_NAMES, FEATURES
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.db.engine import create_engine
 from app.db.tables import Prediction
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.live_server import LiveServer
 
 

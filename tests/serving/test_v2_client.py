@@ -14,7 +14,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from app.ml.features import FEATURES, LEVELS
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 from tests.support.procs import free_port, running
 
 CLI = [sys.executable, "-m", "app.cli"]

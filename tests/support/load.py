@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.support.helpers import valid_items
+from tests.support.factories import valid_items
 
 
 @dataclass
