@@ -1,1 +1,1 @@
-"""Persistence: ORM tables, engine and sessions. Schema changes go through Alembic only."""
+"""Persistence: ORM tables, engine, the unit of work (session.py), the dialect seam, migrations."""
