@@ -13,8 +13,10 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        record.request_tag = f" [{record.request_id}]" if record.request_id else ""
+        request_id = request_id_var.get()
+        # Extra attributes a LogRecord does not declare; formatters read them by name.
+        record.__dict__["request_id"] = request_id
+        record.__dict__["request_tag"] = f" [{request_id}]" if request_id else ""
         return True
 
 
@@ -26,8 +28,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "request_id", None):
-            entry["request_id"] = record.request_id
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -39,7 +42,9 @@ def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     if as_json:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s%(request_tag)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s%(request_tag)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())

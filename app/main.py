@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -41,18 +42,19 @@ def _drain_on_sigterm(container: Container) -> None:
     wrapped: in tests or other hosts the process's signals are left alone.
     """
     previous = signal.getsignal(signal.SIGTERM)
-    if not isinstance(getattr(previous, "__self__", None), uvicorn.Server):
+    if not callable(previous) or not isinstance(getattr(previous, "__self__", None), uvicorn.Server):
         return
+    forward = previous
     loop = asyncio.get_running_loop()
     delay = container.settings.limits.shutdown_delay_s
 
-    def on_sigterm(sig, frame) -> None:
+    def on_sigterm(sig: int, frame: FrameType | None) -> None:
         container.draining = True
         log.info("SIGTERM: draining (readiness now 503)")
         if delay > 0:
-            loop.call_soon_threadsafe(loop.call_later, delay, previous, sig, frame)
+            loop.call_soon_threadsafe(lambda: loop.call_later(delay, forward, sig, frame))
         else:
-            previous(sig, frame)
+            forward(sig, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Annotated
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from app.api.deps import SettingsDep, container_of
 from app.errors import PermissionDenied, Unauthenticated
@@ -26,7 +28,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def match_token(tokens: dict, presented: str) -> str | None:
+def match_token(tokens: Mapping[str, SecretStr], presented: str) -> str | None:
     """The name of the token equal to ``presented``; every token is compared (no early exit)."""
     given = presented.encode()
     found = None
@@ -52,7 +54,7 @@ async def require_admin(
 AdminDep = Annotated[str, Depends(require_admin)]
 
 
-def key_matches(candidate: str, keys) -> bool:
+def key_matches(candidate: str, keys: Iterable[SecretStr]) -> bool:
     """True if ``candidate`` equals one of the SecretStr ``keys``; every key is compared."""
     supplied = candidate.encode()
     matched = False
@@ -88,7 +90,7 @@ def document_client_key(app: FastAPI, required: bool) -> None:
         return
     generate = app.openapi
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         schema = generate()  # FastAPI's cached document: the edit below is idempotent
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():

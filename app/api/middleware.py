@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import uuid
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -145,7 +146,7 @@ class BodySizeLimitMiddleware:
             log.info("lingering close gave up after discarding %d bytes", discarded)
 
 
-def _too_large(path: str, message: str) -> dict:
+def _too_large(path: str, message: str) -> dict[str, Any]:
     """The 413 in the error shape of the protocol the path belongs to (routing has not run yet)."""
     if path == "/invocations":
         return {"error_code": "BAD_REQUEST", "message": message}

@@ -66,4 +66,4 @@ def mark_worker_dead() -> None:
     if MULTIPROC_ENV in os.environ:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # prometheus_client

@@ -78,5 +78,5 @@ async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics.registry
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -24,7 +25,9 @@ NOT_READY = documented(MLFLOW_ERROR_SCHEMA, {503: "No model is loaded yet"})
 PLAIN = "text/plain"
 # MLflow's bodies byte for byte ("\n", a bare version): clients only look at the status. MLflow
 # labels them application/json, which they are not; they are labelled (and documented) as text.
-PING_OK = {200: {"description": "A model is loaded", "content": {PLAIN: {"schema": {"type": "string"}}}}}
+PING_OK: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A model is loaded", "content": {PLAIN: {"schema": {"type": "string"}}}}
+}
 
 
 async def _ping(slot: SlotDep) -> Response:

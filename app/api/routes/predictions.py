@@ -14,12 +14,11 @@ from app.api.schemas.predictions import (
     FeedbackOut,
     LoggedFeedback,
     LoggedPrediction,
-    ModelRefOut,
-    PredictionOut,
     PredictionRequest,
     PredictionResponse,
     error_responses,
 )
+from app.ml.features import Level
 
 router = APIRouter(
     prefix="/v1/predictions",
@@ -66,19 +65,16 @@ async def create_predictions(
         subject_id=body.subject_id,
     )
     model = outcome.model
-    return PredictionResponse(
-        model=ModelRefOut(
-            name=model.name, version=model.version, semver=model.semver,
-            alias=settings.model.alias,
-        ),
-        predictions=[
-            PredictionOut(
-                prediction_id=r.prediction_id, level=r.level, score=r.score,
-                probabilities=r.probabilities,
-            )
+    # One validation of plain data (pydantic's compiled path), not a model built per item.
+    return PredictionResponse.model_validate({
+        "model": {"name": model.name, "version": model.version, "semver": model.semver,
+                  "alias": settings.model.alias},
+        "predictions": [
+            {"prediction_id": r.prediction_id, "level": r.level, "score": r.score,
+             "probabilities": r.probabilities}
             for r in outcome.results
         ],
-    )
+    })
 
 
 @router.get(
@@ -96,7 +92,7 @@ async def get_prediction(
     logged = None
     if latest is not None:
         logged = LoggedFeedback(
-            actual_level=latest.actual_level, created_at=latest.created_at, submissions=count
+            actual_level=Level(latest.actual_level), created_at=latest.created_at, submissions=count
         )
     fields = {k: v for k, v in row.items() if k not in ("id", "subject_hash")}
     return LoggedPrediction(prediction_id=row["id"], feedback=logged, **fields)
@@ -114,5 +110,6 @@ async def submit_feedback(
     """Ground truth for a prediction. Resubmitting is allowed: history is kept, the latest counts."""
     saved = await feedback.submit(prediction_id, body.actual_level.value)
     return FeedbackOut(
-        prediction_id=saved.prediction_id, actual_level=saved.actual_level, created_at=saved.created_at
+        prediction_id=saved.prediction_id, actual_level=Level(saved.actual_level),
+        created_at=saved.created_at
     )
