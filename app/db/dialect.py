@@ -1,5 +1,5 @@
 """The one seam where Postgres and SQLite differ: idempotent bulk inserts (INSERT or COPY), time
-buckets, and which driver errors mean "the database refuses this data"."""
+buckets, transaction-scoped locks, and which driver errors mean "the database refuses this data"."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import JSON, ColumnElement, Integer, Table, cast, extract, func
+from sqlalchemy import JSON, ColumnElement, Integer, Table, cast, extract, func, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -88,6 +88,16 @@ async def ingest_ignoring_duplicates(
         return
     async with engine.begin() as conn:
         await insert_ignoring_duplicates(conn, table, rows)
+
+
+async def lock_until_commit(conn: AsyncConnection, key: str) -> None:
+    """Serialise transactions that name the same ``key`` until this one ends.
+
+    Postgres: a transaction-scoped advisory lock. SQLite needs none: it admits one writer at a
+    time, and the write that follows takes the database lock.
+    """
+    if is_postgres(conn):
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 def bucket_index(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from app.db.dialect import lock_until_commit
 from app.db.engine import create_engine
 from app.db.session import read_only, unit_of_work
 from app.db.tables import ScheduledRun
@@ -57,5 +59,29 @@ async def test_unit_of_work_commits_and_rolls_back(db_url: str) -> None:
         with pytest.raises(IntegrityError):
             async with unit_of_work(engine) as conn:
                 await conn.execute(insert(ScheduledRun).values(**_slot_row(job)))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_lock_until_commit_serialises_transactions_on_one_key(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    try:
+        async with unit_of_work(engine) as first:
+            await lock_until_commit(first, "model_promotion:m")
+
+            async def second() -> None:
+                async with unit_of_work(engine) as conn:
+                    await lock_until_commit(conn, "model_promotion:m")
+
+            async def other_key() -> None:
+                async with unit_of_work(engine) as conn:
+                    await lock_until_commit(conn, "model_promotion:other")
+
+            await asyncio.wait_for(other_key(), 5)  # another key is not held up
+            waiting = asyncio.create_task(second())
+            await asyncio.sleep(0.3)
+            assert not waiting.done(), "the same key must wait for the first transaction"
+        await asyncio.wait_for(waiting, 5)  # released at commit
     finally:
         await engine.dispose()
