@@ -50,8 +50,8 @@ def render(result: DriftResult) -> str:
              f"{result.window_end.isoformat() if result.window_end else '?'}"
     name, version = escape(result.model_name), escape(result.model_version)
     table = f"<table><tr>{_HEADER}</tr>{rows}</table>" if rows else ""
-    unseen_line = (f"Rows with a category unseen in training: {unseen.get('rows_with_unseen', 0)} "
-                   f"({_fmt(unseen.get('rate', 0.0))}).")
+    unseen_line = (f"Rows with a category unseen in training: {unseen.rows_with_unseen} "
+                   f"({_fmt(unseen.rate)}).")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Drift report: {name} v{version}</title>
 <style>{_STYLE}</style></head><body>

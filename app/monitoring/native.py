@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, NUMERIC
 from app.monitoring import drift_tests as stats
 from app.monitoring.data import ColumnSet, Reference, Window
-from app.monitoring.result import INSUFFICIENT_DATA, DriftResult, FeatureDrift
+from app.monitoring.result import (
+    INSUFFICIENT_DATA,
+    DriftResult,
+    FeatureDrift,
+    UnseenCategories,
+    UnseenCount,
+)
 
 # Numeric columns with at most this many reference values are counted, not binned (Evidently's rule).
 COUNTED_NUMERIC_MAX = 20
@@ -97,14 +102,14 @@ def prediction_drift(reference: Reference, current: ColumnSet) -> tuple[FeatureD
     return drift, shares
 
 
-def unseen_summary(current: ColumnSet) -> dict[str, Any]:
+def unseen_summary(current: ColumnSet) -> UnseenCategories:
     rows = max(current.rows, 1)
-    return {
-        "rows_with_unseen": current.rows_with_unseen,
-        "rate": current.rows_with_unseen / rows,
-        "by_feature": {name: {"count": current.unseen.get(name, 0),
-                              "rate": current.unseen.get(name, 0) / rows} for name in CATEGORICAL},
-    }
+    return UnseenCategories(
+        rows_with_unseen=current.rows_with_unseen,
+        rate=current.rows_with_unseen / rows,
+        by_feature={name: UnseenCount(current.unseen.get(name, 0), current.unseen.get(name, 0) / rows)
+                    for name in CATEGORICAL},
+    )
 
 
 def run_native(

@@ -58,7 +58,7 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
             *verdict,
             Metric("current_rows", float(result.current_rows), now, 0),
             Metric("reference_rows", float(result.reference_rows), now, 0),
-            Metric("unseen_category_rate", float(result.unseen_categories["rate"]), now, 0),
+            Metric("unseen_category_rate", result.unseen_categories.rate, now, 0),
         ]
         for f in result.features:
             metrics.append(Metric(f"drift_score.{f.feature}", f.score, now, 0))

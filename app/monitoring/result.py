@@ -23,6 +23,21 @@ class FeatureDrift:
 
 
 @dataclass
+class UnseenCount:
+    count: int
+    rate: float
+
+
+@dataclass
+class UnseenCategories:
+    """Window rows with a category the model never saw in training, overall and per feature."""
+
+    rows_with_unseen: int
+    rate: float
+    by_feature: dict[str, UnseenCount]
+
+
+@dataclass
 class DriftResult:
     engine: str  # the engine that produced the per-feature results
     requested_engine: str
@@ -38,7 +53,7 @@ class DriftResult:
     share_threshold: float
     prediction_drift: FeatureDrift | None
     prediction_distribution: dict[str, dict[str, float]]
-    unseen_categories: dict[str, Any]  # rows_with_unseen, rate, by_feature: {count, rate}
+    unseen_categories: UnseenCategories
     notes: list[str] = field(default_factory=list)
     fallback_reason: str | None = None
     duration_s: float = 0.0

@@ -122,9 +122,9 @@ def test_unseen_categories_and_prediction_drift_are_reported():
     frame.loc[50:149, "job_role"] = "Astronaut"
     frame[TARGET] = "HIGH"  # every prediction HIGH: the predicted-level distribution drifted
     result = run_native(reference, window_of(frame), 0.5)
-    assert result.unseen_categories["by_feature"]["skill"]["count"] == 100
-    assert result.unseen_categories["by_feature"]["job_role"]["count"] == 100
-    assert result.unseen_categories["rows_with_unseen"] == 150
-    assert result.unseen_categories["rate"] == pytest.approx(0.15)
+    unseen = result.unseen_categories
+    assert unseen.by_feature["skill"].count == 100 and unseen.by_feature["job_role"].count == 100
+    assert unseen.rows_with_unseen == 150 and unseen.rate == pytest.approx(0.15)
+    assert result.to_dict()["unseen_categories"]["by_feature"]["skill"] == {"count": 100, "rate": 0.1}
     assert result.prediction_drift.drifted and result.prediction_drift.method == "jensenshannon"
     assert result.prediction_distribution["current"] == {"HIGH": 1.0}
