@@ -15,7 +15,7 @@ from rich.table import Table
 from app.cli.context import run
 from app.cli.lifecycle import register as register_lifecycle_commands
 from app.cli.monitoring import register as register_monitoring_commands
-from app.cli.settings import settings_for_command as _settings
+from app.cli.settings import settings_for_command
 from app.cli.training import register as register_training_commands
 from app.container import Container
 from app.registry.client import quiet_mlflow
@@ -51,7 +51,7 @@ def db_upgrade(revision: str = "head") -> None:
     """Apply the Alembic migrations to DATABASE_URL (or the embedded SQLite database)."""
     from app.db.migrate import upgrade_sync
 
-    upgrade_sync(_settings().db_url, revision)
+    upgrade_sync(settings_for_command().db_url, revision)
     console.print("database schema is up to date")
 
 
@@ -67,7 +67,7 @@ def db_purge(
         age = parse_age(older_than)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
-    settings = _settings()
+    settings = settings_for_command()
 
     async def work(container: Container) -> tuple[int, int]:
         return await purge_older_than(container.engine, age, dry_run=dry_run)
@@ -83,7 +83,7 @@ def spool_status() -> None:
     the dead letters."""
     from app.prediction_log.admin import spool_status as status_of
 
-    settings = _settings()
+    settings = settings_for_command()
     status = run(settings, lambda c: status_of(c.engine, settings.spool_dir))
     table = Table(title=f"spool {settings.spool_dir}")
     for column in ("segment", "bytes", "records", "feedback", "pending", "owner"):
@@ -116,7 +116,7 @@ def spool_drain() -> None:
     """Write segments left by dead workers into the database and delete them (safe to repeat)."""
     from app.prediction_log.admin import drain_orphans
 
-    settings = _settings()
+    settings = settings_for_command()
     try:
         report = run(settings, lambda c: drain_orphans(c.engine, settings.spool_dir, settings.spool))
     except Exception as exc:  # the segments are kept; say why and fail
@@ -143,7 +143,7 @@ def spool_dead_letters(
 
     from app.prediction_log.dead_letters import DeadLetterStore
 
-    letters = DeadLetterStore(_settings().spool_dir).list()
+    letters = DeadLetterStore(settings_for_command().spool_dir).list()
     if as_json:
         typer.echo(json.dumps([dataclasses.asdict(d) for d in letters], indent=2))
         return
@@ -178,7 +178,7 @@ def spool_replay(
     from app.prediction_log.admin import replay
 
     wanted = _ids_or_all(ids, everything)
-    settings = _settings()
+    settings = settings_for_command()
     try:
         report = run(settings, lambda c: replay(c.engine, settings.spool_dir, settings.spool, wanted))
     except Exception as exc:
@@ -202,7 +202,7 @@ def spool_discard(
     from app.prediction_log.dead_letters import DeadLetterStore
 
     wanted = _ids_or_all(ids, everything)
-    store = DeadLetterStore(_settings().spool_dir)
+    store = DeadLetterStore(settings_for_command().spool_dir)
     if wanted is None:
         wanted = [d.id for d in store.list()]
     removed = store.remove(wanted)
@@ -226,7 +226,7 @@ def serve(
 
     from app.api.server import NoDelayHttpProtocol, prepare_multiprocess_dir
 
-    settings = _settings()
+    settings = settings_for_command()
     workers = workers or settings.server.workers
     if workers > 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         # Before any worker starts: each one writes its metric files there, /metrics sums them.

@@ -176,7 +176,7 @@ class LifecycleService:
             # No history tag: a first version has nothing to roll back to, and the next
             # promotion pushes it first (``after_promotion``).
             await self._move(name, version, None, actor, "auto", reason, detail, history=False)
-        except ProductionChanged:  # another first version won the race (its move is audited)
+        except ProductionChanged:  # another first version won the race; this try is audited as refused
             return False
         return True
 
