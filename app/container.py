@@ -73,7 +73,7 @@ class _ReloadFailures:
                                            None, "failed", detail))
 
 
-def _construct(settings: Settings, metrics: ServiceMetrics) -> Container:
+def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> Container:
     engine = create_engine(settings.db_url)
     registry = ModelRegistry(
         tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
@@ -115,6 +115,8 @@ def _construct(settings: Settings, metrics: ServiceMetrics) -> Container:
         lifecycle=LifecycleService(
             registry=registry, audit=audit, model=settings.model, settings=settings.lifecycle,
             metrics=metrics,
+            # Serving hands a promotion's checked model to the slot; a CLI process serves nothing.
+            slot=slot if serve else None,
         ),
         drift=drift,
         performance=performance,
@@ -136,7 +138,7 @@ async def build(
     ``metrics`` lets the app factory hand in the registry it already instruments HTTP with.
     """
     settings.ensure_dirs()
-    container = _construct(settings, metrics or ServiceMetrics())
+    container = _construct(settings, metrics or ServiceMetrics(), serve=serve)
     async with contextlib.AsyncExitStack() as stack:
         # Pushed first, so it runs last: nothing may touch the database after the pool is gone.
         stack.push_async_callback(container.engine.dispose)

@@ -40,9 +40,15 @@ READ = error_responses(401, 403)
 
 
 async def _after_move(result: MoveResult, settings: Settings, reloader: Reloader) -> MoveOut:
-    """Reload here at once (other workers follow within one poll interval)."""
+    """What this worker serves after the move (other workers follow within one poll interval).
+
+    A checked promotion was already installed by the lifecycle service (one resolve, one load);
+    a forced move or a rollback is served through a reload now.
+    """
     reload = None
-    if result.model_name == settings.model.name:
+    if result.installed:
+        reload = ReloadOut(outcome="reloaded", serving=result.to_version, target=result.to_version)
+    elif result.model_name == settings.model.name:
         reload = ReloadOut(**vars(await reloader.poll_once(retry_failed=True)))
     return MoveOut(
         name=result.model_name, action=result.action, from_version=result.from_version,
