@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     for protocol in ("httptools", "nodelay"):
-        print(f"2 workers, asyncio loop, {protocol:9s}: {measure(protocol, args.requests):7.1f} req/s at 1 client")
+        rate = measure(protocol, args.requests)
+        print(f"2 workers, asyncio loop, {protocol:9s}: {rate:7.1f} req/s at 1 client")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def payloads(rows: list[dict], model: str) -> dict[str, tuple[str, bytes, str]]:
     ]}
     return {
         "/v1/predictions": ("/v1/predictions", json.dumps({"items": rows}).encode(), "application/json"),
-        "/invocations json": ("/invocations", json.dumps({"dataframe_records": rows}).encode(), "application/json"),
+        "/invocations json": (
+            "/invocations", json.dumps({"dataframe_records": rows}).encode(), "application/json"
+        ),
         "/invocations csv": ("/invocations", pd.DataFrame(rows).to_csv(index=False).encode(), "text/csv"),
         "/v2 infer": (f"/v2/models/{model}/infer", json.dumps(v2).encode(), "application/json"),
     }
@@ -70,7 +72,8 @@ def main() -> None:
     data_dir = args.data_dir.resolve()
     settings = Settings(data_dir=data_dir)
     bindir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "MLFLOW_TRACKING", "DATABASE_URL"))}
+    hidden = ("FS_", "MLFLOW_TRACKING", "DATABASE_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(hidden)}
     env |= {"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{bindir}{os.pathsep}{env.get('PATH', '')}"}
     ours_port, mlflow_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:

@@ -57,7 +57,7 @@ async def test_predictions_match_the_registered_model(client, settings, tmp_path
     pipeline = mlflow.sklearn.load_model(str(path))
     expected = pipeline.predict_proba(frame)
     classes = list(pipeline.classes_)
-    for label, row, p in zip(labels, expected, body["predictions"]):
+    for label, row, p in zip(labels, expected, body["predictions"], strict=True):
         assert p["level"] == label
         for level in LEVELS:
             assert p["probabilities"][level] == pytest.approx(row[classes.index(level)], abs=1e-12)
@@ -73,7 +73,9 @@ async def test_unknown_category_is_accepted_and_counted(client):
 
 async def test_get_logged_prediction_names_its_version(client):
     item = valid_items(1)[0]
-    created = (await client.post("/v1/predictions", json={"items": [item]}, headers={"X-Request-ID": "req-42"})).json()
+    created = (
+        await client.post("/v1/predictions", json={"items": [item]}, headers={"X-Request-ID": "req-42"})
+    ).json()
     pid = created["predictions"][0]["prediction_id"]
     logged = await client.get(f"/v1/predictions/{pid}")
     assert logged.status_code == 200

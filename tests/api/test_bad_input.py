@@ -57,7 +57,7 @@ async def test_bad_json_bodies(client, description, body, status, fields):
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
 async def test_nan_and_infinite_numbers_are_rejected(client, token):
     item = json.dumps(_item(trend_score=0.123456789)).replace("0.123456789", token)
-    raw = ('{"items": [%s]}' % item).encode()
+    raw = f'{{"items": [{item}]}}'.encode()
     response = await client.post("/v1/predictions", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     fields = {d["field"] for d in response.json()["error"]["details"]}
@@ -72,9 +72,13 @@ async def test_invalid_json_is_400(client, raw):
 
 
 async def test_invalid_json_gets_400_with_code(client):
-    response = await client.post("/v1/predictions", content=b"{oops", headers={"content-type": "application/json"})
+    response = await client.post(
+        "/v1/predictions", content=b"{oops", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
-    assert response.json() == {"error": {"code": "invalid_json", "message": "the request body is not valid JSON"}}
+    assert response.json() == {
+        "error": {"code": "invalid_json", "message": "the request body is not valid JSON"}
+    }
 
 
 async def test_list_body_and_bad_id(client):

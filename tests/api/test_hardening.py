@@ -86,7 +86,8 @@ async def test_client_api_keys_when_configured(settings):
         invocations = await client.post("/invocations", json=records)
         assert invocations.status_code == 401
         assert invocations.json()["error_code"] == "UNAUTHENTICATED"
-        assert (await client.post("/invocations", json=records, headers={"X-API-Key": key})).status_code == 200
+        keyed = await client.post("/invocations", json=records, headers={"X-API-Key": key})
+        assert keyed.status_code == 200
         v2 = await client.post("/v2/models/future-skills-model/infer", json={"inputs": []})
         assert v2.status_code == 401 and "error" in v2.json()
         assert (await client.get("/ping")).status_code == 200

@@ -94,7 +94,7 @@ async def test_each_caller_gets_its_own_rows(model: LoadedModel, batcher):
         return await b.submit(model, rows)
 
     results = await asyncio.gather(*(call(rows) for rows in requests))
-    for rows, proba in zip(requests, results):
+    for rows, proba in zip(requests, results, strict=True):
         assert np.array_equal(proba, model.predict_rows(rows))
     assert max(r.requests for r in b.history) > 1, "concurrent requests should share batches"
     assert max(r.rows for r in b.history) <= 64
@@ -112,7 +112,7 @@ async def test_a_batch_holds_one_model_version(model: LoadedModel, batcher):
     b = await batcher()
     requests = [((model, other)[i % 2], varied_rows(3, seed=200 + i)) for i in range(30)]
     results = await asyncio.gather(*(b.submit(m, rows) for m, rows in requests))
-    for (m, rows), proba in zip(requests, results):
+    for (m, rows), proba in zip(requests, results, strict=True):
         assert np.array_equal(proba, m.predict_rows(rows))
     assert not np.array_equal(model.predict_rows(requests[1][1]), other.predict_rows(requests[1][1]))
 
@@ -154,7 +154,7 @@ async def test_a_failing_request_fails_alone(model: LoadedModel, batcher):
     futures += [b.submit(model, rows) for rows in good[3:]]
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert isinstance(results[3], ValueError)
-    for rows, proba in zip(good, results[:3] + results[4:]):
+    for rows, proba in zip(good, results[:3] + results[4:], strict=True):
         assert np.array_equal(proba, model.predict_rows(rows))
     assert [r.requests for r in b.history] == [6]  # one batch, re-predicted one by one
     assert b.metrics.batch_fallbacks._value.get() == 1

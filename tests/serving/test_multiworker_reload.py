@@ -22,7 +22,8 @@ POLL_S = 1.0
 @pytest.mark.slow
 def test_every_worker_serves_the_new_version_within_one_interval(lifecycle_dir):
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "MLFLOW_TRACKING", "DATABASE_URL"))}
+    hidden = ("FS_", "MLFLOW_TRACKING", "DATABASE_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(hidden)}
     env |= {"FS_DATA_DIR": str(lifecycle_dir), "FS_MODEL_POLL_INTERVAL_S": str(POLL_S),
             "MLFLOW_DISABLE_TELEMETRY": "true"}
     subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
@@ -37,14 +38,14 @@ def test_every_worker_serves_the_new_version_within_one_interval(lifecycle_dir):
     try:
         deadline = time.monotonic() + 90
         while sum(f"serving {MODEL} version 1" in line for _, line in lines) < 2:  # both workers up
-            assert time.monotonic() < deadline and proc.poll() is None, "".join(l for _, l in lines)
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(line for _, line in lines)
             time.sleep(0.2)
         settings = lifecycle_settings(lifecycle_dir)
         moved_at = time.monotonic()
         MlflowClient(settings.tracking_uri, settings.registry_uri).set_registered_model_alias(
             MODEL, "production", "2")
         while len(switched()) < 2:
-            assert time.monotonic() < moved_at + 30, "".join(l for _, l in lines)
+            assert time.monotonic() < moved_at + 30, "".join(line for _, line in lines)
             time.sleep(0.1)
         delays = [round(t - moved_at, 2) for t in switched()]
         print(f"two workers switched {delays} s after the alias moved (poll interval {POLL_S} s)")

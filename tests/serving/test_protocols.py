@@ -65,7 +65,9 @@ async def test_every_protocol_is_logged_and_counted_with_its_name(registry_dir, 
         v2_answer = await client.post(
             f"/v2/models/{MODEL}/infer", json=v2_body(rows[4:6], "abc"), headers={"X-Request-ID": "v2-1"}
         )
-        v1_answer = await client.post("/v1/predictions", json={"items": rows}, headers={"X-Request-ID": "v1-1"})
+        v1_answer = await client.post(
+            "/v1/predictions", json={"items": rows}, headers={"X-Request-ID": "v1-1"}
+        )
         assert [r.status_code for r in (mlflow_answer, csv_answer, v2_answer, v1_answer)] == [200] * 4
         counted = _predictions_by_protocol((await client.get("/metrics")).text)
     # Leaving the app drains the prediction log.
@@ -90,7 +92,9 @@ async def test_protocol_specific_refusals(settings):
             "null category": {"dataframe_records": [dict(row, job_role=None)]},
             "null category, columns": {"inputs": {k: [None if k == "skill" else v] for k, v in row.items()}},
             "boolean number": {"instances": [dict(row, horizon_years=True)]},
-            "nested value": {"dataframe_split": {"columns": list(row), "data": [[{}, *list(row.values())[1:]]]}},
+            "nested value": {
+                "dataframe_split": {"columns": list(row), "data": [[{}, *list(row.values())[1:]]]}
+            },
             "too many rows": {"dataframe_records": [row] * (settings.predict.max_items + 1)},
         }
         for label, body in cases.items():
@@ -103,7 +107,8 @@ async def test_protocol_specific_refusals(settings):
         # The HR API keeps its own error shape.
         hr = await client.post("/v1/predictions", json={"items": [dict(row, trend_score=7.5)]})
         assert hr.status_code == 422 and set(hr.json()) == {"error"} and "code" in hr.json()["error"]
-        assert (await client.get("/v2/models/x/ready")).json() == {"error": "no model with this name is served here"}
+        unknown = await client.get("/v2/models/x/ready")
+        assert unknown.json() == {"error": "no model with this name is served here"}
 
 
 async def test_timeout_is_a_json_504(registry_dir, tmp_path):

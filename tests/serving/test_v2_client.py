@@ -26,7 +26,8 @@ NUMPY = {"BYTES": np.object_, "INT64": np.int64, "FP64": np.float64}
 def service(registry_dir: Path, tmp_path_factory) -> str:
     """``future-skills serve`` on a free port: the shared registry, a database of its own."""
     db = tmp_path_factory.mktemp("v2") / "p.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "MLFLOW_TRACKING", "DATABASE_URL"))}
+    hidden = ("FS_", "MLFLOW_TRACKING", "DATABASE_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(hidden)}
     env |= {"FS_DATA_DIR": str(registry_dir), "DATABASE_URL": f"sqlite:///{db}", "FS_WORKERS": "1",
             "MLFLOW_DISABLE_TELEMETRY": "true"}
     subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
@@ -75,7 +76,9 @@ def test_triton_client_health_metadata_and_infer(service: str, binary: bool):
         assert client.get_model_metadata(MODEL, model_version="1") == metadata
 
         rows = valid_items(25, seed=31)
-        outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("label", "probabilities")]
+        outputs = [
+            triton.InferRequestedOutput(name, binary_data=binary) for name in ("label", "probabilities")
+        ]
         result = client.infer(
             MODEL, _inputs(rows, metadata, binary), request_id="req-42", outputs=outputs
         )
