@@ -55,11 +55,6 @@ class Container:
     # Set on SIGTERM: readiness answers 503 while in-flight work finishes.
     draining: bool = False
 
-    @property
-    def models(self) -> ModelSlot:
-        """The former name of ``slot``, kept while callers move over."""
-        return self.slot
-
 
 @dataclass(frozen=True)
 class _ReloadFailures:

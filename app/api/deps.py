@@ -93,15 +93,3 @@ DriftDep = Annotated[DriftService, Depends(get_drift)]
 PerformanceDep = Annotated[PerformanceService, Depends(get_performance)]
 HealthDep = Annotated[HealthService, Depends(get_health)]
 DrainingDep = Annotated[bool, Depends(get_draining)]
-
-
-# Former names, kept while the monitoring routes move to the typed dependencies above.
-async def get_container(request: Request) -> Container:
-    return container_of(request)
-
-
-if TYPE_CHECKING:
-    ContainerDep = Annotated[Container, Depends(get_container)]
-else:  # FastAPI reads the annotation at runtime; a dependency's type is not validated anyway
-    ContainerDep = Annotated[object, Depends(get_container)]
-ModelsDep = SlotDep
