@@ -72,7 +72,7 @@ def test_the_readme_examples_run_against_a_live_service(registry_dir, tmp_path):
 
 def test_the_docs_name_only_metrics_and_settings_that_exist():
     """docs/operations.md once named fs_prediction_log_pending and FS_LOG_QUEUE_MAX, long gone."""
-    from app.api.reference_docs import render_configuration
+    from app.cli.reference_docs import render_configuration
     from app.metrics import ServiceMetrics
 
     metrics = {family.name for family in ServiceMetrics().registry.collect()}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from app.api.reference_docs import main, rendered
+from app.cli.reference_docs import main, rendered
 from app.config import Settings
 
 
 def test_committed_reference_docs_are_up_to_date():
     for path, text in rendered().items():
-        assert path.exists(), f"{path} is missing; run: python -m app.api.reference_docs"
-        assert path.read_text() == text, f"{path.name} is stale; run: python -m app.api.reference_docs"
+        assert path.exists(), f"{path} is missing; run: python -m app.cli.reference_docs"
+        assert path.read_text() == text, f"{path.name} is stale; run: python -m app.cli.reference_docs"
     assert main(["--check"]) == 0
 
 
