@@ -37,4 +37,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+# Lint and types first (configured in pyproject.toml): a finding fails the run like a test.
+.venv/bin/ruff check app tests bench alembic
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -37,13 +37,18 @@ CONTROL = ["\x00", "\x01", "\x08", "\t", "\n", "\r", "\x0b", "\x1b", "\x7f", "\x
 ODD = ["\u2028", "\ufeff", "\u202e", "é"]  # printable or format characters: storable, accepted
 
 
-def hostile(surrogates: bool) -> st.SearchStrategy[str]:
+# Values far over every length bound. In a URL they stop at 2,000 characters: a longer request
+# line is refused by uvicorn's HTTP parser itself (a plain-text 400) before the app sees it.
+BODY_LENGTHS = [101, 201, 501, 5_000, 20_000]
+URL_LENGTHS = [101, 201, 501, 2_000]
+
+
+def hostile(surrogates: bool, lengths: list[int] = BODY_LENGTHS) -> st.SearchStrategy[str]:
     """Short strings made of nasty characters, and values far over every length bound."""
     chars = CONTROL + ODD + (SURROGATES if surrogates else [])
     piece = st.one_of(st.sampled_from(chars), st.text(max_size=3))
     short = st.lists(piece, min_size=1, max_size=6).map("".join).filter(bool)
-    long = st.builds(lambda n, c: "a" * n + c, st.sampled_from([101, 201, 501, 5_000, 20_000]),
-                     st.sampled_from(chars))
+    long = st.builds(lambda n, c: "a" * n + c, st.sampled_from(lengths), st.sampled_from(chars))
     return st.one_of(short, long)
 
 
@@ -55,28 +60,28 @@ def _poisoned(draw, case):
     """The case with some of its strings replaced; a JSON body can carry lone surrogates (as
     \\ud800 escapes), a URL or a CSV body cannot (they are UTF-8 on the wire)."""
 
-    def walk(value, surrogates):
+    def walk(value, surrogates, lengths=BODY_LENGTHS):
         if isinstance(value, str):
-            return draw(st.one_of(st.just(value), hostile(surrogates)))
+            return draw(st.one_of(st.just(value), hostile(surrogates, lengths)))
         if isinstance(value, dict):
-            out = {k: walk(v, surrogates) for k, v in value.items()}
+            out = {k: walk(v, surrogates, lengths) for k, v in value.items()}
             if draw(st.integers(0, 9)) == 0:  # now and then a hostile key too
-                out[draw(hostile(surrogates))] = "x"
+                out[draw(hostile(surrogates, lengths))] = "x"
             return out
         if isinstance(value, list):
-            return [walk(v, surrogates) for v in value]
+            return [walk(v, surrogates, lengths) for v in value]
         return value
 
     # Set without Case.__setattr__, which would have schemathesis re-validate the poisoned parts
     # against the schema (its validator cannot take a lone surrogate); the generation-time
     # metadata is unused here, as only status checks run.
     if case.query:
-        object.__setattr__(case, "query", walk(case.query, False))
+        object.__setattr__(case, "query", walk(case.query, False, URL_LENGTHS))
     if case.path_parameters:
         # "/", "?" and "#" would change which route the URL names (schemathesis sends them as is)
         # and it strips whitespace (\x85 and \x1c-\x1f included): so a hostile segment is framed.
         poisoned = {k: f"p{v.translate(_URL_SYNTAX)}p" if isinstance(v, str) else v
-                    for k, v in walk(case.path_parameters, False).items()}
+                    for k, v in walk(case.path_parameters, False, URL_LENGTHS).items()}
         object.__setattr__(case, "path_parameters", poisoned)
     if isinstance(case.body, (dict, list, str)):
         object.__setattr__(case, "body", walk(case.body, (case.media_type or "").endswith("json")))
