@@ -5,14 +5,16 @@ Every method is synchronous (the MLflow client is); async callers run them in a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +91,18 @@ class VersionRef:
 
 def _is_not_found(exc: MlflowException) -> bool:
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the block; blocking."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class ModelRegistry:
@@ -223,30 +237,37 @@ class ModelRegistry:
         return self.cache_dir / name / version
 
     def download(self, ref: VersionRef) -> Path:
-        """Download a version into the local cache (complete or not at all) and return its path."""
+        """Download a version into the local cache (complete or not at all) and return its path.
+
+        Workers of one host share the cache: a per-version lock makes the first one download while
+        the others wait and then read its copy; without it a second worker replaced the directory
+        the first was loading from.
+        """
         target = self.cached_path(ref.name, ref.version)
-        if (target / _CACHE_MARKER).exists():
-            return target / str(json.loads((target / _CACHE_MARKER).read_text())["model_dir"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
-        try:
-            # Resolved with our client: MLflow's models:/ resolution reads the process-global registry URI.
-            download_uri = self.client.get_model_version_download_uri(ref.name, ref.version)
-            local = download_artifacts(
-                artifact_uri=download_uri,
-                dst_path=str(staging),
-                tracking_uri=self.tracking_uri,
-                registry_uri=self.registry_uri,
-            )
-            model_dir = Path(local).relative_to(staging).as_posix()
-            (staging / _CACHE_MARKER).write_text(
-                json.dumps({"name": ref.name, "version": ref.version, "run_id": ref.run_id,
-                            "tags": ref.tags, "aliases": list(ref.aliases), "model_dir": model_dir})
-            )
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with _locked(target.parent / f".{ref.version}.lock"):
+            if (target / _CACHE_MARKER).exists():
+                return target / str(json.loads((target / _CACHE_MARKER).read_text())["model_dir"])
+            staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
+            try:
+                # Resolved with our client: MLflow's models:/ resolution reads the process-global
+                # registry URI.
+                download_uri = self.client.get_model_version_download_uri(ref.name, ref.version)
+                local = download_artifacts(
+                    artifact_uri=download_uri,
+                    dst_path=str(staging),
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.registry_uri,
+                )
+                model_dir = Path(local).relative_to(staging).as_posix()
+                (staging / _CACHE_MARKER).write_text(
+                    json.dumps({"name": ref.name, "version": ref.version, "run_id": ref.run_id,
+                                "tags": ref.tags, "aliases": list(ref.aliases), "model_dir": model_dir})
+                )
+                shutil.rmtree(target, ignore_errors=True)  # an incomplete copy (no marker)
+                staging.rename(target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return target / model_dir
 
     def _serving_pointer(self, name: str, alias: str) -> Path:
