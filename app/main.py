@@ -25,8 +25,9 @@ from app.api.routes.docs import install_docs
 from app.api.server import mark_worker_dead
 from app.config import Settings
 from app.container import Container, build
-from app.db.engine import DB_ERRORS
 from app.db.migrate import pending_revisions
+from app.db.session import unavailable_as
+from app.errors import DatabaseUnavailable
 from app.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,10 @@ async def _check_schema(container: Container) -> None:
     """Say so loudly when the image is newer than the database (the migration step was skipped);
     the service still starts: predictions are spooled whatever the database holds."""
     try:
-        pending = await pending_revisions(container.engine)
-    except DB_ERRORS as exc:
-        log.warning("could not read the database schema revision (%s)", type(exc).__name__)
+        async with unavailable_as():
+            pending = await pending_revisions(container.engine)
+    except DatabaseUnavailable as exc:
+        log.warning("could not read the database schema revision (%s)", type(exc.__cause__).__name__)
         return
     if pending:
         log.error("the database schema lacks %d migration(s) (%s): run `future-skills db upgrade` "

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import DB_ERRORS
+from app.db.dialect import lock_until_commit
+from app.db.session import read_only, unavailable_as, unit_of_work
 from app.db.tables import ModelPromotion
 from app.errors import DatabaseUnavailable
 
@@ -38,11 +39,8 @@ class PromotionAudit:
 
     async def record(self, entry: AuditEntry) -> None:
         _check(entry)
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("the audit store is unavailable; retry shortly") from exc
+        async with unit_of_work(self._engine, "the audit store is unavailable; retry shortly") as conn:
+            await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
         _log(entry)
 
     @asynccontextmanager
@@ -57,29 +55,26 @@ class PromotionAudit:
         undoes what the body did).
         """
         _check(entry)
-        try:
+        # Not unit_of_work: the body's own errors must pass through untranslated, and a failed
+        # commit is AuditCommitFailed (the body has run), not DatabaseUnavailable.
+        unavailable = "the audit store is unavailable; nothing was changed"
+        async with unavailable_as(unavailable):
             conn = await self._engine.connect()
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("the audit store is unavailable; nothing was changed") from exc
         try:
-            try:
+            async with unavailable_as(unavailable):
                 transaction = await conn.begin()
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                                       {"key": f"model_promotion:{entry.model_name}"})
+                await lock_until_commit(conn, f"model_promotion:{entry.model_name}")
                 await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
-            except DB_ERRORS as exc:
-                raise DatabaseUnavailable(
-                    "the audit store is unavailable; nothing was changed") from exc
             try:
                 yield
             except BaseException:
                 await _quietly(transaction.rollback())
                 raise
             try:
-                await transaction.commit()
-            except DB_ERRORS as exc:
-                raise AuditCommitFailed("the audit row could not be committed") from exc
+                async with unavailable_as():
+                    await transaction.commit()
+            except DatabaseUnavailable as exc:
+                raise AuditCommitFailed("the audit row could not be committed") from exc.__cause__
         finally:
             await _quietly(conn.close())
         _log(entry)
@@ -92,11 +87,8 @@ class PromotionAudit:
             .order_by(ModelPromotion.created_at.desc())
             .limit(limit)
         )
-        try:
-            async with self._engine.connect() as conn:
-                return [dict(row) for row in (await conn.execute(query)).mappings().all()]
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable("the audit store is unavailable; retry shortly") from exc
+        async with read_only(self._engine, "the audit store is unavailable; retry shortly") as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
 
 
 class AuditCommitFailed(Exception):
@@ -116,6 +108,7 @@ def _log(entry: AuditEntry) -> None:
 async def _quietly(awaitable: Awaitable[None]) -> None:
     """Roll back or close a connection the database may already have dropped."""
     try:
-        await awaitable
-    except DB_ERRORS as exc:
-        log.warning("audit connection cleanup failed: %s", type(exc).__name__)
+        async with unavailable_as():
+            await awaitable
+    except DatabaseUnavailable as exc:
+        log.warning("audit connection cleanup failed: %s", type(exc.__cause__).__name__)

@@ -19,6 +19,7 @@ from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.dialect import is_postgres
 from app.db.session import read_only
 from app.db.tables import Prediction
 from app.ml.features import CATEGORICAL, FEATURE_NAMES
@@ -60,7 +61,7 @@ async def read_window(
     total = await count_window(engine, model_name, model_version, start, end)
     sample = total > max_rows
     fraction = max_rows / total if sample else 1.0
-    read = _read_postgres if engine.dialect.name == "postgresql" else _read_sqlite
+    read = _read_postgres if is_postgres(engine) else _read_sqlite
     table = await read(engine, model_name, model_version, start, end, sample, fraction, max_rows)
     return Window(table=table, start=start, end=end, rows_in_window=total, sampled=sample,
                   max_rows=max_rows)
