@@ -16,6 +16,7 @@ from app.config import (
     HealthSettings,
     parse_duration,
 )
+from app.config.durations import InvalidDuration
 from app.prediction_log.retention import parse_age
 
 
@@ -32,6 +33,19 @@ def test_parse_duration_reads_each_unit(text: str, expected: timedelta) -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["999999999999d", "1" + "0" * 400 + "w"])
+def test_a_duration_past_timedeltas_range_is_refused_not_an_overflow(text: str) -> None:
+    # Beyond timedelta's range (the second one reads as float inf): not an OverflowError.
+    with pytest.raises(InvalidDuration, match="at most 9999 weeks"):
+        parse_duration(text)
+
+
+def test_a_huge_duration_setting_refuses_to_load_with_a_message(monkeypatch) -> None:
+    monkeypatch.setenv("FS_DRIFT_CHECK_WINDOW", "999999999999d")
+    with pytest.raises(ValidationError, match=r"check_window[\s\S]*at most 9999 weeks"):
+        DriftSettings()
 
 
 def test_bare_seconds_and_zero_only_when_asked() -> None:

@@ -35,10 +35,11 @@ def parse_duration(text: str, *, allow_zero: bool = False, bare_seconds: bool = 
     amount = float(match.group(1))
     if amount == 0 and not allow_zero:
         raise InvalidDuration(f"expected a positive duration: {HELP}")
-    span = timedelta(seconds=amount * UNIT_SECONDS[match.group(2) or "s"])
-    if span > MAX_DURATION:
+    seconds = amount * UNIT_SECONDS[match.group(2) or "s"]
+    # Checked before building the timedelta: past its range (or inf) it raises OverflowError.
+    if seconds > MAX_DURATION.total_seconds():
         raise InvalidDuration(f"a duration is at most {MAX_DURATION.days // 7} weeks")
-    return span
+    return timedelta(seconds=seconds)
 
 
 class Duration(str):
