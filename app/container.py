@@ -99,19 +99,21 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         engine=engine, models=slot, performance=performance, drift=drift,
         prediction_log=prediction_log, settings=settings.health,
     )
+    reloader = Reloader(
+        slot=slot, audit=_ReloadFailures(audit), metrics=metrics, settings=settings.lifecycle,
+        interval_s=settings.model.poll_interval_s,
+    )
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, slot=slot,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
         feedback=FeedbackService(engine=engine, prediction_log=prediction_log),
-        reloader=Reloader(
-            slot=slot, audit=_ReloadFailures(audit), metrics=metrics, settings=settings.lifecycle,
-            interval_s=settings.model.poll_interval_s,
-        ),
+        reloader=reloader,
         lifecycle=LifecycleService(
             registry=registry, audit=audit, model=settings.model, settings=settings.lifecycle,
             metrics=metrics,
-            # Serving hands a promotion's checked model to the slot; a CLI process serves nothing.
-            slot=slot if serve else None,
+            # Serving loads and serves every move's new Production here (through the reloader,
+            # which audits a failed load); a CLI process serves nothing.
+            slot=reloader if serve else None,
         ),
         drift=drift,
         performance=performance,

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.container import Container
 from app.db.migrate import upgrade
 from app.errors import DomainError, PromotionRefused
-from app.lifecycle.service import describe
+from app.lifecycle.describe import describe
 from app.registry.housekeeping import Housekeeping
 
 models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)

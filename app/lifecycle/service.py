@@ -2,9 +2,10 @@
 
 The registry stays the single source of truth: a promotion only moves the alias (and, behind a
 setting, the legacy stage). Other workers follow through their reloader. When the container hands
-in this worker's serving slot, a promotion loads the candidate once, through the slot: the policy
-checks that model and, once the alias has moved, the slot installs it (no second load, no second
-resolve). Used by the admin API, the CLI and training alike.
+in this worker's serving hand-off, a promotion loads the candidate once, through it: the policy
+checks that model and, once the alias has moved, it is installed (no second load, no second
+resolve); a forced move or a rollback has the new Production loaded and served the same way. Used by
+the admin API, the CLI and training alike.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.config import LifecycleSettings, ModelSettings
@@ -26,6 +26,7 @@ from app.errors import (
     RegistryUnavailable,
 )
 from app.lifecycle.audit import AuditCommitFailed, AuditEntry, PromotionAudit
+from app.lifecycle.describe import describe
 from app.lifecycle.history import (
     HISTORY_MAX,
     HISTORY_TAG,
@@ -38,6 +39,7 @@ from app.lifecycle.policy import PolicyDecision, PromotionPolicy
 from app.metrics import ServiceMetrics
 from app.registry.client import ModelRegistry, VersionRef
 from app.serving.loaded_model import LoadedModel
+from app.serving.reloader import ReloadOutcome
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +50,18 @@ __all__ = [  # the history helpers were defined here; kept importable from here
 
 
 class ServingSlot(Protocol):
-    """What a promotion needs of this worker's serving slot (``app.serving.model_slot.ModelSlot``)."""
+    """What a move needs of this worker's serving (``app.serving.reloader.Reloader``)."""
 
     async def load(self, ref: VersionRef) -> LoadedModel:
         """Download, load and check a version off the event loop."""
         ...
 
-    def install(self, model: LoadedModel) -> None:
+    async def install(self, model: LoadedModel) -> None:
         """Serve an already loaded and checked model from now on (one atomic swap)."""
+        ...
+
+    async def serve(self, ref: VersionRef) -> ReloadOutcome:
+        """Load, check and serve ``ref``; a failure is reported, audited, never served."""
         ...
 
 
@@ -66,25 +72,14 @@ class MoveResult:
     from_version: str | None
     to_version: str
     decision: PolicyDecision | None = None
-    # True when this worker already serves ``to_version`` (the slot installed the model the
-    # policy checked); else the reloader brings it (forced moves, rollbacks, other models).
-    installed: bool = False
+    # What this worker serves after the move; None when it does not serve the model (the CLI,
+    # training, another model): the reloaders of the serving workers bring it.
+    reload: ReloadOutcome | None = None
 
-
-def describe(ref: VersionRef) -> dict[str, Any]:
-    """A version as the API and CLI show it."""
-    record = json.loads(ref.tags["fs.record"]) if "fs.record" in ref.tags else {}
-    metrics = record.get("metrics") or {
-        k.removeprefix("metric."): float(v) for k, v in ref.tags.items() if k.startswith("metric.")
-    }
-    created = (datetime.fromtimestamp(ref.created_at_ms / 1000, UTC).isoformat()
-               if ref.created_at_ms else None)
-    return {
-        "version": ref.version, "semver": ref.semver, "change_type": ref.tags.get("change_type"),
-        "aliases": list(ref.aliases), "stage": ref.stage, "run_id": ref.run_id,
-        "created_at": created, "metrics": metrics, "parent_version": record.get("parent_version"),
-        "archived": ref.tags.get("archived") == "true",
-    }
+    @property
+    def installed(self) -> bool:
+        """True when this worker now serves ``to_version``."""
+        return self.reload is not None and self.reload.serving == self.to_version
 
 
 class LifecycleService:
@@ -98,7 +93,7 @@ class LifecycleService:
         metrics: ServiceMetrics | None = None,
         slot: ServingSlot | None = None,
     ) -> None:
-        """``slot``: this worker's serving slot, which serves ``model.name`` (None in the CLI
+        """``slot``: this worker's serving hand-off, which serves ``model.name`` (None in the CLI
         and training: nothing is served there)."""
         self.metrics = metrics
         self.registry = registry
@@ -163,8 +158,8 @@ class LifecycleService:
             checked = loaded if isinstance(loaded, LoadedModel) else None
         await self._move(name, version, from_version, actor, action, reason,
                          "forced: policy skipped" if decision is None else decision.reason)
-        installed = checked is not None and await self._install(checked)
-        return MoveResult(name, action, from_version, version, decision, installed=installed)
+        reload = await self._install(checked) if checked is not None else await self._serve(candidate)
+        return MoveResult(name, action, from_version, version, decision, reload=reload)
 
     async def adopt_first(self, name: str, version: str, *, actor: str, reason: str,
                           detail: str) -> bool:
@@ -190,9 +185,9 @@ class LifecycleService:
             await self._audit(name, actor, "rollback", current, None, reason, "refused",
                               "no previous Production version is recorded")
             raise PromotionRefused("no previous Production version to roll back to")
-        await asyncio.to_thread(self.registry.get_version, name, target)  # still exists?
+        ref = await asyncio.to_thread(self.registry.get_version, name, target)  # still exists?
         await self._move(name, target, current, actor, "rollback", reason, "rolled back")
-        return MoveResult(name, "rollback", current, target)
+        return MoveResult(name, "rollback", current, target, reload=await self._serve(ref))
 
     async def _move(self, name: str, to_version: str, from_version: str | None, actor: str,
                     action: str, reason: str | None, detail: str, *, history: bool = True) -> None:
@@ -262,18 +257,18 @@ class LifecycleService:
         except Exception as exc:  # the policy's "loads" check reports it (and refuses)
             return exc
 
-    async def _install(self, model: LoadedModel) -> bool:
+    async def _install(self, model: LoadedModel) -> ReloadOutcome | None:
         """Hand the model the policy checked to the slot, as a reload would have served it."""
         if self.slot is None or not self._serves(model.name):
-            return False
-        self.slot.install(model)
-        if self.metrics is not None:
-            self.metrics.model_reloads.labels("success").inc()
-        try:  # the version the cache fallback serves when the registry is down
-            await asyncio.to_thread(self.registry.mark_serving, model.ref, self.model.alias)
-        except OSError:
-            log.exception("could not record version %s as the cached serving version", model.version)
-        return True
+            return None
+        await self.slot.install(model)
+        return ReloadOutcome("reloaded", model.version, model.version)
+
+    async def _serve(self, ref: VersionRef) -> ReloadOutcome | None:
+        """Load and serve the new Production of a move the policy did not load (forced, rollback)."""
+        if self.slot is None or not self._serves(ref.name):
+            return None
+        return await self.slot.serve(ref)
 
     async def _undo(self, name: str, from_version: str | None, history: list[str],
                     move: Callable[[str, list[str]], None]) -> None:

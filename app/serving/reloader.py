@@ -21,6 +21,7 @@ from typing import Protocol
 from app.config import LifecycleSettings
 from app.errors import DomainError, ModelNotFound, RegistryUnavailable
 from app.metrics import ServiceMetrics
+from app.registry.client import VersionRef
 from app.serving.loaded_model import LoadedModel
 from app.serving.model_slot import ModelSlot
 
@@ -114,7 +115,29 @@ class Reloader:
             log.warning("no Production model: %s", exc.message)
             return ReloadOutcome("no-production", serving, detail=exc.message)
         self._reachable()
+        return await self._serve(ref, retry_failed)
 
+    # -- the lifecycle's hand-off (``app.lifecycle.service.ServingSlot``) ----------------------------
+    async def load(self, ref: VersionRef) -> LoadedModel:
+        """Download, load and check a version off the event loop (a promotion's candidate)."""
+        return await self.slot.load(ref)
+
+    async def install(self, model: LoadedModel) -> None:
+        """Serve a model a promotion already loaded and checked, as a reload would have."""
+        self._failed.pop(model.version, None)
+        self.slot.install(model)
+        self.metrics.model_reloads.labels("success").inc()
+        await self._remember(model)
+
+    async def serve(self, ref: VersionRef) -> ReloadOutcome:
+        """Load and serve ``ref``, the version a forced move or a rollback just made Production
+        (serialized with polls; a failure is counted, audited and remembered like a poll's)."""
+        async with self._lock:
+            return await self._serve(ref, retry_failed=True)
+
+    async def _serve(self, ref: VersionRef, retry_failed: bool) -> ReloadOutcome:
+        current = self.slot.current
+        serving = current.version if current else None
         if current is not None and current.version == ref.version:
             if current.ref.via == "cache":  # the registry is back: same version, fresh metadata
                 self.slot.install(dataclasses.replace(current, ref=ref))
@@ -128,10 +151,7 @@ class Reloader:
             model = await self.slot.load(ref)
         except Exception as exc:
             return await self._failed_load(ref.name, serving, ref.version, exc)
-        self._failed.pop(ref.version, None)
-        self.slot.install(model)
-        self.metrics.model_reloads.labels("success").inc()
-        await self._remember(model)
+        await self.install(model)
         return ReloadOutcome("reloaded", model.version, ref.version)
 
     def _reachable(self) -> None:

@@ -196,8 +196,11 @@ async def test_rollback_returns_to_the_previous_version_and_audits_both(lifecycl
 
 
 async def test_rollback_walks_back_through_every_promotion(lifecycle_dir):
-    """Rollback is an undo: 1 -> 2 -> 3, then back to 2, then 1, then nothing left to undo."""
-    settings = lifecycle_settings(lifecycle_dir)
+    """Rollback is an undo: 1 -> 2 -> 3, then back to 2, then 1, then nothing left to undo.
+
+    Each forced promotion and rollback is served by the lifecycle service: no poll runs (the
+    background poller polls once at start, then sleeps for a minute)."""
+    settings = lifecycle_settings(lifecycle_dir, poll=60)
     mlflow = MlflowClient(settings.tracking_uri, settings.registry_uri)
     v2 = mlflow.get_model_version(MODEL, "2")
     third = str(mlflow.create_model_version(MODEL, mlflow.get_model_version_download_uri(MODEL, "2"),
@@ -207,11 +210,17 @@ async def test_rollback_walks_back_through_every_promotion(lifecycle_dir):
     async def production() -> str:
         return (await client.get(f"/v1/models/{MODEL}")).json()["production"]["version"]
 
-    async with RunningApp(settings) as client:
+    running = RunningApp(settings)
+    async with running as client:
+        reloader = running.container.reloader
+        while reloader.polls < 1:  # the start poll
+            await asyncio.sleep(0.05)
         for version in ("2", "3"):
             moved = await client.post(f"/v1/models/{MODEL}/promote", headers=admin(),
                                       json={"version": version, "force": True})
             assert moved.status_code == 200, moved.text
+            assert moved.json()["reload"] == {
+                "outcome": "reloaded", "serving": version, "target": version, "detail": None}
         assert (await client.get(f"/v1/models/{MODEL}")).json()["previous_production"] == "2"
         for expected_from, expected_to in (("3", "2"), ("2", "1")):
             back = await client.post(f"/v1/models/{MODEL}/rollback", headers=admin(), json={})
@@ -219,6 +228,7 @@ async def test_rollback_walks_back_through_every_promotion(lifecycle_dir):
             assert (back.json()["from_version"], back.json()["to_version"]) == (expected_from, expected_to)
             assert back.json()["reload"]["serving"] == expected_to
             assert await production() == expected_to
+        assert reloader.polls == 1  # every move above was served without a poll
         exhausted = await client.post(f"/v1/models/{MODEL}/rollback", headers=admin(), json={})
         assert exhausted.status_code == 409 and await production() == "1"
 

@@ -23,10 +23,8 @@ from app.api.schemas.models import (
     VersionOut,
 )
 from app.api.schemas.predictions import Responses, error_responses
-from app.config import Settings
 from app.errors import ModelNotFound
 from app.lifecycle.service import MoveResult
-from app.serving.reloader import Reloader
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], responses=error_responses(400, 404, 409, 422, 503),
@@ -39,17 +37,10 @@ READ_DEPS = [Depends(require_client_key)]
 READ = error_responses(401, 403)
 
 
-async def _after_move(result: MoveResult, settings: Settings, reloader: Reloader) -> MoveOut:
-    """What this worker serves after the move (other workers follow within one poll interval).
-
-    A checked promotion was already installed by the lifecycle service (one resolve, one load);
-    a forced move or a rollback is served through a reload now.
-    """
-    reload = None
-    if result.installed:
-        reload = ReloadOut(outcome="reloaded", serving=result.to_version, target=result.to_version)
-    elif result.model_name == settings.model.name:
-        reload = ReloadOut(**vars(await reloader.poll_once(retry_failed=True)))
+def _after_move(result: MoveResult) -> MoveOut:
+    """The move and what this worker serves after it: the lifecycle service already served the
+    new Production here (other workers follow within one poll interval)."""
+    reload = ReloadOut(**vars(result.reload)) if result.reload is not None else None
     return MoveOut(
         name=result.model_name, action=result.action, from_version=result.from_version,
         to_version=result.to_version,
@@ -90,24 +81,22 @@ async def list_promotions(
 @router.post("/{name}/promote", response_model=MoveOut, responses=ADMIN | BODY,
              operation_id="promote_model")
 async def promote(
-    name: ModelName, body: PromoteRequest, admin: AdminDep, lifecycle: LifecycleDep,
-    settings: SettingsDep, reloader: ReloaderDep,
+    name: ModelName, body: PromoteRequest, admin: AdminDep, lifecycle: LifecycleDep
 ) -> MoveOut:
     """Make a version Production if the promotion policy agrees (``force`` skips it). Admin only."""
     result = await lifecycle.promote(name, body.version, actor=admin, reason=body.reason,
                                      force=body.force)
-    return await _after_move(result, settings, reloader)
+    return _after_move(result)
 
 
 @router.post("/{name}/rollback", response_model=MoveOut, responses=ADMIN | BODY,
              operation_id="rollback_model")
 async def rollback(
-    name: ModelName, admin: AdminDep, lifecycle: LifecycleDep, settings: SettingsDep,
-    reloader: ReloaderDep, body: RollbackRequest | None = None,
+    name: ModelName, admin: AdminDep, lifecycle: LifecycleDep, body: RollbackRequest | None = None
 ) -> MoveOut:
     """Undo the last move: Production goes back to the version before it (repeatable). Admin only."""
     result = await lifecycle.rollback(name, actor=admin, reason=body.reason if body else None)
-    return await _after_move(result, settings, reloader)
+    return _after_move(result)
 
 
 @router.post("/{name}/reload", response_model=ReloadOut, responses=ADMIN, operation_id="reload_model")
