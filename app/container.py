@@ -7,7 +7,6 @@ Used by the HTTP lifespan (``serve=True``) and by the CLI, training, benchmarks 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
@@ -122,6 +121,7 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
             drift=drift, performance=performance, registry=registry, settings=settings.drift,
             health_window=settings.health.window, health_bucket=settings.health.bucket,
             claims=SlotClaims(engine=engine, worker_id=f"{socket.gethostname()}/{prediction_log.worker}"),
+            model_name=settings.model.name,
         ),
     )
 
@@ -147,18 +147,7 @@ async def build(
             await container.reloader.start()
             stack.push_async_callback(container.reloader.stop)
             if settings.drift.check_enabled:
-                await _start_drift_check(stack, container)
+                await container.drift_monitor.start()
+                stack.push_async_callback(container.drift_monitor.stop)
         yield container
 
-
-async def _start_drift_check(stack: contextlib.AsyncExitStack, container: Container) -> None:
-    """The periodic drift check runs as a task for as long as the service does."""
-    task = asyncio.create_task(
-        container.drift_monitor.run_forever(container.settings.model.name), name="drift-check"
-    )
-
-    async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    stack.push_async_callback(stop)

@@ -91,7 +91,8 @@ CHECK_JOB = "drift-check"
 class DriftMonitor:
     def __init__(self, *, drift: DriftService, performance: PerformanceService,
                  registry: ModelRegistry, settings: DriftSettings, health_window: Duration,
-                 health_bucket: Duration, claims: SlotClaims) -> None:
+                 health_bucket: Duration, claims: SlotClaims, model_name: str) -> None:
+        """``model_name``: the served model, whose accuracy gauge every slot refreshes."""
         self._drift = drift
         self._performance = performance
         self._registry = registry
@@ -99,6 +100,18 @@ class DriftMonitor:
         self._health_window = health_window
         self._health_bucket = health_bucket
         self._claims = claims
+        self._model_name = model_name
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Run the periodic check in a task of its own until ``stop``."""
+        self._task = asyncio.create_task(self.run_forever(self._model_name), name="drift-check")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     async def check_once(self, slot: datetime | None = None) -> tuple[DriftResult, str]:
         s = self._settings

@@ -216,6 +216,9 @@ async def test_periodic_check_runs_once_per_slot_and_every_worker_publishes(big_
             assert 'fs_drift_score{feature="avg_salary_k"}' in metrics
             assert "fs_dataset_drift 0.0" in metrics
         assert any('fs_drift_checks_total{engine="native",outcome="ok"}' in m for m in scrapes)
+        assert len([t for t in asyncio.all_tasks() if t.get_name() == "drift-check"]) == 2
+    # Each worker's DriftMonitor stopped its own task with the container.
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "drift-check"]
     assert {by for by, _ in slots} <= {f"{socket.gethostname()}/a", f"{socket.gethostname()}/b"}
     run = runs[0]
     assert run.data.tags["model_version"] == "1" and run.data.tags["engine"] == "native"
