@@ -16,9 +16,10 @@ from rich.table import Table
 from app.cli.context import run
 from app.cli.output import console, fail, out, print_wide
 from app.cli.settings import settings_for_command
+from app.config import parse_duration
 from app.container import Container
 from app.errors import DomainError
-from app.registry.housekeeping import Housekeeping, parse_duration
+from app.registry.housekeeping import Housekeeping
 
 runs_app = typer.Typer(help="MLflow runs: search, compare, best.", no_args_is_help=True)
 cleanup_app = typer.Typer(help="Housekeeping of old runs.", no_args_is_help=True)
@@ -116,11 +117,15 @@ def cleanup_runs(
     apply: Annotated[bool, typer.Option(help="Delete for real (default: dry run)")] = False,
 ) -> None:
     """Delete runs older than a given age (dry run by default); runs behind a model version stay."""
+    try:  # the settings' grammar; 0s (everything) is allowed, as for `db purge`
+        age_s = parse_duration(older_than, allow_zero=True).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     settings = settings_for_command()
 
     async def work(container: Container) -> list[dict[str, Any]]:
         return await asyncio.to_thread(Housekeeping(registry=container.registry).cleanup_runs,
-                                       parse_duration(older_than), experiment, apply)
+                                       age_s, experiment, apply)
 
     try:
         deleted = run(settings, work)

@@ -6,7 +6,6 @@ Blocking (MLflow client); used by the CLI. Destructive operations report what th
 
 from __future__ import annotations
 
-import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,20 +14,10 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 from app.registry.client import ModelRegistry
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 ARCHIVED_STAGE = "Archived"
-
-
-def parse_duration(text: str) -> float:
-    """'90d', '12h', '30m', '45s', '2w' -> seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise InvalidInput("a duration looks like 90d, 12h, 30m, 45s or 2w")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
 def run_summary(run: Run) -> dict[str, Any]:

@@ -150,7 +150,8 @@ def test_cleanup_runs_is_a_dry_run_unless_applied(runs_registry):
     assert stages == {"old": "deleted", "bare": "deleted", "old_registered": "active", "new": "active"}
     # "new" started 86 s before the fixture ran: only it is older than 60 s among what is left.
     assert "1 run(s)" in run_cli(data_dir, "cleanup", "runs", "--older-than", "60s")
-    assert "duration looks like" in run_cli(data_dir, "cleanup", "runs", "--older-than", "soon", code=2)
+    assert "expected a number and a unit" in run_cli(data_dir, "cleanup", "runs", "--older-than",
+                                                   "soon", code=2)
 
 
 def test_train_with_bump_override_and_auto_promotion(lifecycle_dir):
