@@ -108,6 +108,7 @@ def _locked(path: Path) -> Iterator[None]:
 class ModelRegistry:
     def __init__(
         self,
+        *,
         tracking_uri: str,
         registry_uri: str,
         artifact_root: str | None,

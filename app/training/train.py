@@ -122,8 +122,10 @@ async def _standalone(settings: Settings) -> AsyncIterator[_Components]:
     """The components for callers that pass bare settings (test fixtures and benchmarks not yet
     on ``app.container.build``, which training may not import: it sits above training). Only
     what training uses; remove once those callers pass the container."""
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                             settings.model_cache_dir)
+    registry = ModelRegistry(
+        tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+        artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir,
+    )
     engine = create_engine(settings.db_url)
     lifecycle = LifecycleService(registry=registry, audit=PromotionAudit(engine=engine),
                                  model=settings.model, settings=settings.lifecycle)

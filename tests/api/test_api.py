@@ -50,7 +50,8 @@ async def test_predictions_match_the_registered_model(client, settings, tmp_path
     items = valid_items(20, seed=11)
     body = (await client.post("/v1/predictions", json={"items": items})).json()
     # Load the registered version independently, through MLflow's own loaders.
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, None, tmp_path)
+    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                             artifact_root=None, cache_dir=tmp_path)
     path = registry.download(registry.resolve(settings.model.name, "production"))
     frame = pd.DataFrame(items)
     labels = mlflow.pyfunc.load_model(str(path)).predict(frame)

@@ -34,8 +34,8 @@ from tests.support.lifecycle import (
 
 
 def _registry(settings) -> ModelRegistry:
-    return ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                         settings.model_cache_dir)
+    return ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                         artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
 
 
 def _new_version(registry: ModelRegistry) -> str:

@@ -17,7 +17,9 @@ def test_concurrent_downloads_of_one_version_all_get_a_complete_copy(
     # One registry object per "worker", as separate processes would have; one cache directory.
     cache = tmp_path / "model-cache"
     workers = [
-        ModelRegistry(settings.tracking_uri, settings.registry_uri, None, cache) for _ in range(4)
+        ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                      artifact_root=None, cache_dir=cache)
+        for _ in range(4)
     ]
     ref = workers[0].resolve(settings.model.name, settings.model.alias, True)
 

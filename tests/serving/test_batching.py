@@ -26,16 +26,16 @@ from tests.support.settings import make_settings
 @pytest.fixture(scope="module")
 def model_path(registry_dir: Path) -> Path:
     settings = make_settings(registry_dir)
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                             settings.model_cache_dir)
+    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                             artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
     return registry.download(registry.resolve(settings.model.name, "production"))
 
 
 @pytest.fixture(scope="module")
 def model(registry_dir: Path, model_path: Path) -> LoadedModel:
     settings = make_settings(registry_dir)
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, settings.artifact_root,
-                             settings.model_cache_dir)
+    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                             artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
     return load_from_path(registry.resolve(settings.model.name, "production"), model_path)
 
 

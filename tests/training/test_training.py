@@ -38,7 +38,8 @@ def test_trained_model_beats_both_baselines_and_is_registered(registry_dir):
     assert reference == {"reference/reference.parquet"}
 
     # The registered model carries its signature, input example and reference sample.
-    registry = ModelRegistry(settings.tracking_uri, settings.registry_uri, None, registry_dir / "dl")
+    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                             artifact_root=None, cache_dir=registry_dir / "dl")
     path = registry.download(VersionRef.from_mlflow(version))
     logged = Model.load(str(path))
     assert logged.signature.inputs.input_names() == list(FEATURE_NAMES)
