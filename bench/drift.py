@@ -130,8 +130,14 @@ def run_phase(phase: str, data_dir: str, db_url: str, rows: int) -> dict:
 
 
 def main_parent(args) -> None:
+    from app.config import Settings
+    from app.container import build
     from app.db.migrate import upgrade_sync
-    from app.training.train import train_and_register
+    from app.training.train import train
+
+    async def train_reference(settings: Settings) -> None:
+        async with build(settings) as container:
+            await train(container)
 
     name, dsn = asyncio.run(create_database(args.pg_dsn))
     db_url = dsn.replace("postgresql://", "postgresql+asyncpg://")
@@ -141,7 +147,7 @@ def main_parent(args) -> None:
             t = time.perf_counter()
             settings = settings_for(data_dir, db_url)
             settings.ensure_dirs()
-            train_and_register(settings)
+            asyncio.run(train_reference(settings))
             save_reference(data_dir, db_url)
             print(f"trained the reference model in {time.perf_counter() - t:.1f} s")
             inserted = asyncio.run(copy_predictions(dsn, args.rows))

@@ -135,8 +135,8 @@ async def bench_durability(work: Path, requests: int) -> None:
     settings.ensure_dirs()
     await upgrade(settings.db_url)
     print("\ntraining a 100-tree model for the latency part ...", flush=True)
-    await train(settings)
     async with build(settings) as container:
+        await train(container)
         model = await container.slot.load_production()
     items = generate(500, seed=5, with_label=False).to_dict("records")
 

@@ -59,9 +59,12 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-async def _train_once(settings: Settings, train: Callable[[Settings], Awaitable[object]]) -> None:
+async def _train_once(settings: Settings, train: Callable[..., Awaitable[object]]) -> None:
+    from app.container import build
+
     await upgrade(settings.db_url)
-    await train(settings)
+    async with build(settings) as container:
+        await train(container)
 
 
 @pytest.fixture

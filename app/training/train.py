@@ -15,10 +15,10 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import mlflow
 import mlflow.sklearn
@@ -26,9 +26,8 @@ import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.db.engine import create_engine, create_sessionmaker
+from app.db.engine import create_sessionmaker
 from app.db.tables import TrainingRun
-from app.lifecycle.audit import PromotionAudit
 from app.lifecycle.service import LifecycleService
 from app.lifecycle.versioning import ChangeType, assign_semver
 from app.ml.features import TARGET
@@ -47,7 +46,7 @@ from app.training.fit import (
 log = logging.getLogger(__name__)
 
 __all__ = ["STAGES", "TRAINING_EXPERIMENT", "TrainingComponents", "TrainingResult", "load_data",
-           "register_version", "train", "train_and_register"]
+           "register_version", "train"]
 
 TRAINING_EXPERIMENT = "model-training"
 ACTOR = "training"
@@ -77,19 +76,17 @@ class TrainingResult:
 
 
 async def train(
-    components: TrainingComponents | Settings, *, data: pd.DataFrame | None = None,
+    components: TrainingComponents, *, data: pd.DataFrame | None = None,
     rows: int | None = None, seed: int | None = None, progress: Progress = no_progress,
     extra_tags: dict[str, str] | None = None, bump: ChangeType | None = None,
 ) -> TrainingResult:
     """Train and register off the event loop; a first version becomes Production (audited);
     the run is recorded in the database.
 
-    ``bump`` ("major", "minor", "patch") overrides the change type detected against Production.
+    ``components``: the container (``app.container.build(settings)``), which the caller builds:
+    training sits below it. ``bump`` ("major", "minor", "patch") overrides the change type
+    detected against Production.
     """
-    if isinstance(components, Settings):
-        async with _standalone(components) as own:
-            return await train(own, data=data, rows=rows, seed=seed, progress=progress,
-                               extra_tags=extra_tags, bump=bump)
     settings = components.settings
     result = await asyncio.to_thread(register_version, settings, components.registry, data=data,
                                      rows=rows, seed=seed, progress=progress,
@@ -102,37 +99,6 @@ async def train(
                  settings.model.alias)
     await record_run(components.engine, result)
     return result
-
-
-def train_and_register(settings: Settings, **kwargs: Any) -> TrainingResult:
-    """``train`` for synchronous callers outside any event loop (a benchmark's set-up)."""
-    return asyncio.run(train(settings, **kwargs))
-
-
-@dataclass
-class _Components:
-    settings: Settings
-    registry: ModelRegistry
-    engine: AsyncEngine
-    lifecycle: LifecycleService
-
-
-@contextlib.asynccontextmanager
-async def _standalone(settings: Settings) -> AsyncIterator[_Components]:
-    """The components for callers that pass bare settings (test fixtures and benchmarks not yet
-    on ``app.container.build``, which training may not import: it sits above training). Only
-    what training uses; remove once those callers pass the container."""
-    registry = ModelRegistry(
-        tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
-        artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir,
-    )
-    engine = create_engine(settings.db_url)
-    lifecycle = LifecycleService(registry=registry, audit=PromotionAudit(engine=engine),
-                                 model=settings.model, settings=settings.lifecycle)
-    try:
-        yield _Components(settings, registry, engine, lifecycle)
-    finally:
-        await engine.dispose()
 
 
 def register_version(

@@ -30,6 +30,7 @@ SHIFTED = ["trend_score", "training_requests", "avg_salary_k"]
 @pytest.fixture(scope="module")
 def big_registry(tmp_path_factory):
     """A registry whose Production version carries a 5,000-row reference sample (distance tests)."""
+    from app.container import build
     from app.training.train import train
 
     data_dir = tmp_path_factory.mktemp("drift-registry")
@@ -40,7 +41,8 @@ def big_registry(tmp_path_factory):
 
     async def _train():
         await upgrade(settings.db_url)
-        await train(settings)
+        async with build(settings) as container:
+            await train(container)
 
     asyncio.run(_train())
     return data_dir

@@ -29,6 +29,7 @@ GOOD = TrainingSettings(rows=2000, n_estimators=10, reference_rows=200)
 
 @pytest.fixture(scope="session")
 def lifecycle_template(tmp_path_factory) -> Path:
+    from app.container import build as build_container
     from app.training.train import train
 
     data_dir = tmp_path_factory.mktemp("lifecycle-template")
@@ -37,8 +38,10 @@ def lifecycle_template(tmp_path_factory) -> Path:
         first = make_settings(data_dir, training=WEAK)
         first.ensure_dirs()
         await upgrade(first.db_url)
-        await train(first, seed=1)
-        await train(make_settings(data_dir, training=GOOD), seed=2)
+        async with build_container(first) as container:
+            await train(container, seed=1)
+        async with build_container(make_settings(data_dir, training=GOOD)) as container:
+            await train(container, seed=2)
 
     asyncio.run(build())
     return data_dir
