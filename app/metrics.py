@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _multiprocess() -> bool:
+    # The test prometheus_client itself makes (values are then per-worker files).
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+
+
+class LabelledSeries:
+    """The label sets of one labelled gauge that this process has set; ``replace`` publishes a
+    new set and retires the rest.
+
+    Single-process, a retired series is removed. Multi-process, a series stays in this worker's
+    metric file until the worker exits (prometheus_client cannot remove it, and warns when asked
+    to), so it is set to ``retired_value`` instead.
+    """
+
+    def __init__(self, gauge: Gauge, retired_value: float) -> None:
+        self._gauge = gauge
+        self._retired_value = retired_value
+        self._set: set[tuple[str, ...]] = set()
+
+    def replace(self, values: Mapping[tuple[str, ...], float]) -> None:
+        multiprocess = _multiprocess()
+        for labels in self._set - values.keys():
+            if multiprocess:
+                self._gauge.labels(*labels).set(self._retired_value)
+            else:
+                self._gauge.remove(*labels)
+        for labels, value in values.items():
+            self._gauge.labels(*labels).set(value)
+        self._set = set(values)
 
 
 class ServiceMetrics:
@@ -139,11 +173,9 @@ class ServiceMetrics:
             "fs_drift_checks", "Drift reports computed, by engine asked for and outcome",
             ["engine", "outcome"], registry=r,
         )
+        self._serving = LabelledSeries(self.model_info, retired_value=0)
+        self.drift_scores = LabelledSeries(self.drift_score, retired_value=float("nan"))
+        self.drift_verdicts = LabelledSeries(self.drift_detected, retired_value=float("nan"))
 
     def set_serving(self, name: str, version: str, semver: str | None) -> None:
-        # In multiprocess mode clear() forgets a series in memory but not in the worker's metric
-        # file, so the old version would still read 1: write 0 into it first.
-        for labels in list(self.model_info._metrics):
-            self.model_info.labels(*labels).set(0)
-        self.model_info.clear()
-        self.model_info.labels(name, version, semver or "").set(1)
+        self._serving.replace({(name, version, semver or ""): 1})

@@ -197,14 +197,9 @@ class DriftService:
         never "no drift" or a stale verdict."""
         m = self._metrics
         nan = float("nan")
-        for gauge in (m.drift_score, m.drift_detected):
-            # In multiprocess mode clear() keeps a series in the worker's file: blank it first.
-            for labels in list(gauge._metrics):
-                gauge.labels(*labels).set(nan)
-            gauge.clear()
-        for feature, score, drifted in features:
-            m.drift_score.labels(feature).set(score)
-            m.drift_detected.labels(feature).set(1 if drifted else 0)
+        # A feature absent from this check loses its series (multi-process: reads NaN).
+        m.drift_scores.replace({(feature,): score for feature, score, _ in features})
+        m.drift_verdicts.replace({(feature,): 1 if drifted else 0 for feature, _, drifted in features})
         m.drift_share.set(nan if share is None else share)
         m.dataset_drift.set(nan if dataset_drift is None else 1 if dataset_drift else 0)
 
