@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Set up (once) and run the test suite. Needs Postgres at 127.0.0.1:5432 (user postgres, trust),
 # or FS_TEST_PG_DSN pointing at another server's maintenance database.
-# Some tests run Debian programs (Prometheus, and its promtool); missing ones are installed with
+# Some tests run Debian programs (Prometheus, its promtool, HAProxy); missing ones are installed with
 # apt-get when running as root, else the exact command is printed and the script fails here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 
 # command:Debian package, for every program a test runs that pip does not provide.
-DEBIAN_TOOLS="prometheus:prometheus promtool:prometheus"
+DEBIAN_TOOLS="prometheus:prometheus promtool:prometheus haproxy:haproxy"
+# haproxy lives in /usr/sbin, which a non-root user's PATH may lack (the tests look there too).
+PATH="$PATH:/usr/sbin:/sbin"
 missing=""
 for pair in $DEBIAN_TOOLS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || case " $missing " in

@@ -1,12 +1,15 @@
 """The deployment files, validated statically: Dockerfile (hadolint), compose file (Compose
-specification schema), Kubernetes manifests (Kubernetes schemas), Prometheus config (promtool),
-Grafana dashboard (its queries against the metric names the service really exports)."""
+specification schema), Kubernetes manifests (Kubernetes schemas, and the StatefulSet's shutdown
+timing, volumes and companions), Prometheus config (promtool), Grafana dashboard (its queries
+against the metric names the service really exports), HAProxy config (haproxy -c)."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import socket
 import subprocess
 import tomllib
 
@@ -170,36 +173,185 @@ async def test_dashboard_queries_use_metrics_the_service_exports(settings):
 
 
 # -- Kubernetes ----------------------------------------------------------------------------------
+DATA_DIR = "/var/lib/future-skills"  # FS_DATA_DIR in the image: <data dir>/spool, the model cache
+
+
+def _one(kind: str, component: str | None = None) -> dict:
+    """The single manifest of this kind (and app.kubernetes.io/component label, if given)."""
+    found = [d for _, d in _k8s_docs() if d["kind"] == kind and (
+        component is None or d["metadata"]["labels"].get("app.kubernetes.io/component") == component)]
+    assert len(found) == 1, f"{len(found)} {kind} manifests (component {component})"
+    return found[0]
+
+
+def _volume_at(container: dict, mount_path: str) -> str:
+    """The name of the volume the container mounts at mount_path."""
+    names = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == mount_path]
+    assert names, f"nothing mounted at {mount_path}"
+    return names[0]
+
+
 @pytest.mark.parametrize("name,doc", _k8s_docs(), ids=lambda v: v if isinstance(v, str) else "")
 def test_kubernetes_manifest_is_valid(name, doc):
     kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_kubernetes_validation_can_fail():
-    deployment = next(d for n, d in _k8s_docs() if d["kind"] == "Deployment")
-    broken = copy.deepcopy(deployment)
+    statefulset = _one("StatefulSet")
+    broken = copy.deepcopy(statefulset)
     broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["periodSecondz"] = 10
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
+    broken = copy.deepcopy(statefulset)
+    broken["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaledDown"] = "Retain"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_kubernetes_topology():
-    docs = {d["kind"]: d for _, d in _k8s_docs()}
-    assert set(docs) >= {"Deployment", "Service", "ConfigMap", "Secret", "Job",
-                         "HorizontalPodAutoscaler"}
-    deployment = docs["Deployment"]
-    pod = deployment["spec"]["template"]
+    kinds = {d["kind"] for _, d in _k8s_docs()}
+    assert kinds >= {"StatefulSet", "Service", "ConfigMap", "Secret", "Job", "HorizontalPodAutoscaler",
+                     "PodDisruptionBudget"}
+    assert "Deployment" not in kinds, "replicas need their own volumes: a StatefulSet"
+    statefulset = _one("StatefulSet")
+    spec = statefulset["spec"]
+    pod = spec["template"]
+    labels = pod["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["updateStrategy"]["type"] == "RollingUpdate"
     container = pod["spec"]["containers"][0]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert probe in container, probe
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-    pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-    assert pod["spec"]["terminationGracePeriodSeconds"] > pre_stop + DRAIN_S
+    assert container["args"] == ["serve"]
+
+    # Probes: readiness (and start-up) on /health/ready, which turns 503 on SIGTERM; liveness apart.
+    for probe, path in (("startupProbe", "/health/ready"), ("readinessProbe", "/health/ready"),
+                        ("livenessProbe", "/health/live")):
+        assert container[probe]["httpGet"]["path"] == path, probe
+        assert container[probe]["httpGet"]["port"] in ("http", 8000), probe
+
+    # Shutdown: preStop, then the listener's delay, the in-flight grace and the drain, all before
+    # the kubelet's SIGKILL. The three come from the ConfigMap, set explicitly.
+    config = _one("ConfigMap")["data"]
+    steps = ("FS_LIMIT_SHUTDOWN_DELAY_S", "FS_LIMIT_SHUTDOWN_GRACE_S", "FS_SPOOL_DRAIN_TIMEOUT_S")
+    delay, grace, drain = (float(config[k]) for k in steps)
+    assert delay > 0, "with no delay the listener closes before load balancers see the 503"
+    assert drain > 0
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    pre_stop_s = float(pre_stop[-1])
+    assert 0 < pre_stop_s <= 15, "a short sleep: only the endpoint removal's propagation"
+    assert pre_stop_s + delay + grace + drain < pod["spec"]["terminationGracePeriodSeconds"]
+
+    # Each replica's own volume at the data dir, kept when scaled down or deleted.
+    templates = {t["metadata"]["name"]: t for t in spec["volumeClaimTemplates"]}
+    data = _volume_at(container, DATA_DIR)
+    assert data in templates, "the data dir is not on the replica's claim"
+    assert data not in {v["name"] for v in pod["spec"].get("volumes", [])}, "shadowed by a pod volume"
+    assert templates[data]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert templates[data]["spec"]["resources"]["requests"]["storage"]
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenScaled": "Retain", "whenDeleted": "Retain"}
+    assert _volume_at(container, "/tmp") in {
+        v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
+
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
-    assert docs["Job"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
-    assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    assert docs["Service"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     names = {ref[k]["name"] for ref in container["envFrom"] for k in ref}
-    assert names == {docs["ConfigMap"]["metadata"]["name"], docs["Secret"]["metadata"]["name"]}
+    assert names == {_one("ConfigMap")["metadata"]["name"], _one("Secret")["metadata"]["name"]}
+
+    # Services: the clients' ClusterIP one, and the headless one the StatefulSet is governed by.
+    services = {d["metadata"]["name"]: d for _, d in _k8s_docs() if d["kind"] == "Service"}
+    headless = services[spec["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    clients = [s for s in services.values() if s["spec"].get("clusterIP") != "None"]
+    assert len(clients) == 1 and clients[0]["spec"].get("type", "ClusterIP") == "ClusterIP"
+    for service in services.values():
+        assert service["spec"]["selector"].items() <= labels.items(), service["metadata"]["name"]
+
+    pdb = _one("PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"].get("maxUnavailable") == 1 or pdb["spec"].get("minAvailable") == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    hpa = _one("HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                     "name": statefulset["metadata"]["name"]}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
+    policies = hpa["behavior"]["scaleDown"]["policies"]
+    assert policies and all(p["type"] == "Pods" and p["value"] == 1 for p in policies)
+    # ...and one period is longer than a pod's shutdown: replicas drain one after the other.
+    assert all(p["periodSeconds"] >= pod["spec"]["terminationGracePeriodSeconds"] for p in policies)
+
+    migrate = _one("Job", "migration")["spec"]["template"]["spec"]
+    assert migrate["containers"][0]["args"] == ["db", "upgrade"]
+
+    # The drain Job: a removed replica's claim at the data dir, and `future-skills spool drain`.
+    drain_pod = _one("Job", "spool-drain")["spec"]["template"]["spec"]
+    drainer = drain_pod["containers"][0]
+    assert drainer["args"] == ["spool", "drain"]
+    assert drainer["image"] == container["image"]
+    assert {ref[k]["name"] for ref in drainer["envFrom"] for k in ref} == names
+    volumes = {v["name"]: v for v in drain_pod["volumes"]}
+    claim = volumes[_volume_at(drainer, DATA_DIR)]["persistentVolumeClaim"]["claimName"]
+    # a StatefulSet's claims are named <template>-<StatefulSet>-<ordinal>
+    assert re.fullmatch(rf"{data}-{statefulset['metadata']['name']}-\d+", claim), claim
+    assert drain_pod["restartPolicy"] == "Never"
+    assert drain_pod["securityContext"]["runAsUser"] == pod["spec"]["securityContext"]["runAsUser"]
+
+
+# -- HAProxy ---------------------------------------------------------------------------------------
+HAPROXY_CFG = ROOT / "deploy/haproxy/haproxy.cfg"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _haproxy_check(config) -> subprocess.CompletedProcess:
+    env = os.environ | {
+        "FS_LB_BIND": f"127.0.0.1:{_free_port()}", "FS_LB_STATS_BIND": f"127.0.0.1:{_free_port()}",
+        "FS_REPLICA_0": "127.0.0.1:1", "FS_REPLICA_1": "127.0.0.1:2",
+    }
+    return subprocess.run([tool("haproxy"), "-c", "-f", str(config)], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _haproxy_directives() -> list[str]:
+    """The config's lines, comments and blank lines removed, whitespace collapsed."""
+    lines = (re.sub(r"(^|\s)#.*", "", line).split() for line in HAPROXY_CFG.read_text().splitlines())
+    return [" ".join(words) for words in lines if words]
+
+
+def test_haproxy_config_passes_haproxy_check():
+    result = _haproxy_check(HAPROXY_CFG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
+
+
+def test_haproxy_check_does_fail_on_a_bad_config(tmp_path):
+    text = HAPROXY_CFG.read_text()
+    assert "balance roundrobin" in text
+    bad = tmp_path / "haproxy.cfg"
+    bad.write_text(text.replace("balance roundrobin", "balance roundrobinn"))
+    result = _haproxy_check(bad)
+    assert result.returncode != 0
+    assert "Configuration file is valid" not in result.stdout + result.stderr
+
+
+def test_haproxy_config_routes_by_readiness_and_never_resends_a_post():
+    directives = _haproxy_directives()
+    # the health check asks /health/ready (503 from SIGTERM on), not /health/live, on every server
+    assert "option httpchk" in directives or any(d.startswith("option httpchk ") for d in directives)
+    assert any(re.fullmatch(r"(option httpchk( GET)?|http-check send meth GET uri) /health/ready", d)
+               for d in directives), "no health check on /health/ready"
+    assert not any("/health/live" in d for d in directives)
+    servers = [d for d in directives if d.startswith("server ")]
+    assert servers and (any(d.startswith("default-server ") and "check" in d.split() for d in directives)
+                        or all("check" in d.split() for d in servers)), "servers not health-checked"
+    # connection failures are retried; a request that reached a replica is retried only if safe
+    assert any(d.startswith("retry-on ") for d in directives)
+    assert any(d.startswith("http-request disable-l7-retry ") and "METH_GET" in d and "METH_HEAD" in d
+               for d in directives), "POSTs must never be re-sent"

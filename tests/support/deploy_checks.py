@@ -21,13 +21,16 @@ _PROMQL_WORDS = {
 
 
 # Programs that come from Debian packages, not from pip (scripts/test.sh installs them as root).
-DEBIAN_PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus"}
+DEBIAN_PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "haproxy": "haproxy"}
 
 
 def tool(name: str) -> str:
-    """A validator's executable: next to this Python (the venv's bin), else on PATH. Never skips."""
+    """A validator's executable: next to this Python (the venv's bin), else on PATH, else in
+    /usr/sbin (Debian puts daemons such as haproxy there, off a normal user's PATH). Never skips."""
     candidate = Path(sys.executable).parent / name
     found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found and name in DEBIAN_PACKAGES:
+        found = shutil.which(name, path="/usr/sbin:/sbin")
     if name in DEBIAN_PACKAGES:
         how = f"sudo apt-get install -y {DEBIAN_PACKAGES[name]} (bash scripts/test.sh does it as root)"
     else:
