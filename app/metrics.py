@@ -109,6 +109,13 @@ class ServiceMetrics:
             "Records read from another worker's spool segment (not yet in the database)", registry=r,
         )
 
+        self.spool_read_waits = Counter(
+            "fs_spool_read_waits",
+            "Reads of a recent id not yet in the database that waited for another replica's drain, "
+            "by outcome (found, not_found)",
+            ["outcome"], registry=r,
+        )
+
         self.rejected = Counter(
             "fs_requests_rejected",
             "Prediction requests refused to protect the service, by reason and protocol",

@@ -100,6 +100,19 @@ class SpoolSettings(BaseSettings):
     orphan_scan_interval_s: float = Field(
         default=30.0, gt=0, description="How often dead workers' segments are looked for"
     )
+    read_wait_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="A read or feedback for an id this service does not know yet, made less than this "
+        "long ago (its UUIDv7 time) by another replica, waits up to this for that replica's drain "
+        "instead of 404ing; older or unknown ids are 404 at once (0: never wait)",
+    )
+    clock_skew_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How far ahead of this host's clock another replica's clock may be: an id up to "
+        "this far in the future still counts as recent",
+    )
     feedback_grace_s: float = Field(
         default=300.0,
         ge=0,

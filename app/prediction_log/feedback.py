@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db.session import read_only
 from app.db.tables import PredictionFeedback
 from app.errors import DatabaseUnavailable, PredictionNotFound
+from app.prediction_log.ids import new_id
 from app.prediction_log.log import PredictionLog
 from app.prediction_log.peers import Row
 from app.prediction_log.records import FeedbackRecord
@@ -46,7 +47,7 @@ class FeedbackService:
             known = True  # matched at drain time; dead-lettered if the prediction never existed
         if not known:
             raise PredictionNotFound("no prediction with this id")
-        record = FeedbackRecord(uuid.uuid4(), prediction_id, actual_level, datetime.now(UTC))
+        record = FeedbackRecord(new_id(), prediction_id, actual_level, datetime.now(UTC))
         await self._log.record_feedback(record)
         return Feedback(prediction_id, actual_level, record.created_at)
 

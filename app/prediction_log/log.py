@@ -6,7 +6,8 @@ records into the database (``app.prediction_log.drainer``); segments left by dea
 process are adopted and drained at start-up and every ``orphan_scan_interval_s``. The spool is
 bounded: when full, ``record`` raises ``PredictionLogFull`` (503 + Retry-After) unless fail-open.
 Feedback is spooled the same way (``record_feedback``). Reads look in this worker's buffer, the
-database, then the other workers' live segments on this host (``app.prediction_log.peers``).
+database, then the other workers' live segments on this host (``app.prediction_log.peers``); an
+id made a moment ago by another replica is waited for, bounded, until its drain brings it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from app.errors import DatabaseUnavailable, PredictionLogFull
 from app.metrics import ServiceMetrics
 from app.prediction_log.dead_letters import DeadLetterStore
 from app.prediction_log.drainer import Drainer
+from app.prediction_log.ids import created_at
 from app.prediction_log.ingest import LogSink
 from app.prediction_log.peers import PeerReader, PeerRecords, Row
 from app.prediction_log.pending import PendingBuffer
@@ -168,10 +171,22 @@ class PredictionLog:
         return self.buffer.oldest_age()
 
     async def get(self, prediction_id: uuid.UUID) -> Row | None:
-        """A logged prediction: this worker's buffer, the database, then the host's other spools.
+        """A logged prediction: this worker's buffer, the database, the host's other spools; and for
+        an id made a moment ago (elsewhere), the database again until another replica's drain
+        brings it or ``read_wait_s`` after its creation has passed (``app.prediction_log.ids``).
 
         Raises ``DatabaseUnavailable`` only when the database cannot be asked and no spool has it.
         """
+        if (row := await self._look(prediction_id)) is not None:
+            return row
+        remaining = self._wait_left(prediction_id)
+        if remaining <= 0:
+            return None
+        row = await self._wait_for_drain(prediction_id, remaining)
+        self._metrics.spool_read_waits.labels("found" if row is not None else "not_found").inc()
+        return row
+
+    async def _look(self, prediction_id: uuid.UUID) -> Row | None:
         if (row := self.pending(prediction_id)) is not None:
             return row
         try:
@@ -188,6 +203,33 @@ class PredictionLog:
             raise DatabaseUnavailable(_UNAVAILABLE)
         # Its owner may have committed it and retired the segment between our two looks.
         return await self._select(prediction_id)
+
+    def _wait_left(self, prediction_id: uuid.UUID) -> float:
+        """Seconds still worth waiting for ``prediction_id`` to be drained by whoever made it:
+        up to ``read_wait_s`` after its creation; none for an old id, a future one beyond the
+        clock skew, or an id without a time (not one of ours: it can only be unknown)."""
+        made = created_at(prediction_id)
+        if made is None:
+            return 0.0
+        age = time.time() - made
+        if age < -self.settings.clock_skew_s:
+            return 0.0
+        return self.settings.read_wait_s - max(age, 0.0)
+
+    async def _wait_for_drain(self, prediction_id: uuid.UUID, within_s: float) -> Row | None:
+        # Polls the indexed primary key, quickly at first: a healthy drain lands within
+        # drain_interval_s (0.2 s by default), a slow one is waited for ever more patiently.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        pause = 0.02
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 1.5, 0.25)
+            if (row := self.pending(prediction_id)) is not None:
+                return row
+            if (row := await self._select(prediction_id)) is not None:
+                return row
+        return None
 
     async def exists(self, prediction_id: uuid.UUID) -> bool:
         return await self.get(prediction_id) is not None

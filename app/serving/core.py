@@ -22,6 +22,7 @@ import numpy.typing as npt
 from app.errors import DeadlineExceeded, InvalidInput, Overloaded, PredictionNotFound
 from app.metrics import ServiceMetrics
 from app.ml.features import BY_NAME, CATEGORICAL, LEVELS
+from app.prediction_log.ids import new_id
 from app.prediction_log.log import PredictionLog, PredictionRecord
 from app.prediction_log.privacy import hash_subject
 from app.serving.admission import Admission
@@ -166,7 +167,7 @@ class PredictionService:
         levels = model.levels_of(proba)
         for row, p, score, level in zip(rows, proba.tolist(), scores.tolist(), levels, strict=True):
             probabilities = dict(zip(LEVELS, p, strict=True))
-            result = PredictionResult(uuid.uuid4(), level, score, probabilities)
+            result = PredictionResult(new_id(), level, score, probabilities)
             results.append(result)
             records.append(
                 PredictionRecord(
