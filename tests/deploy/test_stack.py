@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -20,34 +15,20 @@ from mlflow import MlflowClient
 from tests.support.deploy_checks import DASHBOARD, dashboard_queries
 from tests.support.factories import valid_items
 from tests.support.stack import (
+    CLI,
     free_port,
     mlflow_server,
     private_postgres,
     prom_query,
     prometheus,
+    run_cli,
+    service_env,
     serving_versions,
     started,
     wait_until,
 )
 
-CLI = [sys.executable, "-m", "app.cli"]
 MODEL = "future-skills-model"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    drop = ("FS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    # mlflow server starts uvicorn from the venv
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"} | extra
-
-
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    start = time.monotonic()
-    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"future-skills {' '.join(args)}:\n{result.stderr[-3000:]}"
-    print(f"future-skills {args[0]}: {time.monotonic() - start:.1f}s")
-    return result
 
 
 def _predict(base: str, rounds: int, seed: int) -> tuple[int, set[str]]:
@@ -84,10 +65,10 @@ async def _create_databases(pg_port: int) -> None:
 def test_the_stack_runs_natively(tmp_path):
     with private_postgres() as pg_port:
         asyncio.run(_create_databases(pg_port))
-        base_env = _env()
+        base_env = service_env()
         with mlflow_server(f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow", tmp_path / "artifacts",
                            base_env, tmp_path / "mlflow.log") as mlflow_url:
-            env = _env(
+            env = service_env(
                 MLFLOW_TRACKING_URI=mlflow_url,
                 DATABASE_URL=f"postgresql://postgres@127.0.0.1:{pg_port}/predictions",
                 FS_DATA_DIR=str(tmp_path / "service"),
@@ -95,7 +76,7 @@ def test_the_stack_runs_natively(tmp_path):
                 FS_MODEL_POLL_INTERVAL_S="1",
             )
             # The compose stack's one-shot step: migrate, create experiments, train + promote v1.
-            assert "training the demo model" in _cli(["bootstrap"], env).stderr
+            assert "training the demo model" in run_cli(["bootstrap"], env).stderr
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             serve = [*CLI, "serve", "--port", str(port), "--workers", "2"]
@@ -112,7 +93,7 @@ def _run_scenario(base, mlflow_url, prom, pg_port, env, service):
     assert versions == {"1"}
 
     # Train version 2 through the MLflow server, then promote it by moving the alias.
-    _cli(["train", "--seed", "7"], env)
+    run_cli(["train", "--seed", "7"], env)
     client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
     assert [v.version for v in client.search_model_versions(f"name = '{MODEL}'")] in (["2", "1"], ["1", "2"])
     client.set_model_version_tag(MODEL, "2", "semver", "1.1.0")
@@ -150,7 +131,7 @@ def _run_scenario(base, mlflow_url, prom, pg_port, env, service):
     # drift --json through the MLflow server: stdout is the JSON alone (MLflow's client prints
     # "View run ... at: URL" to stdout when it ends a run on a server), and 10 predictions of
     # version 2 are too few for a verdict.
-    drift = _cli(["drift", "--last", "1h", "--json"], env)
+    drift = run_cli(["drift", "--last", "1h", "--json"], env)
     report = json.loads(drift.stdout)
     assert report["model_version"] == "2" and report["current_rows"] == rows_v2
     assert report["status"] == "insufficient_data" and report["dataset_drift"] is None

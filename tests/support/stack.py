@@ -22,6 +22,25 @@ from tests.support.pgcluster import PgCluster
 from tests.support.procs import free_port
 
 PG_PORTS = range(55450, 55460)  # the ports this project's private clusters may use
+CLI = [sys.executable, "-m", "app.cli"]
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any of the service's settings, plus ``extra``."""
+    drop = ("FS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    # mlflow server starts uvicorn from the venv
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"} | extra
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``future-skills <args>``; fails the test with its stderr unless it exits 0."""
+    start = time.monotonic()
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"future-skills {' '.join(args)}:\n{result.stderr[-3000:]}"
+    print(f"future-skills {args[0]}: {time.monotonic() - start:.1f}s")
+    return result
 
 
 def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None,
