@@ -31,6 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "app.lifecycle": LEAVES | BASE | STORES | {"app.serving"},
     "app.monitoring": LEAVES | BASE | STORES | {"app.serving"},
     "app.training": LEAVES | BASE | STORES | {"app.lifecycle", "app.serving"},
+    # Batch scoring loads versions through the serving slot and scores with its LoadedModel.
+    "app.batch_scoring": LEAVES | BASE | STORES | {"app.serving"},
     "app.api": LEAVES | BASE | STORES | {"app.serving", "app.lifecycle", "app.monitoring", "app.training"},
     "app.container": LEAVES | BASE | STORES
     | {"app.serving", "app.lifecycle", "app.monitoring", "app.training"},
@@ -39,8 +41,8 @@ ALLOWED: dict[str, set[str]] = {
     # The two entry points: the HTTP app factory, and the command line (which also renders the
     # app's OpenAPI document for docs/api.md).
     "app.cli": LEAVES | BASE | STORES
-    | {"app.serving", "app.lifecycle", "app.monitoring", "app.training", "app.api", "app.container",
-       "app.main"},
+    | {"app.serving", "app.lifecycle", "app.monitoring", "app.training", "app.batch_scoring",
+       "app.api", "app.container", "app.main"},
 }
 
 
