@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,22 +49,28 @@ def write_inputs(directory: Path, rows: int, seed: int) -> tuple[Path, Path]:
     return csv, parquet
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:4])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return seconds
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one run of ``command``."""
+    with tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(command[:4])} failed ({proc.returncode}):\n{err.read()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
 
 
-def ours(source: Path, target: Path, env: dict[str, str], chunk_rows: int) -> float:
+def ours(source: Path, target: Path, env: dict[str, str], chunk_rows: int) -> tuple[float, float]:
     target.unlink(missing_ok=True)
     return timed([PY, "-m", "app.cli", "score", "--input", str(source), "--output", str(target),
                   "--chunk-rows", str(chunk_rows)], env)
 
 
-def mlflow_predict(source: Path, target: Path, env: dict[str, str]) -> float:
+def mlflow_predict(source: Path, target: Path, env: dict[str, str]) -> tuple[float, float]:
     target.unlink(missing_ok=True)
     return timed([MLFLOW, "models", "predict", "-m", f"models:/{MODEL_NAME}@production",
                   "-i", str(source), "-t", "csv", "-o", str(target), "--env-manager", "local"], env)
@@ -103,9 +111,9 @@ def main() -> None:
     }
     seconds: dict[str, float] = {}
     for name, command in runs.items():
-        seconds[name] = min(command() for _ in range(args.repeat))
-        print(f"{name:>13}: {seconds[name]:7.2f} s  {args.rows / seconds[name]:10,.0f} rows/s",
-              flush=True)
+        seconds[name], rss = min(command() for _ in range(args.repeat))
+        print(f"{name:>13}: {seconds[name]:7.2f} s  {args.rows / seconds[name]:10,.0f} rows/s  "
+              f"peak RSS {rss:,.0f} MiB", flush=True)
 
     reference = labels_of(outputs["mlflow csv"])
     for name in ("ours csv", "ours parquet"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from app.batch_scoring.errors import BatchInputError
 from app.batch_scoring.formats import Format, atomic_output, open_input
-from app.batch_scoring.validate import check_chunk, check_columns
+from app.batch_scoring.prefetch import prefetch
+from app.batch_scoring.validate import CheckedChunk, check_chunk, check_columns
 from app.ml.features import BY_NAME, LEVELS
 from app.serving.loaded_model import LoadedModel, score_of
 
@@ -75,9 +76,15 @@ def output_schema(schema: pa.Schema) -> pa.Schema:
                       *(pa.field(name, pa.float64()) for name in PROBABILITY_COLUMNS)])
 
 
-def score_chunk(model: LoadedModel, batch: pa.RecordBatch, first_row: int,
+def checked_chunks(chunks: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, CheckedChunk]]:
+    first_row = 1
+    for batch in chunks:
+        yield batch, check_chunk(batch, first_row)
+        first_row += batch.num_rows
+
+
+def score_chunk(model: LoadedModel, batch: pa.RecordBatch, checked: CheckedChunk, first_row: int,
                 schema: pa.Schema) -> tuple[pa.RecordBatch, ScoredChunk]:
-    checked = check_chunk(batch, first_row)
     frame = checked.frame()
     proba = model.predict_proba(frame)
     levels = model.levels_of(proba)
@@ -96,14 +103,16 @@ def score_file(model: LoadedModel, source: Path, target: Path, *, input_format: 
     started = time.perf_counter()
     reader = open_input(source, input_format, chunk_rows)
     rows = chunks = 0
+    # Chunk n+1 is read and checked in a thread while chunk n is predicted and written.
+    ahead = prefetch(lambda: checked_chunks(reader.chunks))
     try:
         check_columns(reader.schema.names)
         schema = output_schema(reader.schema)
         with atomic_output(target, output_format, schema) as writer:
             if progress is not None:
                 progress(0, reader.total)
-            for batch in reader.chunks:
-                scored, chunk = score_chunk(model, batch, rows + 1, schema)
+            for batch, checked in ahead:
+                scored, chunk = score_chunk(model, batch, checked, rows + 1, schema)
                 writer.write(scored)
                 if on_chunk is not None:
                     on_chunk(chunk)
@@ -112,5 +121,6 @@ def score_file(model: LoadedModel, source: Path, target: Path, *, input_format: 
                 if progress is not None:
                     progress(reader.position(), reader.total)
     finally:
+        ahead.close()  # stops and joins the reading thread before its file is closed
         reader.close()
     return ScoringResult(rows=rows, chunks=chunks, seconds=time.perf_counter() - started)
