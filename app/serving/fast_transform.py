@@ -1,0 +1,121 @@
+"""The pipeline's feature transform from its fitted parameters, without scikit-learn per call.
+
+A fitted ``ColumnTransformer`` of ``OneHotEncoder`` / ``StandardScaler`` / passthrough parts is
+read once: each category becomes a dict lookup giving its column, each scaled block an affine map
+with the scaler's own ``mean_`` and ``scale_`` (subtracted and divided in float64, as the scaler
+does). Rows or a frame are written into one float32 matrix, the dtype the forest's trees compare
+in. Unknown categories give an all-zero block when the encoder ignores them and raise when it
+does not, as scikit-learn does. ``LoadedModel`` checks the result against the fitted transform on
+the reference sample before using it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from app.serving.lean_predict import Unsupported
+
+Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class _Categorical:
+    name: str
+    offset: int
+    lookup: dict[str, int]
+    ignore_unknown: bool
+
+
+@dataclass(frozen=True)
+class _Numeric:
+    names: list[str]
+    start: int
+    mean: npt.NDArray[np.float64] | None
+    scale: npt.NDArray[np.float64] | None
+
+
+def _encoder_part(encoder: Any, columns: list[str], offset: int) -> tuple[list[_Categorical], int]:
+    if encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
+        raise Unsupported("one-hot encoder drops or groups categories")
+    if encoder.handle_unknown not in ("ignore", "error", "infrequent_if_exist"):
+        raise Unsupported(f"handle_unknown={encoder.handle_unknown!r}")
+    parts = []
+    for name, categories in zip(columns, encoder.categories_, strict=True):
+        if not all(isinstance(c, str) for c in categories):
+            raise Unsupported(f"categories of {name} are not all strings")
+        lookup = {c: offset + i for i, c in enumerate(categories)}
+        # infrequent_if_exist without infrequent categories ignores unknowns, like "ignore"
+        parts.append(_Categorical(name, offset, lookup, encoder.handle_unknown != "error"))
+        offset += len(categories)
+    return parts, offset
+
+
+class FastTransform:
+    def __init__(self, preprocess: object) -> None:
+        if not isinstance(preprocess, ColumnTransformer):
+            raise Unsupported("first step is not a ColumnTransformer")
+        self._categorical: list[_Categorical] = []
+        self._numeric: list[_Numeric] = []
+        width = 0
+        for name, transformer, columns in preprocess.transformers_:
+            if transformer == "drop" or (name == "remainder" and len(columns) == 0):
+                continue
+            if not all(isinstance(c, str) for c in columns):
+                raise Unsupported("columns must be selected by name")
+            columns = list(columns)
+            if isinstance(transformer, OneHotEncoder):
+                parts, width = _encoder_part(transformer, columns, width)
+                self._categorical += parts
+            elif isinstance(transformer, StandardScaler) or transformer == "passthrough":
+                scaler = transformer if isinstance(transformer, StandardScaler) else None
+                mean = scaler.mean_ if scaler is not None and scaler.with_mean else None
+                scale = scaler.scale_ if scaler is not None and scaler.with_std else None
+                self._numeric.append(_Numeric(columns, width, mean, scale))
+                width += len(columns)
+            else:
+                raise Unsupported(f"transformer {type(transformer).__name__}")
+        self.width = width
+
+    def transform_rows(self, rows: Sequence[dict[str, Any]]) -> Matrix:
+        """Validated row dicts -> the model matrix (float32, C order)."""
+        out = np.zeros((len(rows), self.width), dtype=np.float32)
+        for part in self._categorical:
+            self._one_hot(out, part, [row[part.name] for row in rows])
+        for block in self._numeric:
+            values = np.array([[row[c] for c in block.names] for row in rows], dtype=np.float64)
+            self._affine(out, block, values.reshape(len(rows), len(block.names)))
+        return out
+
+    def transform_frame(self, frame: pd.DataFrame) -> Matrix:
+        """A model input frame (columns by name) -> the model matrix (float32, C order)."""
+        out = np.zeros((len(frame), self.width), dtype=np.float32)
+        for part in self._categorical:
+            self._one_hot(out, part, frame[part.name].tolist())
+        for block in self._numeric:
+            self._affine(out, block, frame[block.names].to_numpy(dtype=np.float64))
+        return out
+
+    @staticmethod
+    def _one_hot(out: Matrix, part: _Categorical, values: list[Any]) -> None:
+        lookup = part.lookup
+        columns = np.array([lookup.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.intp)
+        known = columns >= 0
+        if not part.ignore_unknown and not known.all():
+            raise ValueError(f"Found unknown categories in column {part.name} during transform")
+        out[np.flatnonzero(known), columns[known]] = 1.0
+
+    @staticmethod
+    def _affine(out: Matrix, block: _Numeric, values: npt.NDArray[np.float64]) -> None:
+        if block.mean is not None:
+            values = values - block.mean
+        if block.scale is not None:
+            values = values / block.scale
+        out[:, block.start:block.start + len(block.names)] = values
