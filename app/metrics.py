@@ -65,6 +65,13 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        self.model_predictor = Gauge(
+            "fs_model_predictor",
+            "The prediction path of the version being served: onnx, lean or pipeline (value 1)",
+            ["model_name", "model_version", "predictor"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self.unknown_categories = Counter(
             "fs_unknown_categories",
             "Categorical values outside the training vocabulary, by feature",
@@ -181,8 +188,11 @@ class ServiceMetrics:
             ["engine", "outcome"], registry=r,
         )
         self._serving = LabelledSeries(self.model_info, retired_value=0)
+        self._predictor = LabelledSeries(self.model_predictor, retired_value=0)
         self.drift_scores = LabelledSeries(self.drift_score, retired_value=float("nan"))
         self.drift_verdicts = LabelledSeries(self.drift_detected, retired_value=float("nan"))
 
-    def set_serving(self, name: str, version: str, semver: str | None) -> None:
+    def set_serving(self, name: str, version: str, semver: str | None, predictor: str | None = None) -> None:
         self._serving.replace({(name, version, semver or ""): 1})
+        if predictor is not None:
+            self._predictor.replace({(name, version, predictor): 1})

@@ -23,6 +23,32 @@ class ModelSettings(BaseSettings):
         description="Serve the legacy `Production` stage when the alias is missing (logs a warning)",
     )
     poll_interval_s: float = Field(default=10.0, gt=0, description="How often the registry is polled")
+    # The prediction path (docs/predictors.md): each one is used only after it reproduced the
+    # pipeline on the version's reference sample, else the next one down is.
+    predictor: Literal["onnx", "lean", "pipeline"] = Field(
+        default="onnx",
+        description="Fastest prediction path allowed: onnx (the forest compiled for ONNX Runtime), "
+        "lean (the forest's own trees, no pandas) or pipeline; each falls back to the next that "
+        "passes its parity check on the reference sample",
+    )
+    parity_tolerance: float = Field(
+        default=1e-5,
+        ge=0,
+        description="Largest probability difference to the pipeline the onnx path may show on the "
+        "reference sample (labels must be identical; float32 leaf sums give about 1e-6)",
+    )
+    large_batch_rows: int = Field(
+        default=256,
+        ge=1,
+        description="Model calls with more rows than this sum the forest's trees on every core "
+        "instead of running ONNX Runtime on one (faster for this forest at large batches)",
+    )
+    large_batch_threads: int = Field(
+        default=0, ge=0, description="Threads of a large model call (0: one per core)"
+    )
+    compile_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest the forest's ONNX conversion may take at load"
+    )
 
 
 class ServerSettings(BaseSettings):
@@ -35,6 +61,11 @@ class ServerSettings(BaseSettings):
         ge=1,
         description="Worker processes (default: the number of cores); above 1, /metrics aggregates "
         "them (Prometheus multiprocess)",
+    )
+    access_log: bool = Field(
+        default=False,
+        description="One log line per request (uvicorn's access log). Off by default: on the "
+        "prediction path it costs more than the route; the HTTP metrics count every request anyway",
     )
 
 

@@ -6,12 +6,20 @@ Here the fitted sub-transformers get numpy arrays built column-wise from the row
 are stacked dense, and a RandomForest's trees are summed in the forest's own order (so the floats
 are the same as ``predict_proba``'s). Anything this module does not recognise is left to the
 pipeline; ``LoadedModel`` also checks on load that both paths agree before trusting this one.
+
+When ``LoadedModel`` has checked ``fast_transform`` it replaces the fitted sub-transformers here
+(``use_fast_transform``). Calls of more than ``large_rows`` rows sum the trees over row chunks on
+``threads`` threads (the trees' Cython code releases the GIL); each row still sums the trees in the
+forest's order, so the floats do not change.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,13 +30,26 @@ from sklearn.pipeline import Pipeline
 
 from app.ml.features import CATEGORICAL
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from app.serving.fast_transform import FastTransform
+
+LARGE_CHUNK_MIN_ROWS = 512
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The threads of large calls, shared by every model of the process (made on first use)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="fs-forest")
+
 
 class Unsupported(Exception):
     """The pipeline has a shape the lean path does not handle; use the pipeline itself."""
 
 
 class LeanPredictor:
-    def __init__(self, pipeline: object) -> None:
+    def __init__(self, pipeline: object, *, large_rows: int = 256, threads: int = 0) -> None:
         if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
             raise Unsupported("not a two-step Pipeline")
         preprocess, classifier = pipeline.steps[0][1], pipeline.steps[1][1]
@@ -64,8 +85,20 @@ class LeanPredictor:
         if self._trees is None and hasattr(classifier, "n_jobs"):
             classifier.n_jobs = 1  # single-threaded: threads only fight over the GIL here
         self.classes = list(classifier.classes_)
+        self.fast: FastTransform | None = None
+        self.large_rows = large_rows
+        self.threads = threads or os.cpu_count() or 1
+
+    @property
+    def sums_trees(self) -> bool:
+        return self._trees is not None
+
+    def use_fast_transform(self, fast: FastTransform) -> None:
+        self.fast = fast
 
     def transform(self, rows: list[dict[str, Any]]) -> npt.NDArray[Any]:
+        if self.fast is not None:
+            return self.fast.transform_rows(rows)
         blocks = []
         for part, columns, categorical in self._parts:
             dtype = object if categorical else np.float64
@@ -79,12 +112,27 @@ class LeanPredictor:
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> npt.NDArray[np.float64]:
         """Probabilities in the classifier's ``classes_`` order."""
-        x = self.transform(rows)
+        return self.forest_proba(self.transform(rows))
+
+    def predict_frame(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """The same for a model input frame; only with the fast transform."""
+        assert self.fast is not None, "predict_frame needs the fast transform"
+        return self.forest_proba(self.fast.transform_frame(frame))
+
+    def forest_proba(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """The classifier on the model matrix, in ``classes_`` order."""
         if self._trees is None:
             result: npt.NDArray[np.float64] = self.classifier.predict_proba(x)
             return result
         x = np.ascontiguousarray(x, dtype=np.float32)
-        proba = np.zeros((len(rows), len(self.classes)), dtype=np.float64)
+        chunks = min(self.threads, len(x) // LARGE_CHUNK_MIN_ROWS)
+        if len(x) <= self.large_rows or chunks < 2:
+            return self._sum_trees(x)
+        return np.vstack(list(_pool(self.threads).map(self._sum_trees, np.array_split(x, chunks))))
+
+    def _sum_trees(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        assert self._trees is not None
+        proba = np.zeros((len(x), len(self.classes)), dtype=np.float64)
         for tree in self._trees:
             proba += tree.predict_proba(x, check_input=False)
         proba /= len(self._trees)

@@ -1,4 +1,10 @@
-"""A model version loaded for serving: the scikit-learn pipeline plus what describes it."""
+"""A model version loaded for serving: the scikit-learn pipeline plus what describes it.
+
+Three prediction paths, the fastest that reproduces the pipeline on the version's reference sample
+in use (``predictor``; docs/predictors.md): "onnx" (``fast_transform`` + the forest compiled for
+ONNX Runtime, large calls by the forest's own trees on every core), "lean" (``lean_predict``) and
+"pipeline".
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow.sklearn
 import numpy as np
@@ -15,14 +21,38 @@ import pandas as pd
 from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 
+from app.config import ModelSettings
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS, SCORE_WEIGHTS
 from app.registry.client import VersionRef
+from app.serving.compiled import OnnxForest, open_compiled
+from app.serving.fast_transform import FastTransform
 from app.serving.lean_predict import LeanPredictor, Unsupported
 
 log = logging.getLogger(__name__)
 
 REFERENCE_FILE = "reference.parquet"
-LEAN_CHECK_ROWS = 200
+PARITY_ROWS = 5000  # of the reference sample, for every path's check
+UNKNOWN_PROBE = "\x00unseen category"
+Predictor = Literal["onnx", "lean", "pipeline"]
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    """How a version picks its prediction path (the ``FS_MODEL_*`` settings of the same names)."""
+
+    predictor: Predictor = "onnx"
+    parity_tolerance: float = 1e-5
+    large_batch_rows: int = 256
+    large_batch_threads: int = 0
+    compile_timeout_s: float = 300.0
+
+    @classmethod
+    def of(cls, settings: ModelSettings) -> PredictorOptions:
+        return cls(
+            predictor=settings.predictor, parity_tolerance=settings.parity_tolerance,
+            large_batch_rows=settings.large_batch_rows, large_batch_threads=settings.large_batch_threads,
+            compile_timeout_s=settings.compile_timeout_s,
+        )
 
 
 @dataclass
@@ -34,6 +64,17 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     # The pandas-free path (see lean_predict); None when the pipeline's shape is not supported.
     lean: LeanPredictor | None = field(default=None, repr=False)
+    # The compiled forest; set only with ``lean`` and its fast transform, after the parity check.
+    onnx: OnnxForest | None = field(default=None, repr=False)
+    # How the path in use was chosen (logged at load), e.g. the parity figures.
+    predictor_note: str = ""
+
+    @property
+    def predictor(self) -> Predictor:
+        """The prediction path in use: "onnx", "lean" or "pipeline"."""
+        if self.lean is None:
+            return "pipeline"
+        return "onnx" if self.onnx is not None else "lean"
 
     @property
     def name(self) -> str:
@@ -48,14 +89,27 @@ class LoadedModel:
         return self.ref.semver
 
     def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
-        """Class probabilities in LEVELS order, whatever order the classifier learned them in."""
-        return self._in_level_order(self.pipeline.predict_proba(frame))
+        """Class probabilities in LEVELS order, whatever order the classifier learned them in; by
+        the compiled path when it is in use (a frame of any size: large ones use every core)."""
+        lean = self.lean
+        if lean is None or lean.fast is None:
+            return self._in_level_order(self.pipeline.predict_proba(frame))
+        return self._in_level_order(self._forest(lean, lean.fast.transform_frame(frame)))
 
     def predict_rows(self, rows: list[dict[str, Any]]) -> npt.NDArray[np.float64]:
-        """Class probabilities in LEVELS order for validated rows, by the lean path when possible."""
-        if self.lean is None:
-            return self.predict_proba(to_frame(rows))
-        return self._in_level_order(self.lean.predict_proba(rows))
+        """Class probabilities in LEVELS order for validated rows, by the path in use."""
+        lean = self.lean
+        if lean is None:
+            return self._in_level_order(self.pipeline.predict_proba(to_frame(rows)))
+        return self._in_level_order(self._forest(lean, lean.transform(rows)))
+
+    def _forest(self, lean: LeanPredictor, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        # ONNX Runtime on one thread for up to large_rows rows (where it is fastest); larger calls,
+        # and values the float32 graph might treat otherwise (NaN), go to the trees themselves.
+        onnx = self.onnx
+        if onnx is not None and len(x) <= lean.large_rows and np.isfinite(x).all():
+            return onnx.predict_proba(x)
+        return lean.forest_proba(x)
 
     def levels_of(self, proba: npt.NDArray[np.float64]) -> list[str]:
         """Predicted level per row, ties broken as the pipeline's ``predict`` (pyfunc) breaks them."""
@@ -70,19 +124,100 @@ class LoadedModel:
         return proba
 
     def enable_lean_path(self) -> None:
-        """Use the lean path only if it reproduces the pipeline exactly on the reference sample."""
+        """The lean path (no compiled forest), checked on the reference sample."""
+        self.enable_predictor(PredictorOptions(predictor="lean"))
+
+    def enable_predictor(self, options: PredictorOptions, model_dir: Path | None = None) -> None:
+        """Use the fastest path ``options`` allow that reproduces the pipeline on the reference
+        sample: the lean path and the fast transform exactly, the compiled forest with identical
+        labels and probabilities within ``parity_tolerance``. Never fails: a path that cannot be
+        built or checked is not used (a warning says why)."""
+        self.lean = self.onnx = None
+        if options.predictor == "pipeline":
+            return self._chose("the pipeline (FS_MODEL_PREDICTOR=pipeline)")
         try:
-            lean = LeanPredictor(self.pipeline)
+            lean = LeanPredictor(
+                self.pipeline, large_rows=options.large_batch_rows, threads=options.large_batch_threads
+            )
         except Unsupported as exc:
-            log.info("version %s: lean predict path not used (%s)", self.version, exc)
-            return
-        if self.reference is not None:
-            rows = self.reference.head(LEAN_CHECK_ROWS)[list(FEATURE_NAMES)].to_dict("records")
-            expected = self.pipeline.predict_proba(to_frame(rows))
-            if not np.array_equal(lean.predict_proba(rows), expected):
-                log.warning("version %s: lean path disagrees with the pipeline; not used", self.version)
-                return
+            return self._chose(f"the pipeline (lean path not supported: {exc})")
+        if self.reference is None:
+            self.lean = lean
+            return self._chose("lean, unchecked and not compiled (the version has no reference sample)")
+        rows = self.reference.head(PARITY_ROWS)[list(FEATURE_NAMES)].to_dict("records")
+        frame = to_frame(rows)
+        expected = self.pipeline.predict_proba(frame)
+        x = self._check_fast_transform(lean, rows, frame)
+        if not np.array_equal(lean.forest_proba(x), expected):
+            log.warning("version %s: lean path disagrees with the pipeline; not used", self.version)
+            return self._chose("the pipeline (the lean path disagrees with it)")
         self.lean = lean
+        if options.predictor == "lean":
+            return self._chose("lean (FS_MODEL_PREDICTOR=lean)")
+        if lean.fast is None or not lean.sums_trees:
+            return self._chose("lean (no compiled path: needs a random forest and the fast transform)")
+        try:
+            onnx, how = open_compiled(lean.classifier, lean.fast.width, model_dir, options.compile_timeout_s)
+            proba = onnx.predict_proba(x)
+        except Exception as exc:  # the compiled path is optional: any failure leaves the lean one
+            log.warning("version %s: compiled forest not used: %s", self.version, exc)
+            return self._chose(f"lean (the compiled forest failed: {type(exc).__name__})")
+        gap = float(np.abs(proba - expected).max())
+        same = self.levels_of(self._in_level_order(proba)) == self.levels_of(self._in_level_order(expected))
+        figures = f"max |dp| {gap:.1e} (tolerance {options.parity_tolerance:g}), labels " + (
+            "identical" if same else "differ") + f" on {len(rows)} reference rows; {how}"
+        if not same or gap > options.parity_tolerance:
+            log.warning("version %s: compiled forest fails the parity check (%s); not used",
+                        self.version, figures)
+            return self._chose(f"lean (the compiled forest fails the parity check: {figures})")
+        self.onnx = onnx
+        return self._chose(f"onnx ({figures})")
+
+    def _chose(self, note: str) -> None:
+        self.predictor_note = note
+        log.info("version %s predicts by %s", self.version, note)
+
+    def _check_fast_transform(self, lean: LeanPredictor, rows: list[dict[str, Any]],
+                              frame: pd.DataFrame) -> npt.NDArray[Any]:
+        """The model matrix of the sample; ``lean`` takes the fast transform if it reproduces the
+        fitted one exactly (also on rows of unknown categories)."""
+        preprocess = self.pipeline.steps[0][1]
+        try:
+            fast = FastTransform(preprocess)
+        except Unsupported as exc:
+            log.info("version %s: fast transform not used (%s)", self.version, exc)
+            return lean.transform(rows)
+        expected = _dense32(preprocess.transform(frame))
+        probes = [dict(row, **dict.fromkeys(CATEGORICAL, UNKNOWN_PROBE)) for row in rows[:20]]
+        same = (
+            np.array_equal(fast.transform_rows(rows), expected)
+            and np.array_equal(fast.transform_frame(frame), expected)
+            and _same_outcome(lambda: fast.transform_rows(probes),
+                              lambda: _dense32(preprocess.transform(to_frame(probes))))
+        )
+        if not same:
+            log.warning("version %s: fast transform disagrees with the pipeline's; not used", self.version)
+            return lean.transform(rows)
+        lean.use_fast_transform(fast)
+        return expected
+
+
+def _dense32(matrix: Any) -> npt.NDArray[np.float32]:
+    dense = matrix.toarray() if hasattr(matrix, "toarray") else matrix
+    return np.ascontiguousarray(dense, dtype=np.float32)
+
+
+def _same_outcome(ours: Any, theirs: Any) -> bool:
+    """Both give the same matrix, or both refuse the input (an encoder without handle_unknown)."""
+    results = []
+    for compute in (ours, theirs):
+        try:
+            results.append(compute())
+        except ValueError:
+            results.append(None)
+    if results[0] is None or results[1] is None:
+        return results[0] is None and results[1] is None
+    return np.array_equal(results[0], results[1])
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -99,12 +234,14 @@ def score_of(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return scores
 
 
-def load_from_path(ref: VersionRef, path: Path) -> LoadedModel:
-    """Load a downloaded MLflow model directory (blocking: run it in a thread)."""
+def load_from_path(ref: VersionRef, path: Path, options: PredictorOptions | None = None) -> LoadedModel:
+    """Load a downloaded MLflow model directory (blocking: run it in a thread); the prediction
+    path is chosen by ``options`` (default: the fastest that passes its check). A compiled
+    forest is cached beside the version when ``path`` is in the model cache."""
     pipeline = mlflow.sklearn.load_model(str(path))
     signature = Model.load(str(path)).signature
     reference_path = path / "extra_files" / REFERENCE_FILE
     reference = pd.read_parquet(reference_path) if reference_path.exists() else None
     model = LoadedModel(ref=ref, pipeline=pipeline, signature=signature, reference=reference)
-    model.enable_lean_path()
+    model.enable_predictor(options or PredictorOptions(), path)
     return model

@@ -13,7 +13,7 @@ from app.config import ModelSettings
 from app.errors import ModelNotReady
 from app.metrics import ServiceMetrics
 from app.registry.client import ModelRegistry, VersionRef
-from app.serving.loaded_model import LoadedModel, load_from_path
+from app.serving.loaded_model import LoadedModel, PredictorOptions, load_from_path
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ModelSlot:
 
         def _load() -> LoadedModel:
             path = self.registry.download(ref)
-            model = load_from_path(ref, path)
+            model = load_from_path(ref, path, PredictorOptions.of(self.settings))
             warm_up(model)
             return model
 
@@ -76,10 +76,10 @@ class ModelSlot:
 
         The caller hands over a version already loaded and checked (``load`` did both)."""
         previous, self._current = self._current, model
-        self.metrics.set_serving(model.name, model.version, model.semver)
+        self.metrics.set_serving(model.name, model.version, model.semver, model.predictor)
         log.info(
-            "serving %s version %s%s",
-            model.name, model.version, f" (was {previous.version})" if previous else "",
+            "serving %s version %s%s, predictor %s",
+            model.name, model.version, f" (was {previous.version})" if previous else "", model.predictor,
         )
 
     async def load_production(self) -> LoadedModel:

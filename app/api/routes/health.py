@@ -49,6 +49,7 @@ async def ready(
                 "semver": model.semver,
                 "alias": settings.model.alias,
                 "resolved_via": model.ref.via,
+                "predictor": model.predictor,
             },
             **_registry_state(reloader, model.ref.via),
         }
