@@ -46,11 +46,18 @@ async def resolve(slot: ModelSlot, registry: ModelRegistry, version: str | None)
     return await asyncio.to_thread(registry.get_version, slot.settings.name, version)
 
 
+def new_batch_id() -> str:
+    return f"batch:{new_id()}"
+
+
 async def score_batch(request: BatchRequest, *, slot: ModelSlot, registry: ModelRegistry,
-                      sink: LogSink | None = None, progress: Progress | None = None) -> BatchOutcome:
+                      sink: LogSink | None = None, batch_id: str | None = None,
+                      progress: Progress | None = None) -> BatchOutcome:
     """Score ``request.input_path`` with the served (or the given) version and record the run.
 
-    With ``sink`` every scored row is also written to the prediction log, chunk by chunk.
+    With ``sink`` every scored row is also written to the prediction log, chunk by chunk, with
+    ``batch_id`` as its request id (one value for the run: the rows of a run that failed halfway
+    can be found by it).
     """
     if not request.input_path.is_file():
         raise BatchInputError(f"the input file {request.input_path} does not exist")
@@ -59,7 +66,7 @@ async def score_batch(request: BatchRequest, *, slot: ModelSlot, registry: Model
     model = await slot.load(ref)
     load_seconds = time.perf_counter() - started
     checksum = await asyncio.to_thread(sha256_of, request.input_path)
-    batch_id = f"batch:{new_id()}"
+    batch_id = batch_id or new_batch_id()
     loop = asyncio.get_running_loop()
 
     def log_chunk(chunk: ScoredChunk) -> None:  # in the worker thread

@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from app.batch_scoring.formats import FORMATS, format_of
-from app.batch_scoring.job import BatchOutcome, BatchRequest, score_batch
+from app.batch_scoring.job import BatchOutcome, BatchRequest, new_batch_id, score_batch
 from app.batch_scoring.record import BATCH_EXPERIMENT
 from app.batch_scoring.score import Progress as OnProgress
 from app.cli.context import run
@@ -81,14 +81,17 @@ def score(
     except DomainError as exc:
         fail(exc)
 
+    batch_id = new_batch_id()
+
     async def work(container: Container) -> BatchOutcome:
         sink = None
         if log_predictions:
             await upgrade(settings.db_url)
             sink = container.prediction_log.sink
+            console.print(f"prediction log: rows go in with request_id {batch_id}", soft_wrap=True)
         with _progress("rows" if request.input_format == "parquet" else "bytes") as on_progress:
             return await score_batch(request, slot=container.slot, registry=container.registry,
-                                     sink=sink, progress=on_progress)
+                                     sink=sink, batch_id=batch_id, progress=on_progress)
 
     try:
         outcome = run(settings, work)
