@@ -76,6 +76,20 @@ def mlflow_predict(source: Path, target: Path, env: dict[str, str]) -> tuple[flo
                   "-i", str(source), "-t", "csv", "-o", str(target), "--env-manager", "local"], env)
 
 
+def our_phases(data_dir: Path, output: Path) -> dict[str, float]:
+    """Model load and scoring seconds of our last run writing ``output``, from its MLflow record."""
+    from mlflow import MlflowClient
+
+    from app.batch_scoring.record import BATCH_EXPERIMENT
+
+    client = MlflowClient(f"sqlite:///{data_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(BATCH_EXPERIMENT)
+    [run] = client.search_runs([experiment.experiment_id],
+                               filter_string=f"params.output_path = '{output}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    return {"load": run.data.metrics["model_load_s"], "score": run.data.metrics["duration_s"]}
+
+
 def labels_of(path: Path) -> list[str]:
     if path.suffix == ".json":
         return [str(v) for v in json.loads(path.read_text())["predictions"]]
@@ -112,8 +126,14 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for name, command in runs.items():
         seconds[name], rss = min(command() for _ in range(args.repeat))
+        phases = ""
+        if name.startswith("ours"):
+            inside = our_phases(data_dir, outputs[name])
+            phases = (f"  (model load {inside['load']:.2f} s, read+check+predict+write "
+                      f"{inside['score']:.2f} s = {args.rows / inside['score']:,.0f} rows/s, "
+                      f"the rest: process start, imports, registry, MLflow record)")
         print(f"{name:>13}: {seconds[name]:7.2f} s  {args.rows / seconds[name]:10,.0f} rows/s  "
-              f"peak RSS {rss:,.0f} MiB", flush=True)
+              f"peak RSS {rss:,.0f} MiB{phases}", flush=True)
 
     reference = labels_of(outputs["mlflow csv"])
     for name in ("ours csv", "ours parquet"):
