@@ -49,6 +49,34 @@ def rss_by_process(root: int) -> list[tuple[int, float, str]]:
     return out
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time of ``root`` and every process it started, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
+def wait_idle(root: int, below: float = 0.1, window: float = 0.25, timeout: float = 30.0) -> float | None:
+    """Wait until the server's process tree uses less than ``below`` of a core over ``window``
+    seconds: requests left queued by a load run that just ended are answered before the next run
+    starts. Returns the seconds waited, or None if it was still busy after ``timeout``."""
+    started = time.perf_counter()
+    before = cpu_seconds(root)
+    while time.perf_counter() - started < timeout:
+        time.sleep(window)
+        after = cpu_seconds(root)
+        if after - before < below * window:
+            return time.perf_counter() - started
+        before = after
+    return None
+
+
 class Server:
     def __init__(self, label: str, cmd: list[str], env: dict, ready_path: str, port: int,
                  log_path: Path, cwd: Path) -> None:

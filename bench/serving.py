@@ -39,11 +39,11 @@ import orjson
 try:  # python -m bench.serving (from the repo root: this checkout's `app` is imported)
     from bench import loadgen
     from bench import mlserver_peer as mls
-    from bench.procs import Server, free_port, rss_by_process
+    from bench.procs import Server, free_port, rss_by_process, wait_idle
 except ImportError:  # python bench/serving.py (the installed `app` package is imported)
     import loadgen
     import mlserver_peer as mls
-    from procs import Server, free_port, rss_by_process
+    from procs import Server, free_port, rss_by_process, wait_idle
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -164,18 +164,28 @@ def post(url: str, body: bytes) -> tuple[dict, int]:
     return r.json(), len(r.content)
 
 
-def drive(label: str, url: str, make_body, duration: float, warmup: float) -> dict:
+def drive(server: Server, url: str, make_body, duration: float, warmup: float) -> dict:
     results = {}
     for rows in ROWS_PER_REQUEST:
         body = make_body(sample_rows(rows))
         loadgen.run(url, body, 8, warmup)  # warm caches, connections and the batcher
         for clients in CLIENTS:
+            settle(server)
             r = loadgen.run(url, body, clients, duration)
             results[(rows, clients)] = r
-            print(f"  {label:11} rows/req={rows:<3} clients={clients:<2} {r.rps:8.1f} req/s "
+            note = "  (no request finished: lengthen --duration)" if r.requests == 0 else ""
+            print(f"  {server.label:11} rows/req={rows:<3} clients={clients:<2} {r.rps:8.1f} req/s "
                   f"{r.rps * rows:9.0f} rows/s  p50 {r.p50_ms:7.1f}  p95 {r.p95_ms:7.1f}  "
-                  f"p99 {r.p99_ms:7.1f} ms  errors {r.errors}", flush=True)
+                  f"p99 {r.p99_ms:7.1f} ms  errors {r.errors}{note}", flush=True)
     return results
+
+
+def settle(server: Server) -> None:
+    """Let the server finish what the previous run left queued (wrk hangs up on requests still in
+    flight; a slow server goes on computing them), so each run starts on an idle server."""
+    waited = wait_idle(server.proc.pid)
+    if waited is None:
+        print(f"  {server.label:11} still busy 30 s after the previous run; measuring anyway", flush=True)
 
 
 def measure(server: Server, url: str, make_body, args, labels_of=None) -> dict:
@@ -190,7 +200,7 @@ def measure(server: Server, url: str, make_body, args, labels_of=None) -> dict:
                "labels": labels_of(answer) if labels_of else None, "answer": answer}
         print(f"[{server.label}] ready in {server.cold_start_s:.1f} s, idle RSS "
               f"{max(rss for _, rss, _ in idle):.0f} MiB (largest process)", flush=True)
-        out["results"] = drive(server.label, url, make_body, args.duration, args.warmup)
+        out["results"] = drive(server, url, make_body, args.duration, args.warmup)
         out["rss"] = rss_by_process(server.proc.pid)
         return out
     finally:
@@ -318,13 +328,16 @@ def targets(servers: dict) -> list[dict]:
     ours, mlflow = servers["ours"], servers.get("mlflow")
     o = ours["results"]
 
+    def measured(peer: str, key: tuple[int, int]) -> bool:  # it ran and answered in that run
+        return peer in servers and servers[peer]["results"][key].requests > 0
+
     def rps_at_least(peer: str, key: tuple[int, int], factor: float) -> bool | None:
-        if peer not in servers:
+        if not measured(peer, key):
             return None  # rows/s ratio = req/s ratio: the same rows per request on both sides
         return o[key].rps >= factor * servers[peer]["results"][key].rps
 
     def p50_at_most(peer: str, factor: float) -> bool | None:
-        if peer not in servers:
+        if not measured(peer, (1, 1)):
             return None
         return o[(1, 1)].p50_ms <= factor * servers[peer]["results"][(1, 1)].p50_ms
 

@@ -4,13 +4,15 @@ shape, the ratios and the issue-15 targets (the benchmark itself is left to a ma
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from app.api.schemas.predictions import PredictionResponse
-from bench import floor_app, mlserver_peer, serving
+from bench import floor_app, mlserver_peer, procs, serving
 from bench.loadgen import LoadResult
 
 
@@ -87,3 +89,22 @@ def test_peers_option():
     assert serving.parse_peers("mlflow,mlserver") == ("mlflow", "mlserver")
     with pytest.raises(argparse.ArgumentTypeError):
         serving.parse_peers("mlflow,torchserve")
+
+
+def test_a_peer_run_without_answers_is_not_a_target_met():
+    servers = {"ours": _server(3000, 1.0), "floor": _server(5000, 0.3), "mlflow": _server(40, 20.0)}
+    servers["mlflow"]["results"][(100, 8)] = LoadResult(0, 10.0, 0, 0.0, 0.0, 0.0, "wrk")
+    met = {t["target"]: t["met"] for t in serving.targets(servers)}
+    assert met["8 conns, 100-row: rows/s >= 5x MLflow's"] is None
+
+
+def test_wait_idle_sees_an_idle_and_a_busy_process():
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        waited = procs.wait_idle(idle.pid, timeout=5)
+        assert waited is not None and waited < 2
+        assert procs.wait_idle(busy.pid, timeout=1) is None
+    finally:
+        idle.kill(), busy.kill()
+        idle.wait(), busy.wait()
