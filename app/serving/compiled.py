@@ -109,9 +109,12 @@ class OnnxForest:
         _return_freed_memory()
 
     def predict_proba(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Probabilities in the classifier's ``classes_`` order."""
+        """Probabilities in the classifier's ``classes_`` order, each row summing to 1 in float64
+        (float32 leaf sums are off by ~1e-7, a row's sum too, and a sure class could exceed 1)."""
         (proba,) = self._session.run(["probabilities"], {self._input: x})
-        return np.asarray(proba, dtype=np.float64)
+        result = np.asarray(proba, dtype=np.float64)
+        result /= result.sum(axis=1, keepdims=True)
+        return result
 
 
 def _return_freed_memory() -> None:
