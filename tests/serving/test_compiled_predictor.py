@@ -1,0 +1,156 @@
+"""The compiled predictor (ONNX Runtime) and the fast transform, on the real trained test model."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.ml.features import FEATURE_NAMES
+from app.ml.pipeline import build_pipeline
+from app.ml.synthetic import generate
+from app.registry.client import ModelRegistry, VersionRef
+from app.serving.compiled import COMPILED_DIR
+from app.serving.fast_transform import FastTransform
+from app.serving.loaded_model import LoadedModel, PredictorOptions, load_from_path, to_frame
+from tests.serving.test_batching import varied_rows
+from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
+
+TOLERANCE = PredictorOptions().parity_tolerance
+
+
+@pytest.fixture(scope="module")
+def version(registry_dir: Path) -> tuple[VersionRef, Path]:
+    settings = make_settings(registry_dir)
+    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                             artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
+    ref = registry.resolve(settings.model.name, "production")
+    return ref, registry.download(ref)
+
+
+@pytest.fixture(scope="module")
+def model(version: tuple[VersionRef, Path]) -> LoadedModel:
+    return load_from_path(*version)
+
+
+@pytest.fixture
+def private_copy(version: tuple[VersionRef, Path], tmp_path: Path) -> Path:
+    """The cached version copied to a cache of this test's own, without a compiled forest."""
+    ref, model_dir = version
+    version_dir = next(p for p in (model_dir, *model_dir.parents) if p.name == ref.version)
+    copy = tmp_path / "cache" / ref.name / ref.version
+    shutil.copytree(version_dir, copy, ignore=shutil.ignore_patterns(COMPILED_DIR))
+    return copy / model_dir.relative_to(version_dir)
+
+
+def pipeline_proba(model: LoadedModel, frame) -> np.ndarray:
+    return model._in_level_order(model.pipeline.predict_proba(frame))
+
+
+def assert_parity(model: LoadedModel, proba: np.ndarray, expected: np.ndarray) -> None:
+    assert model.levels_of(proba) == model.levels_of(expected)
+    assert np.abs(proba - expected).max() <= TOLERANCE
+
+
+def test_onnx_path_matches_the_pipeline_on_rows_and_frames(model: LoadedModel):
+    assert model.predictor == "onnx", model.predictor_note
+    assert model.reference is not None
+    for rows in (model.reference[list(FEATURE_NAMES)].to_dict("records"), varied_rows(300, seed=21)):
+        frame = to_frame(rows)
+        expected = pipeline_proba(model, frame)
+        assert_parity(model, model.predict_rows(rows), expected)
+        assert_parity(model, model.predict_proba(frame), expected)
+        for row in rows[:10]:  # single rows, the hot case
+            assert_parity(model, model.predict_rows([row]), pipeline_proba(model, to_frame([row])))
+
+
+def test_fast_transform_equals_the_fitted_transform(model: LoadedModel):
+    preprocess = model.pipeline.steps[0][1]
+    fast = FastTransform(preprocess)
+    rows = varied_rows(400, seed=5)  # unknown categories and bound values mixed in
+    expected = preprocess.transform(to_frame(rows)).toarray().astype(np.float32)
+    assert np.array_equal(fast.transform_rows(rows), expected)
+    assert np.array_equal(fast.transform_frame(to_frame(rows)), expected)
+
+
+def test_fast_transform_refuses_unknown_categories_when_the_encoder_does():
+    data = generate(300, seed=2)
+    pipeline = build_pipeline("logistic_regression").fit(data[list(FEATURE_NAMES)], data["future_need_level"])
+    preprocess = pipeline.steps[0][1]
+    preprocess.named_transformers_["categorical"].handle_unknown = "error"
+    row = dict(data[list(FEATURE_NAMES)].iloc[0], skill="Unseen")
+    with pytest.raises(ValueError):
+        preprocess.transform(to_frame([row]))
+    with pytest.raises(ValueError):
+        FastTransform(preprocess).transform_rows([row])
+
+
+def test_large_batches_are_the_pipeline_exactly(model: LoadedModel):
+    rows = generate(20_000, seed=8, with_label=False)[list(FEATURE_NAMES)].to_dict("records")
+    frame = to_frame(rows)
+    expected = pipeline_proba(model, frame)
+    # Above large_batch_rows the forest's own trees are summed (on every core): the same floats.
+    assert np.array_equal(model.predict_rows(rows), expected)
+    assert np.array_equal(model.predict_proba(frame), expected)
+
+
+def test_compiled_file_is_cached_reused_and_replaced_when_unreadable(
+    version: tuple[VersionRef, Path], private_copy: Path, caplog
+):
+    ref = version[0]
+    first = load_from_path(ref, private_copy)
+    assert first.predictor == "onnx"
+    assert "converted in" in first.predictor_note
+    (compiled,) = (p for p in private_copy.parent.rglob("*.onnx") if COMPILED_DIR in p.parts)
+    written = compiled.stat().st_mtime_ns
+
+    second = load_from_path(ref, private_copy)
+    assert second.predictor == "onnx"
+    assert "converted" not in second.predictor_note and "cached" in second.predictor_note
+    assert compiled.stat().st_mtime_ns == written
+
+    compiled.write_bytes(b"not an onnx model")
+    with caplog.at_level(logging.WARNING, logger="app.serving.compiled"):
+        third = load_from_path(ref, private_copy)
+    assert "converting again" in caplog.text
+    assert third.predictor == "onnx" and "converted in" in third.predictor_note
+    rows = varied_rows(50, seed=3)
+    assert np.array_equal(third.predict_rows(rows), second.predict_rows(rows))
+
+
+def test_a_failed_parity_check_falls_back_to_lean(version: tuple[VersionRef, Path], model: LoadedModel,
+                                                  caplog):
+    assert model.predictor == "onnx"  # the compiled file is in the cache now: no conversion below
+    with caplog.at_level(logging.WARNING, logger="app.serving.loaded_model"):
+        strict = load_from_path(*version, PredictorOptions(parity_tolerance=0.0))
+    assert strict.predictor == "lean"
+    assert "fails the parity check" in caplog.text and "fails the parity check" in strict.predictor_note
+    rows = varied_rows(100, seed=4)
+    assert np.array_equal(strict.predict_rows(rows), pipeline_proba(strict, to_frame(rows)))
+
+
+def test_the_setting_caps_the_path(version: tuple[VersionRef, Path]):
+    lean = load_from_path(*version, PredictorOptions(predictor="lean"))
+    pipeline = load_from_path(*version, PredictorOptions(predictor="pipeline"))
+    assert (lean.predictor, pipeline.predictor) == ("lean", "pipeline")
+    rows = varied_rows(60, seed=6)
+    assert np.array_equal(lean.predict_rows(rows), pipeline.predict_rows(rows))
+
+
+def test_no_reference_sample_means_no_compiled_path(version: tuple[VersionRef, Path], model: LoadedModel):
+    bare = LoadedModel(ref=model.ref, pipeline=model.pipeline, signature=None, reference=None)
+    bare.enable_predictor(PredictorOptions(), version[1])
+    assert bare.predictor == "lean" and "no reference sample" in bare.predictor_note
+
+
+async def test_ready_and_metrics_name_the_predictor(settings):
+    async with RunningApp(settings) as client:
+        ready = (await client.get("/health/ready")).json()
+        assert ready["model"]["predictor"] == "onnx"
+        metrics = (await client.get("/metrics")).text
+    line = f'fs_model_predictor{{model_name="{settings.model.name}",model_version="1",predictor="onnx"}} 1.0'
+    assert line in metrics
