@@ -74,7 +74,22 @@ async def require_client_key(
     ``/metrics``), as do the protocol metadata routes (``/version``, ``/v2``, V2 model metadata
     and readiness: the signature, no data). Admin routes take an admin token instead.
     """
+    _check_client_key(container_of(request).settings.security.api_keys, supplied)
+
+
+# The prediction routes call check_client_key in their body rather than depending on it: no
+# dependency resolution per request on the hot path. This documents the same requirement.
+CLIENT_KEY_SECURITY: dict[str, Any] = {"security": [{_KEY_SCHEME: []}]}
+
+
+def check_client_key(request: Request) -> None:
+    """``require_client_key`` as a plain call: the same check and errors."""
     keys = container_of(request).settings.security.api_keys
+    if keys:
+        _check_client_key(keys, request.headers.get(_api_key_header.model.name))
+
+
+def _check_client_key(keys: list[SecretStr], supplied: str | None) -> None:
     if not keys:
         return
     if not supplied:

@@ -1,4 +1,5 @@
-"""415 for a JSON route sent a body that is not JSON.
+"""415 for a JSON route sent a body that is not JSON; and the client-key check of the /v1
+prediction route, made before the body is parsed (as a dependency would) but without one.
 
 FastAPI only parses a body as JSON when the Content-Type says so; any other body reaches the
 model as bytes and is answered 422 "Input should be a valid dictionary", which misleads the
@@ -13,6 +14,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from app.api.admin_auth import check_client_key
 from app.errors import UnsupportedMediaType
 
 
@@ -22,15 +24,26 @@ def is_json(content_type: str | None) -> bool:
 
 
 class JsonBodyRoute(APIRoute):
+    check_client_key = False
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if self.body_field is None:  # no body parameter: nothing to check
             return handler
+        keyed = self.check_client_key
 
         async def checked(request: Request) -> Response:
             # The body is cached on the request: FastAPI's own parsing reads it from there.
             if await request.body() and not is_json(request.headers.get("content-type")):
                 raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
+            if keyed:
+                check_client_key(request)
             return await handler(request)
 
         return checked
+
+
+class KeyedJsonRoute(JsonBodyRoute):
+    """A JSON route that checks the client key itself (``CLIENT_KEY_SECURITY`` documents it)."""
+
+    check_client_key = True

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.admin_auth import check_client_key
 from app.api.errors import status_for
 from app.errors import DeadlineExceeded, DomainError, InvalidInput
 from app.serving.codecs.errors import ProtocolInputError, UnsupportedContentType
@@ -107,13 +108,15 @@ def _v2_response(exc: Exception) -> Response:
     return v2_error(_message(exc), status)
 
 
-def _translating(translate: Callable[[Exception], Response]) -> type[APIRoute]:
+def _translating(translate: Callable[[Exception], Response], *, keyed: bool = False) -> type[APIRoute]:
     class TranslatingRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
             async def translated(request: Request) -> Response:
                 try:
+                    if keyed:  # before parameters are validated, as a dependency would be
+                        check_client_key(request)
                     return await handler(request)
                 except Exception as exc:  # every failure answers in this protocol's shape
                     return translate(exc)
@@ -125,6 +128,10 @@ def _translating(translate: Callable[[Exception], Response]) -> type[APIRoute]:
 
 MlflowRoute = _translating(_mlflow_response)
 V2Route = _translating(_v2_response)
+# Prediction routes: the client key is checked by the route, not by a dependency resolved per
+# request (``CLIENT_KEY_SECURITY`` documents it).
+MlflowKeyedRoute = _translating(_mlflow_response, keyed=True)
+V2KeyedRoute = _translating(_v2_response, keyed=True)
 
 
 def documented(schema: dict[str, Any], descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from rich.table import Table
 from app.cli.context import run
 from app.cli.lifecycle import register as register_lifecycle_commands
 from app.cli.monitoring import register as register_monitoring_commands
+from app.cli.scoring import register as register_scoring_commands
 from app.cli.settings import settings_for_command
 from app.cli.training import register as register_training_commands
 from app.container import Container
@@ -243,6 +244,7 @@ def serve(
         workers=workers,
         http=NoDelayHttpProtocol,
         log_config=None,
+        access_log=settings.server.access_log,
         proxy_headers=False,
         loop="uvloop",
         timeout_graceful_shutdown=int(settings.limits.shutdown_grace_s),
@@ -252,6 +254,7 @@ def serve(
 register_training_commands(app)
 register_lifecycle_commands(app)
 register_monitoring_commands(app)
+register_scoring_commands(app)
 
 
 def main() -> None:

@@ -31,6 +31,8 @@ from app.serving.loaded_model import LoadedModel, score_of
 from app.serving.model_slot import ModelSlot
 
 Row = dict[str, Any]
+# Sets, not the schema's tuples: every request looks each categorical value up.
+_VOCABULARIES = {name: frozenset(BY_NAME[name].vocabulary) for name in CATEGORICAL}
 
 
 class Decoded(Protocol):
@@ -211,8 +213,7 @@ class PredictionService:
         return row
 
     def _count_unknown_categories(self, rows: list[Row]) -> None:
-        for name in CATEGORICAL:
-            vocabulary = BY_NAME[name].vocabulary
+        for name, vocabulary in _VOCABULARIES.items():
             unknown = sum(1 for row in rows if row[name] not in vocabulary)
             if unknown:
                 self.metrics.unknown_categories.labels(name).inc(unknown)

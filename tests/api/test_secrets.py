@@ -62,7 +62,7 @@ async def test_secrets_and_subject_ids_never_leak(registry_dir):
         url_with_password = url.replace("postgres@", f"postgres:{DB_PASSWORD}@")
         server = LiveServer(
             registry_dir, url_with_password,
-            FS_SUBJECT_HMAC_KEY=HMAC_KEY, FS_API_KEYS=API_KEY, FS_LOG_LEVEL="DEBUG",
+            FS_SUBJECT_HMAC_KEY=HMAC_KEY, FS_API_KEYS=API_KEY, FS_LOG_LEVEL="DEBUG", FS_ACCESS_LOG="true",
         ).start()
         try:
             bodies = await asyncio.to_thread(_exercise, server.base_url)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import APIRouter, Request, Response
 from mlflow.version import VERSION as MLFLOW_VERSION
 
-from app.api.admin_auth import require_client_key
-from app.api.deps import PredictionsDep, RequestIdDep, SlotDep
-from app.api.protocol_errors import MlflowRoute, documented, mlflow_error
+from app.api.admin_auth import CLIENT_KEY_SECURITY
+from app.api.deps import SlotDep, container_of
+from app.api.protocol_errors import MlflowKeyedRoute, MlflowRoute, documented, mlflow_error
 from app.serving.codecs.mlflow_scoring import ParsedInvocation, parse_invocation
 from app.serving.codecs.schemas import (
     MLFLOW_ERROR_SCHEMA,
@@ -58,11 +58,28 @@ async def version() -> Response:
     return Response(MLFLOW_VERSION, 200, media_type=PLAIN)
 
 
-@router.post(
+async def invocations(request: Request) -> Response:
+    """Score a table in any of MLflow's formats; answers ``{"predictions": [level, ...]}``."""
+    content_type = request.headers.get("content-type")
+
+    async def decode(model: LoadedModel) -> ParsedInvocation:
+        body = await request.body()
+        return await asyncio.to_thread(parse_invocation, body, content_type, model.signature)
+
+    _, outcome = await container_of(request).predictions.serve(
+        decode, request_id=request.scope["state"]["request_id"], protocol="mlflow"
+    )
+    return Response(orjson.dumps({"predictions": [r.level for r in outcome.results]}),
+                    media_type="application/json")
+
+
+# The client key is checked by the route class (MlflowKeyedRoute): no dependency per request.
+router.add_api_route(
     "/invocations",
+    invocations,
+    methods=["POST"],
     operation_id="mlflow_invocations",
-    dependencies=[Depends(require_client_key)],
-    openapi_extra={"requestBody": invocations_request_body()},
+    openapi_extra={"requestBody": invocations_request_body(), **CLIENT_KEY_SECURITY},
     responses={
         200: {"content": {"application/json": {"schema": invocations_response_schema()}}},
         **documented(MLFLOW_ERROR_SCHEMA, {
@@ -75,16 +92,5 @@ async def version() -> Response:
             504: "The request took longer than FS_LIMIT_DEADLINE_S",
         }),
     },
+    route_class_override=MlflowKeyedRoute,
 )
-async def invocations(
-    request: Request, predictions: PredictionsDep, request_id: RequestIdDep
-) -> Response:
-    """Score a table in any of MLflow's formats; answers ``{"predictions": [level, ...]}``."""
-    content_type = request.headers.get("content-type")
-
-    async def decode(model: LoadedModel) -> ParsedInvocation:
-        body = await request.body()
-        return await asyncio.to_thread(parse_invocation, body, content_type, model.signature)
-
-    _, outcome = await predictions.serve(decode, request_id=request_id, protocol="mlflow")
-    return JSONResponse({"predictions": [r.level for r in outcome.results]})

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api.admin_auth import require_client_key
-from app.api.deps import PredictionsDep, RequestIdDep, SlotDep
+from app.api.admin_auth import CLIENT_KEY_SECURITY
+from app.api.deps import SlotDep, container_of
 from app.api.params import ModelName, VersionPath
-from app.api.protocol_errors import V2Route, documented, v2_error
+from app.api.protocol_errors import V2KeyedRoute, V2Route, documented, v2_error
 from app.serving.codecs import v2
 from app.serving.codecs.errors import ProtocolInputError
 from app.serving.codecs.schemas import V2_ERROR_SCHEMA, infer_request_body, infer_response_schema
@@ -54,13 +54,7 @@ async def server_metadata(request: Request) -> dict[str, Any]:
     return v2.server_metadata(request.app.title, request.app.version)
 
 
-async def _infer(
-    request: Request,
-    predictions: PredictionsDep,
-    request_id: str | None,
-    name: str,
-    version: str | None,
-) -> Response:
+async def _infer(request: Request, name: str, version: str | None) -> Response:
     header = request.headers.get(BINARY_HEADER)
     if header is not None and not (header.isascii() and header.isdigit()):
         raise ProtocolInputError("Inference-Header-Content-Length must be a byte count")
@@ -73,8 +67,8 @@ async def _infer(
         body = await request.body()
         return await asyncio.to_thread(v2.parse_infer, body, model.signature, json_length)
 
-    parsed, outcome = await predictions.serve(
-        decode, select=select, request_id=request_id, protocol="v2"
+    parsed, outcome = await container_of(request).predictions.serve(
+        decode, select=select, request_id=request.scope["state"]["request_id"], protocol="v2"
     )
     body, binary_length = v2.encode_infer_response(parsed, outcome)
     if binary_length is None:
@@ -86,9 +80,8 @@ async def _infer(
 
 METADATA = "Model metadata: input tensors from the MLflow signature; outputs"
 READY = "200 when this model (version) is loaded"
-CLIENT_KEY = [Depends(require_client_key)]
 INFER = "Predict: the label and the class probabilities (LOW, MEDIUM, HIGH) per row"
-INFER_BODY: dict[str, Any] = {"requestBody": infer_request_body()}
+INFER_BODY: dict[str, Any] = {"requestBody": infer_request_body(), **CLIENT_KEY_SECURITY}
 INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The outputs; with binary outputs requested, the binary tensor data "
@@ -123,26 +116,19 @@ async def model_version_ready(name: ModelName, version: VersionPath, slot: SlotD
     return {"name": v2.find_model(slot, name, version).name, "ready": True}
 
 
-@router.post(
-    "/models/{name}/infer", operation_id="v2_infer", dependencies=CLIENT_KEY, summary=INFER,
-    openapi_extra=INFER_BODY, responses=INFER_RESPONSES,
-)
-async def infer(
-    name: ModelName, request: Request, predictions: PredictionsDep, request_id: RequestIdDep
-) -> Response:
-    return await _infer(request, predictions, request_id, name, None)
+async def infer(name: ModelName, request: Request) -> Response:
+    return await _infer(request, name, None)
 
 
-@router.post(
-    "/models/{name}/versions/{version}/infer",
-    operation_id="v2_version_infer",
-    dependencies=CLIENT_KEY,
-    summary=INFER,
-    openapi_extra=INFER_BODY,
-    responses=INFER_RESPONSES,
-)
-async def version_infer(
-    name: ModelName, version: VersionPath, request: Request, predictions: PredictionsDep,
-    request_id: RequestIdDep,
-) -> Response:
-    return await _infer(request, predictions, request_id, name, version)
+async def version_infer(name: ModelName, version: VersionPath, request: Request) -> Response:
+    return await _infer(request, name, version)
+
+
+# The client key is checked by the route class (V2KeyedRoute): no dependency per request.
+for path, endpoint, operation_id in (
+    ("/models/{name}/infer", infer, "v2_infer"),
+    ("/models/{name}/versions/{version}/infer", version_infer, "v2_version_infer"),
+):
+    router.add_api_route(path, endpoint, methods=["POST"], operation_id=operation_id, summary=INFER,
+                         openapi_extra=INFER_BODY, responses=INFER_RESPONSES,
+                         route_class_override=V2KeyedRoute)
