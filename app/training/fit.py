@@ -9,10 +9,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow.models import infer_signature
 from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -28,6 +27,9 @@ SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
 STAGES = ("data", "fit", "evaluate", "log", "register")
 
 Progress = Callable[[str], None]
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not by every worker
+    from matplotlib.figure import Figure
 
 
 def no_progress(stage: str) -> None:
@@ -69,6 +71,8 @@ class FittedModel:
     def confusion_matrix(self) -> Figure:
         """The held-out confusion matrix. A bare ``Figure`` (no pyplot): no GUI backend is
         chosen and no global figure registry is touched, so training runs headless anywhere."""
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(5, 4))
         ax = fig.subplots()
         ConfusionMatrixDisplay.from_estimator(
