@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from mlflow.models.signature import ModelSignature
 
 from app.errors import ModelNotFound, ModelNotReady
@@ -275,7 +276,7 @@ def encode_infer_response(
             del tensor["data"]
             tensor.setdefault("parameters", {})["binary_data_size"] = len(data)
             raw.append(data)
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = orjson.dumps(response)
     if not raw:
         return header, None
     return header + b"".join(raw), len(header)
