@@ -5,8 +5,9 @@ graph as Python protobuf objects), so it runs in a child process (``python -m
 app.serving.compiled``) fed the pickled classifier on stdin. The result is written atomically into
 the model cache, next to the downloaded version (``<version dir>/compiled/``), under a flock so
 that one worker of a host converts while the others wait and then read its file; a restart from
-the cache only opens it. Only the classifier is converted: the feature transform is
-``fast_transform``'s, and its float32 matrix is the session's input.
+the cache only opens it. A model directory outside the model cache (a training dry run) is not
+compiled at all: the conversion would be thrown away. Only the classifier is converted: the
+feature transform is ``fast_transform``'s, and its float32 matrix is the session's input.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -126,19 +126,11 @@ def _return_freed_memory() -> None:
         pass
 
 
-def open_compiled(classifier: Any, n_features: int, model_dir: Path | None,
+def open_compiled(classifier: Any, n_features: int, target: Path,
                   timeout_s: float) -> tuple[OnnxForest, str]:
-    """The compiled forest of the version at ``model_dir`` and how it was had ("cached",
-    "converted in 5.1s", ...): read from the cache, else converted (and cached when possible).
-    A cached file that does not open is converted again."""
-    target = compiled_file(model_dir) if model_dir is not None else None
-    if target is None:
-        with tempfile.TemporaryDirectory(prefix="fs-compile-") as tmp:
-            started = time.perf_counter()
-            scratch = Path(tmp) / "forest.onnx"
-            convert(classifier, n_features, scratch, timeout_s)
-            forest = OnnxForest(scratch.read_bytes())
-            return forest, f"converted in {time.perf_counter() - started:.1f}s (not cached)"
+    """The compiled forest at ``target`` (see ``compiled_file``) and how it was had ("cached
+    ...", "converted in 5.1s ..."): opened, else converted first. A cached file that does not
+    open is converted again."""
     target.parent.mkdir(exist_ok=True)
     with _locked(target.parent / ".lock"):
         if target.exists():

@@ -24,7 +24,7 @@ from mlflow.models.signature import ModelSignature
 from app.config import ModelSettings
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS, SCORE_WEIGHTS
 from app.registry.client import VersionRef
-from app.serving.compiled import OnnxForest, open_compiled
+from app.serving.compiled import OnnxForest, compiled_file, open_compiled
 from app.serving.fast_transform import FastTransform
 from app.serving.lean_predict import LeanPredictor, Unsupported
 
@@ -156,8 +156,11 @@ class LoadedModel:
             return self._chose("lean (FS_MODEL_PREDICTOR=lean)")
         if lean.fast is None or not lean.sums_trees:
             return self._chose("lean (no compiled path: needs a random forest and the fast transform)")
+        target = compiled_file(model_dir) if model_dir is not None else None
+        if target is None:
+            return self._chose("lean (not compiled: the model directory is not in the model cache)")
         try:
-            onnx, how = open_compiled(lean.classifier, lean.fast.width, model_dir, options.compile_timeout_s)
+            onnx, how = open_compiled(lean.classifier, lean.fast.width, target, options.compile_timeout_s)
             proba = onnx.predict_proba(x)
         except Exception as exc:  # the compiled path is optional: any failure leaves the lean one
             log.warning("version %s: compiled forest not used: %s", self.version, exc)

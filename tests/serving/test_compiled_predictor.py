@@ -141,6 +141,14 @@ def test_the_setting_caps_the_path(version: tuple[VersionRef, Path]):
     assert np.array_equal(lean.predict_rows(rows), pipeline.predict_rows(rows))
 
 
+def test_a_model_outside_the_cache_is_not_compiled(version: tuple[VersionRef, Path], tmp_path: Path):
+    ref, model_dir = version
+    outside = shutil.copytree(model_dir, tmp_path / "dry-run-model")
+    model = load_from_path(ref, outside)
+    assert model.predictor == "lean" and "not in the model cache" in model.predictor_note
+    assert not list(tmp_path.rglob("*.onnx"))
+
+
 def test_no_reference_sample_means_no_compiled_path(version: tuple[VersionRef, Path], model: LoadedModel):
     bare = LoadedModel(ref=model.ref, pipeline=model.pipeline, signature=None, reference=None)
     bare.enable_predictor(PredictorOptions(), version[1])
