@@ -154,6 +154,17 @@ def open_parquet(path: Path, chunk_rows: int) -> Reader:
                   close=file.close)
 
 
+def column_names(path: Path, fmt: Format) -> list[str]:
+    """The input's columns without reading its rows (a CSV's header, a Parquet file's schema)."""
+    if fmt == "csv":
+        return _header(path)
+    try:
+        names: list[str] = pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError):
+        raise BatchInputError("the input is not a readable Parquet file") from None
+    return names
+
+
 def open_input(path: Path, fmt: Format, chunk_rows: int) -> Reader:
     if not path.is_file():
         raise BatchInputError(f"the input file {path} does not exist")

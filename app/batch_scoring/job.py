@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.batch_scoring.errors import BatchInputError
-from app.batch_scoring.formats import Format
+from app.batch_scoring.formats import Format, column_names
 from app.batch_scoring.record import BatchRun, log_run, prediction_lines
-from app.batch_scoring.score import Progress, ScoredChunk, score_file, sha256_of
+from app.batch_scoring.score import Progress, ScoredChunk, check_output_names, score_file, sha256_of
+from app.batch_scoring.validate import check_columns
 from app.prediction_log.ids import new_id
 from app.prediction_log.ingest import LogSink
 from app.prediction_log.records import PREDICTION
@@ -61,6 +62,10 @@ async def score_batch(request: BatchRequest, *, slot: ModelSlot, registry: Model
     """
     if not request.input_path.is_file():
         raise BatchInputError(f"the input file {request.input_path} does not exist")
+    # A missing or clashing column fails now, before the model is downloaded and loaded.
+    names = await asyncio.to_thread(column_names, request.input_path, request.input_format)
+    check_columns(names)
+    check_output_names(names)
     ref = await resolve(slot, registry, request.model_version)
     started = time.perf_counter()
     model = await slot.load(ref)

@@ -64,12 +64,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def output_schema(schema: pa.Schema) -> pa.Schema:
-    """The input's columns (features with their checked types), then the predictions."""
-    taken = [name for name in OUTPUT_COLUMNS if name in schema.names]
+def check_output_names(names: list[str]) -> None:
+    taken = [name for name in OUTPUT_COLUMNS if name in names]
     if taken:
         raise BatchInputError("the input already has column(s) named " + ", ".join(taken)
                               + ": rename them, the output adds its own")
+
+
+def output_schema(schema: pa.Schema) -> pa.Schema:
+    """The input's columns (features with their checked types), then the predictions."""
+    check_output_names(schema.names)
     fields = [pa.field(f.name, _FEATURE_TYPES[BY_NAME[f.name].kind]) if f.name in BY_NAME else f
               for f in schema]
     return pa.schema([*fields, pa.field("level", pa.string()), pa.field("score", pa.float64()),
