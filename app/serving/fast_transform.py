@@ -24,6 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from app.serving.lean_predict import Unsupported
 
 Matrix = npt.NDArray[np.float32]
+SMALL_ROWS = 16  # up to this many rows, one row at a time in plain Python
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,15 @@ class FastTransform:
             else:
                 raise Unsupported(f"transformer {type(transformer).__name__}")
         self.width = width
+        self._affine_floats = [
+            (None if b.mean is None else b.mean.tolist(), None if b.scale is None else b.scale.tolist())
+            for b in self._numeric
+        ]
 
     def transform_rows(self, rows: Sequence[dict[str, Any]]) -> Matrix:
         """Validated row dicts -> the model matrix (float32, C order)."""
+        if len(rows) <= SMALL_ROWS:
+            return np.array([self._row(row) for row in rows], dtype=np.float32).reshape(-1, self.width)
         out = np.zeros((len(rows), self.width), dtype=np.float32)
         for part in self._categorical:
             self._one_hot(out, part, [row[part.name] for row in rows])
@@ -101,6 +108,27 @@ class FastTransform:
             self._one_hot(out, part, frame[part.name].tolist())
         for block in self._numeric:
             self._affine(out, block, frame[block.names].to_numpy(dtype=np.float64))
+        return out
+
+    def _row(self, row: dict[str, Any]) -> list[float]:
+        # Plain floats for a few rows: numpy's per-call costs dominate there. The same IEEE
+        # float64 operations as ``_affine``, so the same values.
+        out = [0.0] * self.width
+        for part in self._categorical:
+            value = row[part.name]
+            column = part.lookup.get(value) if isinstance(value, str) else None
+            if column is not None:
+                out[column] = 1.0
+            elif not part.ignore_unknown:
+                raise ValueError(f"Found unknown categories in column {part.name} during transform")
+        for block, (means, scales) in zip(self._numeric, self._affine_floats, strict=True):
+            for j, name in enumerate(block.names):
+                value = float(row[name])
+                if means is not None:
+                    value -= means[j]
+                if scales is not None:
+                    value /= scales[j]
+                out[block.start + j] = value
         return out
 
     @staticmethod

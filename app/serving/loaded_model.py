@@ -8,6 +8,7 @@ ONNX Runtime, large calls by the forest's own trees on every core), "lean" (``le
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -118,10 +119,16 @@ class LoadedModel:
         return [classes[i] for i in in_class_order.argmax(axis=1)]
 
     def _in_level_order(self, proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        order = self._level_order
+        return proba if order is None else proba[:, order]
+
+    @functools.cached_property
+    def _level_order(self) -> npt.NDArray[np.intp] | None:
+        """Columns of ``classes_`` order that give LEVELS order (None: the same order)."""
         classes = list(self.pipeline.classes_)
-        if classes != list(LEVELS):
-            proba = proba[:, [classes.index(level) for level in LEVELS]]
-        return proba
+        if classes == list(LEVELS):
+            return None
+        return np.array([classes.index(level) for level in LEVELS], dtype=np.intp)
 
     def enable_lean_path(self) -> None:
         """The lean path (no compiled forest), checked on the reference sample."""
@@ -192,10 +199,14 @@ class LoadedModel:
             return lean.transform(rows)
         expected = _dense32(preprocess.transform(frame))
         probes = [dict(row, **dict.fromkeys(CATEGORICAL, UNKNOWN_PROBE)) for row in rows[:20]]
+        one_by_one = [fast.transform_rows(rows[i:i + 1]) for i in range(min(len(rows), 200))]
         same = (
             np.array_equal(fast.transform_rows(rows), expected)
             and np.array_equal(fast.transform_frame(frame), expected)
+            and np.array_equal(np.vstack(one_by_one), expected[:len(one_by_one)])  # the small-call path
             and _same_outcome(lambda: fast.transform_rows(probes),
+                              lambda: _dense32(preprocess.transform(to_frame(probes))))
+            and _same_outcome(lambda: np.vstack([fast.transform_rows([p]) for p in probes]),
                               lambda: _dense32(preprocess.transform(to_frame(probes))))
         )
         if not same:

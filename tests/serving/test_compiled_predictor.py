@@ -75,6 +75,9 @@ def test_fast_transform_equals_the_fitted_transform(model: LoadedModel):
     expected = preprocess.transform(to_frame(rows)).toarray().astype(np.float32)
     assert np.array_equal(fast.transform_rows(rows), expected)
     assert np.array_equal(fast.transform_frame(to_frame(rows)), expected)
+    # Small calls take a plain-Python path: the same values.
+    assert np.array_equal(np.vstack([fast.transform_rows(rows[i:i + 3]) for i in range(0, 60, 3)]),
+                          expected[:60])
 
 
 def test_fast_transform_refuses_unknown_categories_when_the_encoder_does():
