@@ -21,6 +21,7 @@ from app.prediction_log.ids import new_id
 from app.prediction_log.ingest import LogSink
 from app.prediction_log.records import PREDICTION
 from app.registry.client import ModelRegistry, VersionRef
+from app.serving.loaded_model import LoadedModel
 from app.serving.model_slot import ModelSlot
 
 
@@ -67,10 +68,15 @@ async def score_batch(request: BatchRequest, *, slot: ModelSlot, registry: Model
     check_columns(names)
     check_output_names(names)
     ref = await resolve(slot, registry, request.model_version)
-    started = time.perf_counter()
-    model = await slot.load(ref)
-    load_seconds = time.perf_counter() - started
-    checksum = await asyncio.to_thread(sha256_of, request.input_path)
+
+    async def load() -> tuple[LoadedModel, float]:
+        started = time.perf_counter()
+        loaded = await slot.load(ref)
+        return loaded, time.perf_counter() - started
+
+    # The checksum is read while the model loads (both in worker threads).
+    (model, load_seconds), checksum = await asyncio.gather(
+        load(), asyncio.to_thread(sha256_of, request.input_path))
     batch_id = batch_id or new_batch_id()
     loop = asyncio.get_running_loop()
 
