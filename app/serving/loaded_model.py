@@ -69,6 +69,8 @@ class LoadedModel:
     onnx: OnnxForest | None = field(default=None, repr=False)
     # How the path in use was chosen (logged at load), e.g. the parity figures.
     predictor_note: str = ""
+    # A compiled forest still to be built (its options and file): see ``compile_pending``.
+    pending_compile: tuple[PredictorOptions, Path] | None = field(default=None, repr=False)
 
     @property
     def predictor(self) -> Predictor:
@@ -139,7 +141,7 @@ class LoadedModel:
         sample: the lean path and the fast transform exactly, the compiled forest with identical
         labels and probabilities within ``parity_tolerance``. Never fails: a path that cannot be
         built or checked is not used (a warning says why)."""
-        self.lean = self.onnx = None
+        self.lean = self.onnx = self.pending_compile = None
         if options.predictor == "pipeline":
             return self._chose("the pipeline (FS_MODEL_PREDICTOR=pipeline)")
         try:
@@ -166,8 +168,33 @@ class LoadedModel:
         target = compiled_file(model_dir) if model_dir is not None else None
         if target is None:
             return self._chose("lean (not compiled: the model directory is not in the model cache)")
+        if not target.exists():
+            # Converting takes seconds (longer on a busy host): serve the lean path now and switch
+            # when ``compile_pending`` (run by the slot in the background) has checked the result.
+            self.pending_compile = (options, target)
+            return self._chose("lean (the compiled forest is being built in the background)")
+        self._use_compiled(options, target, rows, x, expected)
+
+    def compile_pending(self) -> bool:
+        """Build, check and switch to the compiled forest deferred at load (blocking: run it in a
+        thread). True when the onnx path is now in use. Requests keep predicting meanwhile: the
+        switch is one assignment."""
+        if self.pending_compile is None or self.lean is None or self.reference is None:
+            return False
+        options, target = self.pending_compile
+        self.pending_compile = None
+        rows = self.reference.head(PARITY_ROWS)[list(FEATURE_NAMES)].to_dict("records")
+        frame = to_frame(rows)
+        x = self.lean.transform(rows)
+        self._use_compiled(options, target, rows, x, self.pipeline.predict_proba(frame))
+        return self.onnx is not None
+
+    def _use_compiled(self, options: PredictorOptions, target: Path, rows: list[dict[str, Any]],
+                      x: npt.NDArray[Any], expected: npt.NDArray[np.float64]) -> None:
+        assert self.lean is not None and self.lean.fast is not None
         try:
-            onnx, how = open_compiled(lean.classifier, lean.fast.width, target, options.compile_timeout_s)
+            onnx, how = open_compiled(self.lean.classifier, self.lean.fast.width, target,
+                                      options.compile_timeout_s)
             proba = onnx.predict_proba(x)
         except Exception as exc:  # the compiled path is optional: any failure leaves the lean one
             log.warning("version %s: compiled forest not used: %s", self.version, exc)
@@ -257,5 +284,7 @@ def load_from_path(ref: VersionRef, path: Path, options: PredictorOptions | None
     reference_path = path / "extra_files" / REFERENCE_FILE
     reference = pd.read_parquet(reference_path) if reference_path.exists() else None
     model = LoadedModel(ref=ref, pipeline=pipeline, signature=signature, reference=reference)
-    model.enable_predictor(options or PredictorOptions(), path)
+    # Without options (a policy's candidate, a version described for the audit): the lean path,
+    # nothing compiled; the serving slot passes the settings' options.
+    model.enable_predictor(options or PredictorOptions(predictor="lean"), path)
     return model

@@ -45,6 +45,7 @@ class ModelSlot:
         self.metrics = metrics
         self._current: LoadedModel | None = None
         self._lock = asyncio.Lock()
+        self._compiling: asyncio.Task[None] | None = None
 
     @property
     def current(self) -> LoadedModel | None:
@@ -81,6 +82,21 @@ class ModelSlot:
             "serving %s version %s%s, predictor %s",
             model.name, model.version, f" (was {previous.version})" if previous else "", model.predictor,
         )
+        if model.pending_compile is not None:
+            # Bounded by FS_MODEL_COMPILE_TIMEOUT_S; a worker stopping meanwhile exits once the
+            # conversion's child process is done (the default executor is waited for).
+            self._compiling = asyncio.get_running_loop().create_task(
+                self._compile(model), name=f"compile-{model.version}")
+
+    async def _compile(self, model: LoadedModel) -> None:
+        """Build the compiled forest of the version being served, then say it is in use."""
+        try:
+            switched = await asyncio.to_thread(model.compile_pending)
+        except Exception:  # the lean path keeps serving; the error is the operator's to see
+            log.exception("version %s: building the compiled forest failed", model.version)
+            return
+        if switched and self._current is model:
+            self.metrics.set_serving(model.name, model.version, model.semver, model.predictor)
 
     async def load_production(self) -> LoadedModel:
         """Resolve the Production version and serve it (no-op when it is already served)."""
