@@ -206,15 +206,18 @@ def _rolling_restart_under_load(lb: Balancer, replicas: list[Replica], ledger: L
     ledger.check("rolling restart")
 
 
-def _unexplained_failures(load: Load, victim: Replica, killed_at: float, back_at: float) -> list[Call]:
-    """Failed calls other than those a SIGKILL of ``victim`` explains: calls in flight at that
-    moment (HAProxy never re-sends a POST that reached a replica), and reads or feedback through
-    the other replica of predictions still on the victim's disk, until it is back and drains."""
+def _unexplained_failures(load: Load, victim: Replica, killed_at: float, down_at: float,
+                          back_at: float) -> list[Call]:
+    """Failed calls other than those a SIGKILL of ``victim`` explains: calls in flight on it at
+    that moment or sent to it before HAProxy saw it down at ``down_at`` (HAProxy never re-sends a
+    POST that reached a replica; one on a reused connection it answers by closing, for the client
+    to retry), and reads or feedback through the other replica of predictions still on the
+    victim's disk, until it is back and drains."""
     on_disk = {c.ids[0] for c in load.of("predict") if c.replica == victim.name and c.end <= killed_at}
     first_of = {read: predict for predict, read, fed in load.chains_done for read in (read, fed)}
     unexplained = []
     for call in load.failed():
-        in_flight = call.start <= killed_at <= call.end
+        in_flight = call.end >= killed_at and call.start <= down_at
         stranded = (call.status == 404 and call in first_of and first_of[call].ids[0] in on_disk
                     and call.start < back_at)
         if not (in_flight or stranded):
@@ -229,6 +232,8 @@ def _sigkill_then_back(lb: Balancer, replicas: list[Replica], ledger: Ledger) ->
         killed_at = time.monotonic()
         victim.kill()
         left = victim.spooled_lines()
+        lb.wait_state(victim.name, "DOWN", timeout=10)
+        down_at = time.monotonic()
         time.sleep(2)
         victim.start()
         victim.wait_ready()
@@ -236,8 +241,9 @@ def _sigkill_then_back(lb: Balancer, replicas: list[Replica], ledger: Ledger) ->
         back_at = time.monotonic()
         time.sleep(1)
     assert left > 0, "the SIGKILL left nothing on the replica's disk: the test proves nothing"
-    assert not _unexplained_failures(load, victim, killed_at, back_at), load.summary()
-    print(f"SIGKILL and back: {left} records on the killed replica's disk; {load.summary()}")
+    assert not _unexplained_failures(load, victim, killed_at, down_at, back_at), load.summary()
+    print(f"SIGKILL and back: {left} records on the killed replica's disk; HAProxy saw it down after "
+          f"{down_at - killed_at:.2f}s; {load.summary()}")
     ledger.add(load)
     ledger.check("SIGKILL, same volume back")
 
@@ -248,9 +254,11 @@ def _sigkill_never_back(lb: Balancer, replicas: list[Replica], ledger: Ledger) -
         time.sleep(2)
         killed_at = time.monotonic()
         victim.kill()
+        lb.wait_state(victim.name, "DOWN", timeout=10)
+        down_at = time.monotonic()
         time.sleep(2)
     left = victim.spooled_lines()
-    assert not _unexplained_failures(load, victim, killed_at, time.monotonic()), load.summary()
+    assert not _unexplained_failures(load, victim, killed_at, down_at, time.monotonic()), load.summary()
     assert left > 0
     ledger.add(load)
     # Another process that reaches the dead replica's volume (the spool-drain Job) drains it once;
