@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -94,6 +94,10 @@ class ServingModel(BaseModel):
     semver: str | None
     alias: str
     resolved_via: str = Field(description="alias, stage (legacy fallback) or cache (registry down)")
+    predictor: Literal["onnx", "lean", "pipeline"] = Field(
+        description="The prediction path in use (docs/predictors.md): the compiled forest, the lean "
+        "path, or the pipeline itself"
+    )
 
 
 class Readiness(BaseModel):
