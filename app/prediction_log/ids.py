@@ -30,3 +30,28 @@ def created_at(record_id: uuid.UUID) -> float | None:
     if record_id.version != 7 or record_id.variant != uuid.RFC_4122:
         return None
     return (record_id.int >> 80) / 1000.0
+
+
+def new_ids(count: int) -> list[uuid.UUID]:
+    """``count`` UUIDv7s of this millisecond: one read of the random source and no per-id
+    validation (a 100-item request made them a tenth of the event loop's time one by one)."""
+    millis = time.time_ns() // 1_000_000
+    head = (millis << 80) | _VERSION_7
+    rand = os.urandom(10 * count)
+    made = []
+    for i in range(0, 10 * count, 10):
+        bits = int.from_bytes(rand[i:i + 10])
+        made.append(_uuid((head | ((bits >> 62) & 0xFFF) << 64) | _VARIANT_RFC | (bits & _LOW_62)))
+    return made
+
+
+_LOW_62 = 2**62 - 1
+
+
+def _uuid(value: int) -> uuid.UUID:
+    # What uuid.UUID(int=value) builds, without re-checking a value made valid above
+    # (CPython 3.12+ has the same shortcut as UUID._from_int).
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made

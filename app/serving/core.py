@@ -22,7 +22,7 @@ import numpy.typing as npt
 from app.errors import DeadlineExceeded, InvalidInput, Overloaded, PredictionNotFound
 from app.metrics import ServiceMetrics
 from app.ml.features import BY_NAME, CATEGORICAL, LEVELS
-from app.prediction_log.ids import new_id
+from app.prediction_log.ids import new_ids
 from app.prediction_log.log import PredictionLog, PredictionRecord
 from app.prediction_log.privacy import hash_subject
 from app.serving.admission import Admission
@@ -167,9 +167,12 @@ class PredictionService:
         records: list[PredictionRecord] = []
         # Plain Python floats once (tolist), not numpy scalars converted one by one.
         levels = model.levels_of(proba)
-        for row, p, score, level in zip(rows, proba.tolist(), scores.tolist(), levels, strict=True):
+        ids = new_ids(len(rows))
+        for row, p, score, level, prediction_id in zip(
+            rows, proba.tolist(), scores.tolist(), levels, ids, strict=True
+        ):
             probabilities = dict(zip(LEVELS, p, strict=True))
-            result = PredictionResult(new_id(), level, score, probabilities)
+            result = PredictionResult(prediction_id, level, score, probabilities)
             results.append(result)
             records.append(
                 PredictionRecord(
