@@ -100,6 +100,13 @@ class LogSink:
         rows = [decode(line) for line in lines]
         await ingest_ignoring_duplicates(self.engine, _TABLES[kind], rows, self.method)
 
+    async def write_pending(self, kind: str, records: Sequence[PendingRecord]) -> None:
+        """``write`` for buffered records: a record made by this worker carries its row, so only
+        adopted lines are decoded (decoding every line was a sixth of the event loop's time at
+        100-row requests)."""
+        rows = [r.row if r.row is not None else decode(r.line) for r in records]
+        await ingest_ignoring_duplicates(self.engine, _TABLES[kind], rows, self.method)
+
     async def probe(self) -> bool:
         try:
             async with asyncio.timeout(5):
@@ -131,7 +138,7 @@ class LogSink:
         predictions = [r for r in records if r.kind == PREDICTION]
         feedback = [r for r in records if r.kind == FEEDBACK]
         out.refused += await write_isolating(
-            lambda recs: self.write(PREDICTION, [r.line for r in recs]), predictions, self.probe
+            lambda recs: self.write_pending(PREDICTION, recs), predictions, self.probe
         )
         if feedback:
             known = await self.existing(
@@ -140,7 +147,7 @@ class LogSink:
             matched = [r for r in feedback if r.prediction_id in known]
             out.unmatched = [r for r in feedback if r.prediction_id not in known]
             out.refused += await write_isolating(
-                lambda recs: self.write(FEEDBACK, [r.line for r in recs]), matched, self.probe
+                lambda recs: self.write_pending(FEEDBACK, recs), matched, self.probe
             )
         refused = {id(r) for r, _ in out.refused} | {id(r) for r in out.unmatched}
         out.written = [r for r in records if id(r) not in refused]

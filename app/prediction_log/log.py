@@ -121,7 +121,7 @@ class PredictionLog:
         lines = [encode(r) for r in records]
         spooled, segment = await self._spool(lines)
         if spooled:
-            self.buffer.add([r.id for r in records], lines, segment)
+            self.buffer.add([r.id for r in records], lines, segment, rows=[r.as_row() for r in records])
             self._added(segment, len(lines))
 
     async def record_feedback(self, record: FeedbackRecord) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from app.prediction_log.records import FEEDBACK, PREDICTION
 from app.prediction_log.segments import Segment
@@ -29,6 +30,9 @@ class PendingRecord:
     prediction_id: uuid.UUID | None = None  # feedback: the prediction it is about
     unmatched_since: float | None = None  # feedback: first seen without its prediction in the DB
     created_at: datetime | None = None  # set by the admin paths, which decode every line anyway
+    # The table row of a record this worker made (the drainer then never decodes its line);
+    # None for adopted lines, which are decoded when written.
+    row: dict[str, Any] | None = field(default=None, repr=False)
 
 
 class PendingBuffer:
@@ -53,11 +57,13 @@ class PendingBuffer:
     def add(
         self, ids: list[uuid.UUID], lines: list[bytes], segment: Segment | None,
         kind: str = PREDICTION, prediction_ids: list[uuid.UUID | None] | None = None,
+        rows: list[dict[str, Any]] | None = None,
     ) -> None:
         now = time.monotonic()
         refs: list[uuid.UUID | None] = prediction_ids or [None] * len(ids)
-        for rid, line, ref in zip(ids, lines, refs, strict=True):
-            rec = PendingRecord(rid, kind, line, segment, now, ref)
+        table_rows: list[dict[str, Any] | None] = list(rows) if rows is not None else [None] * len(ids)
+        for rid, line, ref, row in zip(ids, lines, refs, table_rows, strict=True):
+            rec = PendingRecord(rid, kind, line, segment, now, ref, row=row)
             self._queue[rec] = None
             if kind == FEEDBACK:
                 self._feedback.setdefault(ref, []).append(rec)
