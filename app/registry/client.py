@@ -95,7 +95,7 @@ def _is_not_found(exc: MlflowException) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created if missing) for the block; blocking."""
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o640)
     try:
@@ -246,7 +246,7 @@ class ModelRegistry:
         """
         target = self.cached_path(ref.name, ref.version)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(target.parent / f".{ref.version}.lock"):
+        with file_lock(target.parent / f".{ref.version}.lock"):
             if (target / _CACHE_MARKER).exists():
                 return target / str(json.loads((target / _CACHE_MARKER).read_text())["model_dir"])
             staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))

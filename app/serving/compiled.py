@@ -12,16 +12,13 @@ feature transform is ``fast_transform``'s, and its float32 matrix is the session
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import fcntl
 import logging
 import os
 import pickle
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -51,16 +48,6 @@ def compiled_file(model_dir: Path) -> Path | None:
             name = f"forest-skl2onnx{version('skl2onnx')}-ml{ML_OPSET}.onnx"
             return directory / COMPILED_DIR / name
     return None
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o640)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def convert(classifier: Any, n_features: int, target: Path, timeout_s: float) -> None:
@@ -132,7 +119,10 @@ def open_compiled(classifier: Any, n_features: int, target: Path,
     ...", "converted in 5.1s ..."): opened, else converted first. A cached file that does not
     open is converted again."""
     target.parent.mkdir(exist_ok=True)
-    with _locked(target.parent / ".lock"):
+    # Imported here: the conversion's child process runs this module and needs no MLflow.
+    from app.registry.client import file_lock
+
+    with file_lock(target.parent / ".lock"):
         if target.exists():
             try:
                 return OnnxForest(target), f"cached {target}"

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.stack import mlflow_server, private_postgres, run_cli, service_env, wait_until
+from tests.support.stack import cluster_backends, run_cli, service_env, wait_until
 from tests.support.topology import Balancer, Call, Load, Replica, haproxy
 
 MODEL = "future-skills-model"
@@ -78,51 +78,38 @@ class Ledger:
 
 @pytest.mark.slow
 def test_two_replicas_behind_haproxy_behave_as_one_service(tmp_path):
-    with private_postgres() as pg_port:
-        asyncio.run(_create_databases(pg_port))
-        base_env = service_env()
-        with mlflow_server(f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow", tmp_path / "artifacts",
-                           base_env, tmp_path / "mlflow.log") as mlflow_url:
-            env = service_env(
-                MLFLOW_TRACKING_URI=mlflow_url,
-                DATABASE_URL=f"postgresql://postgres@127.0.0.1:{pg_port}/predictions",
-                FS_TRAIN_ROWS="3000", FS_TRAIN_N_ESTIMATORS="30", FS_TRAIN_REFERENCE_ROWS="500",
-                FS_MODEL_POLL_INTERVAL_S=str(POLL_S),
-                FS_LIMIT_SHUTDOWN_DELAY_S=str(SHUTDOWN_DELAY_S),
-                # A slower drain than the default (0.2 s) keeps records on a replica's disk long
-                # enough that reads on the other replica really have to wait for them, and that
-                # a SIGKILL leaves some behind.
-                FS_SPOOL_DRAIN_INTERVAL_S="0.5",
-                FS_ADMIN_TOKENS=f"ops:{TOKEN}",
-            )
-            run_cli(["bootstrap"], env)  # migrate, experiments, version 1 in Production
-            run_cli(["train", "--seed", "7"], env)  # version 2, registered, not promoted
-            replicas = [Replica(f"replica-{i}", tmp_path / f"replica-{i}", env,
-                                tmp_path / f"replica-{i}.log") for i in range(2)]
-            try:
-                for replica in replicas:
-                    replica.start()
-                for replica in replicas:
-                    replica.wait_ready()
-                with haproxy(replicas, tmp_path, base_env) as lb:
-                    ledger = Ledger(pg_port)
-                    _read_after_write(lb, ledger)
-                    _promotion_under_load(lb, replicas, ledger)
-                    _rolling_restart_under_load(lb, replicas, ledger)
-                    _sigkill_then_back(lb, replicas, ledger)
-                    _sigkill_never_back(lb, replicas, ledger)
-            finally:
-                for replica in replicas:
-                    replica.close()
-
-
-async def _create_databases(pg_port: int) -> None:
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/postgres")
-    try:
-        for name in ("mlflow", "predictions"):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    with cluster_backends(tmp_path) as (pg_port, mlflow_url, base_env):
+        env = service_env(
+            MLFLOW_TRACKING_URI=mlflow_url,
+            DATABASE_URL=f"postgresql://postgres@127.0.0.1:{pg_port}/predictions",
+            FS_TRAIN_ROWS="3000", FS_TRAIN_N_ESTIMATORS="30", FS_TRAIN_REFERENCE_ROWS="500",
+            FS_MODEL_POLL_INTERVAL_S=str(POLL_S),
+            FS_LIMIT_SHUTDOWN_DELAY_S=str(SHUTDOWN_DELAY_S),
+            # A slower drain than the default (0.2 s) keeps records on a replica's disk long
+            # enough that reads on the other replica really have to wait for them, and that
+            # a SIGKILL leaves some behind.
+            FS_SPOOL_DRAIN_INTERVAL_S="0.5",
+            FS_ADMIN_TOKENS=f"ops:{TOKEN}",
+        )
+        run_cli(["bootstrap"], env)  # migrate, experiments, version 1 in Production
+        run_cli(["train", "--seed", "7"], env)  # version 2, registered, not promoted
+        replicas = [Replica(f"replica-{i}", tmp_path / f"replica-{i}", env,
+                            tmp_path / f"replica-{i}.log") for i in range(2)]
+        try:
+            for replica in replicas:
+                replica.start()
+            for replica in replicas:
+                replica.wait_ready()
+            with haproxy(replicas, tmp_path, base_env) as lb:
+                ledger = Ledger(pg_port)
+                _read_after_write(lb, ledger)
+                _promotion_under_load(lb, replicas, ledger)
+                _rolling_restart_under_load(lb, replicas, ledger)
+                _sigkill_then_back(lb, replicas, ledger)
+                _sigkill_never_back(lb, replicas, ledger)
+        finally:
+            for replica in replicas:
+                replica.close()
 
 
 def _read_after_write(lb: Balancer, ledger: Ledger) -> None:

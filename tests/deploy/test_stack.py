@@ -16,9 +16,8 @@ from tests.support.deploy_checks import DASHBOARD, dashboard_queries
 from tests.support.factories import valid_items
 from tests.support.stack import (
     CLI,
+    cluster_backends,
     free_port,
-    mlflow_server,
-    private_postgres,
     prom_query,
     prometheus,
     run_cli,
@@ -52,40 +51,27 @@ async def _rows_by_version(pg_port: int) -> dict[str, int]:
     return {r["model_version"]: r["n"] for r in records}
 
 
-async def _create_databases(pg_port: int) -> None:
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/postgres")
-    try:
-        for name in ("mlflow", "predictions"):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 @pytest.mark.slow
 def test_the_stack_runs_natively(tmp_path):
-    with private_postgres() as pg_port:
-        asyncio.run(_create_databases(pg_port))
-        base_env = service_env()
-        with mlflow_server(f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow", tmp_path / "artifacts",
-                           base_env, tmp_path / "mlflow.log") as mlflow_url:
-            env = service_env(
-                MLFLOW_TRACKING_URI=mlflow_url,
-                DATABASE_URL=f"postgresql://postgres@127.0.0.1:{pg_port}/predictions",
-                FS_DATA_DIR=str(tmp_path / "service"),
-                FS_TRAIN_ROWS="3000", FS_TRAIN_N_ESTIMATORS="30", FS_TRAIN_REFERENCE_ROWS="500",
-                FS_MODEL_POLL_INTERVAL_S="1",
-            )
-            # The compose stack's one-shot step: migrate, create experiments, train + promote v1.
-            assert "training the demo model" in run_cli(["bootstrap"], env).stderr
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            serve = [*CLI, "serve", "--port", str(port), "--workers", "2"]
-            with started(serve, env, tmp_path / "service.log") as service:
-                wait_until(lambda: len(serving_versions(base)) == 2, 120,
-                           "both workers serving", service)
-                with prometheus(f"127.0.0.1:{port}", tmp_path / "prometheus", base_env) as prom:
-                    _run_scenario(base, mlflow_url, prom, pg_port, env, service)
-            assert service.returncode == 0, (tmp_path / "service.log").read_text()[-3000:]
+    with cluster_backends(tmp_path) as (pg_port, mlflow_url, base_env):
+        env = service_env(
+            MLFLOW_TRACKING_URI=mlflow_url,
+            DATABASE_URL=f"postgresql://postgres@127.0.0.1:{pg_port}/predictions",
+            FS_DATA_DIR=str(tmp_path / "service"),
+            FS_TRAIN_ROWS="3000", FS_TRAIN_N_ESTIMATORS="30", FS_TRAIN_REFERENCE_ROWS="500",
+            FS_MODEL_POLL_INTERVAL_S="1",
+        )
+        # The compose stack's one-shot step: migrate, create experiments, train + promote v1.
+        assert "training the demo model" in run_cli(["bootstrap"], env).stderr
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        serve = [*CLI, "serve", "--port", str(port), "--workers", "2"]
+        with started(serve, env, tmp_path / "service.log") as service:
+            wait_until(lambda: len(serving_versions(base)) == 2, 120,
+                       "both workers serving", service)
+            with prometheus(f"127.0.0.1:{port}", tmp_path / "prometheus", base_env) as prom:
+                _run_scenario(base, mlflow_url, prom, pg_port, env, service)
+        assert service.returncode == 0, (tmp_path / "service.log").read_text()[-3000:]
 
 
 def _run_scenario(base, mlflow_url, prom, pg_port, env, service):

@@ -4,6 +4,7 @@ what it started (by process id or process group, never by name)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -108,6 +110,28 @@ def mlflow_server(backend_uri: str, artifacts: Path, env: dict[str, str], log: P
                    f"mlflow server (log {log})", proc)
         print(f"mlflow server ready: {time.monotonic() - begin:.1f}s")
         yield url
+
+
+@contextlib.contextmanager
+def cluster_backends(workdir: Path) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """What every replica of a cluster shares: a private Postgres cluster with the databases
+    ``mlflow`` (the tracking server's store) and ``predictions``, and a real ``mlflow server`` on
+    it. Yields (Postgres port, MLflow URL, the base environment without service settings)."""
+    with private_postgres() as pg_port:
+        asyncio.run(_create_databases(pg_port, ("mlflow", "predictions")))
+        base_env = service_env()
+        with mlflow_server(f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow", workdir / "artifacts",
+                           base_env, workdir / "mlflow.log") as mlflow_url:
+            yield pg_port, mlflow_url, base_env
+
+
+async def _create_databases(pg_port: int, names: tuple[str, ...]) -> None:
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/postgres")
+    try:
+        for name in names:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
 
 
 def prometheus_config(target: str, scrape_interval: str = "1s") -> dict:
