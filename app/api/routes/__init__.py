@@ -5,11 +5,10 @@ from fastapi import APIRouter
 from app.api.routes import drift, health, mlflow_scoring, model_health, models, performance, predictions, v2
 
 api_router = APIRouter()
-# The prediction routes first: the router tries routes in order, on every request.
+api_router.include_router(health.router)
 api_router.include_router(predictions.router)
 api_router.include_router(mlflow_scoring.router)
 api_router.include_router(v2.router)
-api_router.include_router(health.router)
 api_router.include_router(models.router)
 api_router.include_router(drift.router)
 api_router.include_router(performance.router)
