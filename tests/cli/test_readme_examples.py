@@ -78,6 +78,7 @@ def test_the_docs_name_only_metrics_and_settings_that_exist():
     metrics = {family.name for family in ServiceMetrics().registry.collect()}
     settings = set(re.findall(r"\b(?:FS|MLFLOW|PROMETHEUS)_[A-Z0-9_]+", render_configuration()))
     settings.add("FS_TEST_PG_DSN")  # the test suite's own variable (tests/conftest.py)
+    settings.add("FS_BENCH_PG_DSN")  # the serving benchmark's (bench/serving.py)
     suffixes = ("_total", "_bucket", "_sum", "_count", "_created")
 
     def known(name: str, names: set[str]) -> bool:
