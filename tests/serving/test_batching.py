@@ -56,17 +56,19 @@ def varied_rows(n: int, seed: int) -> list[dict]:
 
 
 def test_lean_path_is_identical_to_pyfunc_and_pipeline(model: LoadedModel, model_path: Path):
-    assert model.lean is not None, "the lean path should be enabled for the trained forest"
+    assert model.predictor == "lean", model.predictor_note  # load_from_path's default: nothing compiled
     rows = varied_rows(300, seed=11)
     frame = to_frame(rows)
     proba = model.predict_rows(rows)
-    expected = model.predict_proba(frame)  # the pipeline's predict_proba, LEVELS order
+    expected = model._in_level_order(model.pipeline.predict_proba(frame))  # sklearn's own, LEVELS order
     assert np.array_equal(proba, expected)
+    assert np.array_equal(model.predict_proba(frame), expected)
     pyfunc_labels = mlflow.pyfunc.load_model(str(model_path)).predict(frame[list(FEATURE_NAMES)])
     assert model.levels_of(proba) == list(pyfunc_labels)
     # Single rows too (the hot case for batching-off single-row traffic).
     for row in rows[:20]:
-        assert np.array_equal(model.predict_rows([row]), model.predict_proba(to_frame([row])))
+        single = model._in_level_order(model.pipeline.predict_proba(to_frame([row])))
+        assert np.array_equal(model.predict_rows([row]), single)
 
 
 @pytest.fixture
