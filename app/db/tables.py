@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     Index,
@@ -75,10 +76,14 @@ class Prediction(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     protocol: Mapped[str] = mapped_column(String(20), default="v1")
     subject_hash: Mapped[str | None] = mapped_column(String(64))
+    # Confidence below the review threshold when it was made: listed in the review queue until a
+    # person reviews it (docs/accountability.md).
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
     __table_args__ = (
         Index("ix_prediction_created_at", "created_at"),
         Index("ix_prediction_model_version_created_at", "model_name", "model_version", "created_at"),
+        Index("ix_prediction_needs_review_created_at", "needs_review", "created_at"),
     )
 
 
@@ -91,6 +96,59 @@ class PredictionFeedback(Base):
     prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     actual_level: Mapped[str] = mapped_column(String(10))
+
+
+class PredictionExplanation(Base):
+    """The explanation of one prediction, stored the first time it is computed so that a later
+    read returns the same document, even after the version that made it is archived."""
+
+    __tablename__ = "prediction_explanation"
+
+    prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(50))
+    method: Mapped[str] = mapped_column(String(40))
+    document: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+
+
+class PredictionReview(Base):
+    """Append-only human reviews of predictions. No foreign key, like feedback."""
+
+    __tablename__ = "prediction_review"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(10))  # "accept" or "override"
+    level: Mapped[str] = mapped_column(String(10))  # the final decision's level
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class ModelSuspension(Base):
+    """The stop switch's current state per model; every change is also audited in
+    ``model_promotion`` (actions ``suspend`` and ``resume``)."""
+
+    __tablename__ = "model_suspension"
+
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    suspended: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SubjectErasure(Base):
+    """Audit of ``db erase-subject``: the pseudonym and what was removed, never the raw id."""
+
+    __tablename__ = "subject_erasure"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    subject_hash: Mapped[str] = mapped_column(String(64))
+    removed: Mapped[dict[str, int]] = mapped_column(JsonDoc)
 
 
 class ModelPromotion(Base):
