@@ -16,6 +16,9 @@ APP = Path(__file__).resolve().parents[1] / "app"
 LEAVES = {"app.config", "app.errors", "app.metrics", "app.logs", "app.ml"}
 BASE = {"app.db"}
 STORES = {"app.prediction_log", "app.registry"}
+# What the HTTP app and the composition root put together.
+DOMAIN = {"app.serving", "app.explanations", "app.oversight", "app.lifecycle", "app.monitoring",
+          "app.training"}
 # What each package may import besides itself. Siblings in one tier are allowed one way only,
 # as listed: lifecycle and monitoring use the serving slot, training moves through lifecycle.
 ALLOWED: dict[str, set[str]] = {
@@ -29,20 +32,21 @@ ALLOWED: dict[str, set[str]] = {
     "app.registry": LEAVES | BASE,
     "app.serving": LEAVES | BASE | STORES,
     "app.lifecycle": LEAVES | BASE | STORES | {"app.serving"},
-    "app.monitoring": LEAVES | BASE | STORES | {"app.serving"},
+    "app.monitoring": LEAVES | BASE | STORES | {"app.serving", "app.explanations"},
     "app.training": LEAVES | BASE | STORES | {"app.lifecycle", "app.serving"},
+    # Explanations load the version that made a prediction through the registry and the slot.
+    "app.explanations": LEAVES | BASE | STORES | {"app.serving"},
+    # Human oversight (reviews, the queue, the decision record) shows the explanations too.
+    "app.oversight": LEAVES | BASE | STORES | {"app.serving", "app.explanations"},
     # Batch scoring loads versions through the serving slot and scores with its LoadedModel.
     "app.batch_scoring": LEAVES | BASE | STORES | {"app.serving"},
-    "app.api": LEAVES | BASE | STORES | {"app.serving", "app.lifecycle", "app.monitoring", "app.training"},
-    "app.container": LEAVES | BASE | STORES
-    | {"app.serving", "app.lifecycle", "app.monitoring", "app.training"},
-    "app.main": LEAVES | BASE | STORES
-    | {"app.serving", "app.lifecycle", "app.monitoring", "app.training", "app.api", "app.container"},
+    "app.api": LEAVES | BASE | STORES | DOMAIN,
+    "app.container": LEAVES | BASE | STORES | DOMAIN,
+    "app.main": LEAVES | BASE | STORES | DOMAIN | {"app.api", "app.container"},
     # The two entry points: the HTTP app factory, and the command line (which also renders the
     # app's OpenAPI document for docs/api.md).
     "app.cli": LEAVES | BASE | STORES
-    | {"app.serving", "app.lifecycle", "app.monitoring", "app.training", "app.batch_scoring",
-       "app.api", "app.container", "app.main"},
+    | DOMAIN | {"app.batch_scoring", "app.api", "app.container", "app.main"},
 }
 
 
