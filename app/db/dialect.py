@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import JSON, ColumnElement, Integer, Table, cast, extract, func, text
+from sqlalchemy import JSON, ColumnElement, Float, Integer, Table, cast, extract, func, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -108,3 +108,10 @@ def bucket_index(
         return func.floor((extract("epoch", column) - start_epoch) / seconds)
     # SQLite keeps timestamps as UTC text; julianday() reads it. Values are >= 0 here, so a cast floors.
     return cast(((func.julianday(column) - 2440587.5) * 86400.0 - start_epoch) / seconds, Integer)
+
+
+def json_number(column: ColumnElement[Any], key: str, dialect_name: str) -> ColumnElement[Any]:
+    """SQL for the number stored under ``key`` of a JSON object column, on either database."""
+    if dialect_name == "postgresql":
+        return cast(column.op("->>")(key), Float)
+    return cast(func.json_extract(column, f"$.{key}"), Float)

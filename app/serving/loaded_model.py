@@ -9,6 +9,7 @@ ONNX Runtime, large calls by the forest's own trees on every core), "lean" (``le
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 
 from app.config import ModelSettings
+from app.ml.calibration import CALIBRATION_FILE, Calibration
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS, SCORE_WEIGHTS
 from app.registry.client import VersionRef
 from app.serving.compiled import OnnxForest, compiled_file, open_compiled
@@ -71,6 +73,9 @@ class LoadedModel:
     predictor_note: str = ""
     # A compiled forest still to be built (its options and file): see ``compile_pending``.
     pending_compile: tuple[PredictorOptions, Path] | None = field(default=None, repr=False)
+    # Per-class probability maps fitted at training on held-out rows, for performance
+    # estimation; None for a version trained before calibration existed.
+    calibration: Calibration | None = field(default=None, repr=False)
 
     @property
     def predictor(self) -> Predictor:
@@ -275,6 +280,19 @@ def score_of(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return scores
 
 
+def load_calibration(path: Path) -> Calibration | None:
+    """The version's calibration maps, if it was trained with them (a damaged file is logged
+    and treated as absent: estimation is then unavailable, serving is not affected)."""
+    calibration_path = path / "extra_files" / CALIBRATION_FILE
+    if not calibration_path.exists():
+        return None
+    try:
+        return Calibration.from_dict(json.loads(calibration_path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the calibration file of %s: %s", path.name, exc)
+        return None
+
+
 def load_from_path(ref: VersionRef, path: Path, options: PredictorOptions | None = None) -> LoadedModel:
     """Load a downloaded MLflow model directory (blocking: run it in a thread); the prediction
     path is chosen by ``options`` (default: the fastest that passes its check). A compiled
@@ -283,7 +301,8 @@ def load_from_path(ref: VersionRef, path: Path, options: PredictorOptions | None
     signature = Model.load(str(path)).signature
     reference_path = path / "extra_files" / REFERENCE_FILE
     reference = pd.read_parquet(reference_path) if reference_path.exists() else None
-    model = LoadedModel(ref=ref, pipeline=pipeline, signature=signature, reference=reference)
+    model = LoadedModel(ref=ref, pipeline=pipeline, signature=signature, reference=reference,
+                        calibration=load_calibration(path))
     # Without options (a policy's candidate, a version described for the audit): the lean path,
     # nothing compiled; the serving slot passes the settings' options.
     model.enable_predictor(options or PredictorOptions(predictor="lean"), path)

@@ -5,6 +5,7 @@ Blocking (scikit-learn) and free of any store: nothing here talks to MLflow or t
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,12 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from app.config import Settings
 from app.lifecycle.versioning import VersionRecord, hyperparameters_of, signature_fingerprint
+from app.ml.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    expected_calibration_error,
+    fit_calibration,
+)
 from app.ml.evaluation import evaluate, split
 from app.ml.features import FEATURE_NAMES, LEVELS, TARGET
 from app.ml.pipeline import build_pipeline
@@ -57,6 +64,7 @@ class FittedModel:
     reference: pd.DataFrame
     example: pd.DataFrame
     signature: Any  # mlflow.models.ModelSignature
+    calibration: Calibration | None = None
 
     def record(self, run_id: str, algorithm: str) -> VersionRecord:
         return VersionRecord(
@@ -108,6 +116,8 @@ def fit_and_evaluate(settings: Settings, data: pd.DataFrame | None, rows: int | 
 
     progress("evaluate")
     metrics = evaluate(model, train, test)
+    calibration, calibration_metrics = calibrate(model, test, seed)
+    metrics |= calibration_metrics
     example = x_train.head(5)
     with warnings.catch_warnings():  # integer columns are never missing: bounds are enforced
         warnings.simplefilter("ignore", UserWarning)
@@ -118,12 +128,40 @@ def fit_and_evaluate(settings: Settings, data: pd.DataFrame | None, rows: int | 
     }
     reference = train.sample(min(cfg.reference_rows, len(train)), random_state=seed)
     return FittedModel(model, metrics, logged_params, df, len(train), test, reference, example,
-                       signature)
+                       signature, calibration)
+
+
+def calibrate(model: Any, test: pd.DataFrame, seed: int) -> tuple[Calibration | None, dict[str, float]]:
+    """Per-class calibration maps fitted on one half of the held-out rows, judged on the other.
+
+    Never the training rows: a forest is nearly certain on the rows it was grown on, so maps
+    fitted there would learn nothing about its confidence on new rows. Too few held-out rows to
+    split (a tiny training set): no calibration, and estimation says it is unavailable.
+    """
+    if len(test) < 40 or test[TARGET].nunique() < 2:
+        return None, {}
+    fit_half, check_half = split(test, 0.5, seed)
+    classes = tuple(str(c) for c in model.classes_)
+    features = list(FEATURE_NAMES)
+    calibration = fit_calibration(model.predict_proba(fit_half[features]), fit_half[TARGET],
+                                  classes)
+    raw = model.predict_proba(check_half[features])
+    return calibration, {
+        "calibration_ece_before": expected_calibration_error(raw, check_half[TARGET], classes),
+        "calibration_ece_after": expected_calibration_error(calibration.apply(raw),
+                                                            check_half[TARGET], classes),
+    }
 
 
 def model_format(fitted: FittedModel, reference_path: Path) -> dict[str, Any]:
-    """How the model is stored, logged or saved alike: skops, signature, input example, and the
-    reference sample (written to ``reference_path``) as an extra file."""
+    """How the model is stored, logged or saved alike: skops, signature, input example, and as
+    extra files the reference sample (written to ``reference_path``) and the calibration maps
+    (beside it), so every copy of the version carries both."""
     fitted.reference.to_parquet(reference_path, index=False)
+    extra_files = [str(reference_path)]
+    if fitted.calibration is not None:
+        calibration_path = reference_path.with_name(CALIBRATION_FILE)
+        calibration_path.write_text(json.dumps(fitted.calibration.to_dict()))
+        extra_files.append(str(calibration_path))
     return {"signature": fitted.signature, "input_example": fitted.example,
-            "skops_trusted_types": SKOPS_TRUSTED_TYPES, "extra_files": [str(reference_path)]}
+            "skops_trusted_types": SKOPS_TRUSTED_TYPES, "extra_files": extra_files}

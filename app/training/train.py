@@ -139,6 +139,8 @@ def _log_and_register(fitted: FittedModel, name: str, experiment_id: str,
         importances = fitted.feature_importances()
         if importances:
             mlflow.log_dict(importances, "evaluation/feature_importances.json")
+        if fitted.calibration is not None:  # also inside the model, beside the reference sample
+            mlflow.log_dict(fitted.calibration.to_dict(), "calibration/calibration.json")
         mlflow.log_dict(
             {"class_distribution": fitted.data[TARGET].value_counts(normalize=True).round(4).to_dict()},
             "data/summary.json",
