@@ -19,6 +19,7 @@ from app.db.engine import create_engine
 from app.db.scheduling import SlotClaims
 from app.lifecycle.audit import AuditEntry, PromotionAudit
 from app.lifecycle.service import LifecycleService
+from app.lifecycle.suspension import StopSwitch
 from app.metrics import ServiceMetrics
 from app.monitoring.drift_service import DriftService
 from app.monitoring.health import HealthService
@@ -51,6 +52,7 @@ class Container:
     performance: PerformanceService
     health: HealthService
     drift_monitor: DriftMonitor
+    stop_switch: StopSwitch
     # Set on SIGTERM: readiness answers 503 while in-flight work finishes.
     draining: bool = False
 
@@ -123,6 +125,12 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
             claims=SlotClaims(engine=engine, worker_id=f"{socket.gethostname()}/{prediction_log.worker}"),
             model_name=settings.model.name,
         ),
+        # Serving follows the switch (and a change made here stops this worker at once); a CLI
+        # process only changes it.
+        stop_switch=StopSwitch(
+            engine=engine, audit=audit, model_name=settings.model.name,
+            interval_s=settings.model.poll_interval_s, slot=slot if serve else None, metrics=metrics,
+        ),
     )
 
 
@@ -144,6 +152,9 @@ async def build(
             stack.push_async_callback(container.prediction_log.stop)
             await container.predictions.start()
             stack.push_async_callback(container.predictions.stop)
+            # Before the reloader: the worker must know whether it may serve before it is ready.
+            await container.stop_switch.start()
+            stack.push_async_callback(container.stop_switch.stop)
             await container.reloader.start()
             stack.push_async_callback(container.reloader.stop)
             if settings.drift.check_enabled:

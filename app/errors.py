@@ -42,6 +42,12 @@ class ModelNotReady(DomainError):
     code = "model_not_ready"
 
 
+class ModelSuspended(DomainError):
+    """An admin stopped the model (the stop switch): no prediction until it is resumed."""
+
+    code = "suspended"
+
+
 class RegistryUnavailable(DomainError):
     code = "registry_unavailable"
 

@@ -159,6 +159,11 @@ class ServiceMetrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.model_suspended = Gauge(
+            "fs_model_suspended",
+            "1 while the stop switch suspends the model (every prediction refused), else 0",
+            ["model"], registry=r, multiprocess_mode="livemax",
+        )
 
         # Monitoring: the latest periodic drift check and the latest feedback accuracy.
         self.drift_score = Gauge(

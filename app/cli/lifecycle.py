@@ -1,4 +1,4 @@
-"""CLI commands of the model lifecycle: promote, rollback, models list / archive.
+"""CLI commands of the model lifecycle: promote, rollback, models list / archive / suspend / resume.
 
 ``register(app)`` adds them (and the runs and cleanup commands) to the ``future-skills`` Typer
 app. Promote and rollback go through the container's ``LifecycleService``, the one the admin API
@@ -24,6 +24,7 @@ from app.container import Container
 from app.db.migrate import upgrade
 from app.errors import DomainError, PromotionRefused
 from app.lifecycle.describe import describe
+from app.lifecycle.suspension import SwitchResult
 from app.registry.housekeeping import Housekeeping
 
 models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
@@ -137,6 +138,48 @@ def models_archive(
     doomed = run(settings, work)
     verb = "archived" if apply else "would archive"
     out.print(f"{verb} {len(doomed)} version(s): {', '.join(doomed) or '-'}")
+
+
+def _print_switch(result: SwitchResult) -> None:
+    state = result.state
+    verb = ("suspended" if state.suspended else "serving") if result.changed else (
+        f"unchanged: already {'suspended' if state.suspended else 'serving'}")
+    table = Table(title=f"stop switch: {state.model_name}")
+    for column in ("suspended", "reason", "changed by", "changed at"):
+        table.add_column(column)
+    table.add_row("yes" if state.suspended else "no", state.reason or "", state.changed_by or "",
+                  state.changed_at.isoformat(timespec="seconds") if state.changed_at else "never")
+    print_wide(table)
+    out.print(f"{state.model_name}: {verb}; serving workers follow within FS_MODEL_POLL_INTERVAL_S")
+
+
+@models_app.command("suspend")
+def models_suspend(
+    name: Annotated[str, typer.Argument(help="The served model (FS_MODEL_NAME)")],
+    reason: Annotated[str, typer.Option(help="Why: every refused caller sees it; kept in the audit")],
+) -> None:
+    """The stop switch: every serving worker of every replica refuses predictions (503 suspended,
+    with the reason) within its poll interval, until `models resume`. Audited like promotions."""
+    settings = settings_for_command()
+
+    async def work(container: Container) -> None:
+        _print_switch(await container.stop_switch.suspend(name, actor=actor(), reason=reason))
+
+    _moving(settings, work)
+
+
+@models_app.command("resume")
+def models_resume(
+    name: Annotated[str, typer.Argument(help="The served model (FS_MODEL_NAME)")],
+    reason: Annotated[str | None, typer.Option(help="Kept in the audit")] = None,
+) -> None:
+    """Undo `models suspend`: serving workers predict again within their poll interval."""
+    settings = settings_for_command()
+
+    async def work(container: Container) -> None:
+        _print_switch(await container.stop_switch.resume(name, actor=actor(), reason=reason))
+
+    _moving(settings, work)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.dialect import lock_until_commit
 from app.db.session import read_only, unavailable_as, unit_of_work
@@ -18,7 +18,7 @@ from app.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("promote", "rollback", "auto", "reload-failed")
+ACTIONS = ("promote", "rollback", "auto", "reload-failed", "suspend", "resume")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,12 @@ class PromotionAudit:
         async with unit_of_work(self._engine, "the audit store is unavailable; retry shortly") as conn:
             await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
         _log(entry)
+
+    async def record_on(self, conn: AsyncConnection, entry: AuditEntry) -> None:
+        """Insert ``entry`` in the caller's transaction: it commits with the change it audits
+        (the stop switch's state, ``app.lifecycle.suspension``)."""
+        _check(entry)
+        await conn.execute(insert(ModelPromotion).values(**entry.__dict__))
 
     @asynccontextmanager
     async def recording(self, entry: AuditEntry) -> AsyncIterator[None]:

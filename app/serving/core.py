@@ -130,6 +130,9 @@ class PredictionService:
         """
         # One reference for the whole request, even if another version is installed meanwhile.
         model = select(self.slot) if select is not None else self.slot.require()
+        if (suspension := self.slot.suspension) is not None:  # the stop switch: nothing predicted
+            self.metrics.rejected.labels("suspended", protocol).inc()
+            raise suspension.error(model.name)
         try:
             async with asyncio.timeout(self.deadline_s):
                 decoded = await decode(model)

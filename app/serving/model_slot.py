@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 from app.config import ModelSettings
-from app.errors import ModelNotReady
+from app.errors import DomainError, ModelNotReady, ModelSuspended
 from app.metrics import ServiceMetrics
 from app.registry.client import ModelRegistry, VersionRef
 from app.serving.loaded_model import LoadedModel, PredictorOptions, load_from_path
@@ -22,6 +24,29 @@ WARMUP_ROWS = 200
 
 class ModelCheckFailed(Exception):
     """A loaded version could not predict its own reference sample."""
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """The stop switch as this worker applies it (kept current by ``app.lifecycle.suspension``).
+
+    ``confirmed`` is False only while the state could not be read from the database yet: the
+    worker then refuses predictions as not ready (it cannot know it may serve).
+    """
+
+    reason: str
+    since: datetime
+    by: str
+    confirmed: bool = True
+
+    def error(self, model_name: str) -> DomainError:
+        if not self.confirmed:
+            return ModelNotReady(self.reason)
+        return ModelSuspended(
+            f"model {model_name!r} is suspended (since {self.since.isoformat(timespec='seconds')}): "
+            f"{self.reason}",
+            [{"field": "model", "type": "suspended", "message": self.reason}],
+        )
 
 
 def warm_up(model: LoadedModel) -> None:
@@ -46,6 +71,8 @@ class ModelSlot:
         self._current: LoadedModel | None = None
         self._lock = asyncio.Lock()
         self._compiling: asyncio.Task[None] | None = None
+        # The stop switch: not None refuses every prediction (one attribute read per request).
+        self.suspension: Suspension | None = None
 
     @property
     def current(self) -> LoadedModel | None:

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from app.api.deps import DrainingDep, ReloaderDep, SettingsDep, SlotDep
 from app.api.errors import error_body
 from app.api.schemas.predictions import Liveness, Readiness, error_responses
+from app.serving.model_slot import ModelSlot
 from app.serving.reloader import Reloader
 
 router = APIRouter(tags=["health"])
@@ -40,6 +41,9 @@ async def ready(
     if model is None:
         body = error_body("model_not_ready", "no model is loaded yet")
         return JSONResponse(body, 503, headers={"Retry-After": "5"})
+    if slot.suspension is not None and not slot.suspension.confirmed:  # the stop switch is unknown
+        return JSONResponse(error_body("model_not_ready", slot.suspension.reason), 503,
+                            headers={"Retry-After": "5"})
     return JSONResponse(
         {
             "status": "ready",
@@ -52,8 +56,20 @@ async def ready(
                 "predictor": model.predictor,
             },
             **_registry_state(reloader, model.ref.via),
+            **_suspension_state(slot),
         }
     )
+
+
+def _suspension_state(slot: ModelSlot) -> dict[str, Any]:
+    """While the stop switch is on, readiness stays 200 and says so: the load balancer keeps
+    routing, so every caller gets the 503 ``suspended`` with its reason rather than the
+    balancer's own reasonless 503 (docs/stop-switch-and-erasure.md)."""
+    stopped = slot.suspension
+    if stopped is None:
+        return {}
+    return {"suspended": {"reason": stopped.reason, "since": stopped.since.isoformat(),
+                          "by": stopped.by}}
 
 
 def _registry_state(reloader: Reloader, via: str) -> dict[str, Any]:

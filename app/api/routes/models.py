@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from app.api.admin_auth import AdminDep, require_client_key
-from app.api.deps import LifecycleDep, ReloaderDep, SettingsDep, SlotDep
+from app.api.deps import LifecycleDep, ReloaderDep, SettingsDep, SlotDep, container_of
 from app.api.json_body import JsonBodyRoute
 from app.api.params import ModelName
 from app.api.schemas.models import (
@@ -23,8 +23,10 @@ from app.api.schemas.models import (
     VersionOut,
 )
 from app.api.schemas.predictions import Responses, error_responses
+from app.api.schemas.suspension import ResumeRequest, SuspendRequest, SuspensionOut, SwitchOut
 from app.errors import ModelNotFound
 from app.lifecycle.service import MoveResult
+from app.lifecycle.suspension import SwitchResult
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], responses=error_responses(400, 404, 409, 422, 503),
@@ -57,7 +59,9 @@ async def get_model(name: ModelName, lifecycle: LifecycleDep, slot: SlotDep) -> 
     serving = None
     if model is not None and model.name == name:
         serving = ServingOut(version=model.version, semver=model.semver, resolved_via=model.ref.via)
-    return ModelOut(**summary, serving=serving)
+    stopped = slot.suspension if name == slot.settings.name else None
+    suspended = SuspensionOut(reason=stopped.reason, since=stopped.since, by=stopped.by) if stopped else None
+    return ModelOut(**summary, serving=serving, suspended=suspended)
 
 
 @router.get("/{name}/versions", response_model=VersionList, operation_id="list_model_versions",
@@ -107,3 +111,32 @@ async def reload(
     if name != settings.model.name:
         raise ModelNotFound(f"this service only serves {settings.model.name!r}")
     return ReloadOut(**vars(await reloader.poll_once(retry_failed=True)))
+
+
+def _switched(result: SwitchResult) -> SwitchOut:
+    state = result.state
+    return SwitchOut(name=state.model_name, suspended=state.suspended, reason=state.reason,
+                     changed_by=state.changed_by, changed_at=state.changed_at, changed=result.changed)
+
+
+@router.post("/{name}/suspend", response_model=SwitchOut, responses=ADMIN | BODY,
+             operation_id="suspend_model")
+async def suspend(name: ModelName, body: SuspendRequest, admin: AdminDep, request: Request) -> SwitchOut:
+    """The stop switch: every worker of every replica answers predictions on every protocol with
+    503 ``suspended`` and the reason, this worker at once, the others within one poll interval;
+    it survives restarts. Suspending a suspended model changes nothing (``changed: false``).
+    Admin only; audited (``suspend``)."""
+    result = await container_of(request).stop_switch.suspend(name, actor=admin, reason=body.reason)
+    return _switched(result)
+
+
+@router.post("/{name}/resume", response_model=SwitchOut, responses=ADMIN | BODY,
+             operation_id="resume_model")
+async def resume(
+    name: ModelName, admin: AdminDep, request: Request, body: ResumeRequest | None = None
+) -> SwitchOut:
+    """Undo the stop switch: predictions are served again (same propagation as suspend).
+    Resuming a model that is not suspended changes nothing. Admin only; audited (``resume``)."""
+    stop_switch = container_of(request).stop_switch
+    result = await stop_switch.resume(name, actor=admin, reason=body.reason if body else None)
+    return _switched(result)

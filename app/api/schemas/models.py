@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas.suspension import SuspensionOut
 from app.serving.codecs.hygiene import SAFE_TEXT_PATTERN
 
 # SafeText(500), spelled out so type checkers see a str
@@ -58,6 +59,8 @@ class ModelOut(BaseModel):
     latest_version: str | None
     version_count: int
     serving: ServingOut | None = Field(None, description="What this worker serves right now")
+    suspended: SuspensionOut | None = Field(
+        None, description="Set while the stop switch refuses predictions (as this worker knows it)")
 
 
 class VersionList(BaseModel):

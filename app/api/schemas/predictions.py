@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from app.api.schemas.suspension import SuspensionOut
 from app.ml.features import Level
 from app.serving.codecs.hygiene import SAFE_TEXT_PATTERN
 from app.serving.codecs.item import EXAMPLE_ITEM, PredictionItem
@@ -103,6 +104,9 @@ class ServingModel(BaseModel):
 class Readiness(BaseModel):
     status: str
     model: ServingModel
+    suspended: SuspensionOut | None = Field(
+        None, description="Set while the stop switch refuses predictions; readiness stays 200 so "
+        "callers get the 503 suspended with its reason (docs/stop-switch-and-erasure.md)")
 
 
 class ErrorDetail(BaseModel):
