@@ -51,6 +51,13 @@ class ServiceMetrics:
             ["model_name", "model_version", "level", "protocol"],
             registry=r,
         )
+        self.predictions_flagged = Counter(
+            "fs_predictions_flagged",
+            "Predictions flagged needs_review (confidence below FS_REVIEW_CONFIDENCE_THRESHOLD), "
+            "by model version",
+            ["model_name", "model_version"],
+            registry=r,
+        )
         self.prediction_latency = Histogram(
             "fs_prediction_latency_seconds",
             "Time to predict one request's rows (validation to result)",
@@ -186,7 +193,35 @@ class ServiceMetrics:
             "fs_model_accuracy", "Accuracy from feedback in the latest bucket that has feedback",
             registry=r, multiprocess_mode="mostrecent",
         )
-        for unknown_until_measured in (self.drift_share, self.dataset_drift, self.model_accuracy):
+        # Label-free estimates (docs/monitoring.md): the latest bucket with predictions.
+        self.model_estimated_accuracy = Gauge(
+            "fs_model_estimated_accuracy",
+            "Estimated accuracy (calibrated confidence, no labels) in the latest bucket",
+            registry=r, multiprocess_mode="mostrecent",
+        )
+        self.model_estimated_f1_macro = Gauge(
+            "fs_model_estimated_f1_macro",
+            "Estimated macro-F1 (calibrated confidence, no labels) in the latest bucket",
+            registry=r, multiprocess_mode="mostrecent",
+        )
+        # Per-group views, only for the dimensions FS_MONITORING_GROUP_GAUGES names (bounded).
+        group_labels = ["model_name", "by", "group"]
+        self.group_predictions = Gauge(
+            "fs_group_predictions", "Predictions per group in the latest groups report",
+            group_labels, registry=r, multiprocess_mode="mostrecent",
+        )
+        self.group_high_rate_ratio = Gauge(
+            "fs_group_high_rate_ratio",
+            "A group's share of HIGH predictions over the overall share (1 = the same)",
+            group_labels, registry=r, multiprocess_mode="mostrecent",
+        )
+        self.group_estimated_accuracy = Gauge(
+            "fs_group_estimated_accuracy", "Estimated accuracy per group (no labels)",
+            group_labels, registry=r, multiprocess_mode="mostrecent",
+        )
+        for unknown_until_measured in (self.drift_share, self.dataset_drift, self.model_accuracy,
+                                       self.model_estimated_accuracy,
+                                       self.model_estimated_f1_macro):
             unknown_until_measured.set(float("nan"))
         self.drift_checks = Counter(
             "fs_drift_checks", "Drift reports computed, by engine asked for and outcome",

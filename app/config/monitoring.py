@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode
 
 from app.config.base import group
 from app.config.durations import Duration
@@ -15,6 +15,8 @@ from app.ml.features import FEATURE_NAMES, NUMERIC
 # names); here so the settings can be checked without importing the monitoring package.
 DRIFT_METHODS = ("ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi")
 NUMERIC_ONLY_DRIFT_METHODS = frozenset({"ks", "wasserstein"})
+# The features a per-group view may group by (app/monitoring/groups.py).
+GROUP_DIMENSIONS = ("department", "skill_category", "job_role")
 
 
 class DriftSettings(BaseSettings):
@@ -40,6 +42,11 @@ class DriftSettings(BaseSettings):
         ge=1,
         description="Fewer rows in the window (or the reference sample): the report "
         "says insufficient data and gives no drift verdict",
+    )
+    confidence_threshold: float = Field(
+        default=0.01, gt=0, lt=1,
+        description="Confidence drift: the KS p-value below which the window's confidence (the "
+        "predicted level's probability) has drifted from the held-out rows'",
     )
     evidently_timeout_s: float = Field(
         default=300.0, gt=0, description="Slower Evidently runs fall back to native"
@@ -94,3 +101,31 @@ class HealthSettings(BaseSettings):
         default=Duration("48h"), description="Older drift reports are not used by the drift check"
     )
     trend_tolerance: float = Field(default=0.02, ge=0, description="Accuracy changes within this are stable")
+
+
+class MonitoringSettings(BaseSettings):
+    """Label-free estimation and the per-group views (docs/monitoring.md)."""
+
+    model_config = group("FS_MONITORING_")
+
+    group_gauges: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["department", "skill_category"],
+        description="Group dimensions exported as Prometheus gauges when their view is computed "
+        "(comma-separated; job_role has ~20 groups, so it is not exported unless named)",
+    )
+
+    @field_validator("group_gauges", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("group_gauges")
+    @classmethod
+    def _known_dimensions(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in GROUP_DIMENSIONS]
+        if unknown:
+            raise ValueError(f"FS_MONITORING_GROUP_GAUGES: unknown dimension(s) {', '.join(unknown)};"
+                             f" choose from {', '.join(GROUP_DIMENSIONS)}")
+        return value

@@ -18,6 +18,7 @@ from sklearn.isotonic import IsotonicRegression
 
 FloatArray = npt.NDArray[np.float64]
 CALIBRATION_FILE = "calibration.json"
+HOLDOUT_FILE = "holdout.parquet"  # the held-out rows the maps were judged on
 METHOD = "isotonic-one-vs-rest"
 ECE_BINS = 10
 

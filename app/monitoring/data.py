@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS, NUMERIC
 
 LEVEL_COLUMN = "level"
+CONFIDENCE_COLUMN = "confidence"  # the predicted level's probability
 
 
 def _categorical(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
@@ -74,7 +75,7 @@ class ColumnSet:
 class Window:
     """The current window as read from the prediction log."""
 
-    table: pa.Table  # the 12 features plus the predicted level
+    table: pa.Table  # the 12 features, the predicted level and its probability (confidence)
     start: datetime | None
     end: datetime | None
     rows_in_window: int
@@ -94,6 +95,12 @@ class Window:
     def to_pandas(self) -> pd.DataFrame:
         return self.table.select(list(FEATURE_NAMES)).to_pandas()
 
+    def confidence(self) -> np.ndarray:
+        if CONFIDENCE_COLUMN not in self.table.column_names:
+            return np.zeros(0)
+        values: np.ndarray = self.table.column(CONFIDENCE_COLUMN).to_numpy()
+        return values
+
 
 @dataclass
 class Reference:
@@ -104,6 +111,10 @@ class Reference:
     frame: pd.DataFrame  # the 12 features
     columns: ColumnSet
     vocabulary: dict[str, set[str]]
+    # The model's confidence on rows it was not trained on (its held-out rows), and where they
+    # came from; a forest is nearly certain on its training rows, so those would not do.
+    confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    confidence_source: str = "none"
 
     @property
     def rows(self) -> int:

@@ -21,9 +21,10 @@ from app.db.session import read_only, unit_of_work
 from app.db.tables import DriftReport
 from app.errors import NoDataInWindow, ReferenceUnavailable
 from app.metrics import ServiceMetrics
-from app.ml.features import CATEGORICAL, LEVELS
+from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS
 from app.monitoring import evidently_engine, html
 from app.monitoring.data import Reference, Window
+from app.monitoring.model_drift import confidence_drift
 from app.monitoring.native import insufficient_result, run_native
 from app.monitoring.result import DriftResult, shortage
 from app.monitoring.window_reader import read_window
@@ -56,8 +57,13 @@ def build_reference(model: LoadedModel) -> Reference:
         raise ReferenceUnavailable(f"model version {model.version} has no reference sample")
     frame = to_frame(model.reference.to_dict("records"))
     predicted = [LEVELS[i] for i in model.predict_proba(frame).argmax(axis=1)]
-    return Reference.build(model.name, model.version, model.reference, predicted,
-                           training_vocabulary(model))
+    reference = Reference.build(model.name, model.version, model.reference, predicted,
+                                training_vocabulary(model))
+    if model.holdout is not None and not model.holdout.empty:
+        held_out = to_frame(model.holdout[list(FEATURE_NAMES)].to_dict("records"))
+        reference.confidence = model.predict_proba(held_out).max(axis=1)
+        reference.confidence_source = "holdout"
+    return reference
 
 
 def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
@@ -134,7 +140,9 @@ class DriftService:
             return result, await self._render(result, with_html)
         if engine == "evidently":
             try:
-                return await self._evidently(reference, window, with_html)
+                result, page = await self._evidently(reference, window, with_html)
+                await self._add_model_drift(result, reference, window)
+                return result, page  # Evidently's own page
             except Exception as exc:
                 reason = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
                 log.warning("Evidently drift report failed (%s); the native engine answers", reason)
@@ -143,10 +151,22 @@ class DriftService:
                     None, "evidently",
                 )
                 result.fallback_reason = reason
-                return result, await self._render(result, with_html)
+                return await self._with_model_drift(result, reference, window, with_html)
         result = await asyncio.to_thread(run_native, reference, window, s.share_threshold,
                                          s.methods, s.thresholds)
+        return await self._with_model_drift(result, reference, window, with_html)
+
+    async def _with_model_drift(self, result: DriftResult, reference: Reference, window: Window,
+                                with_html: bool) -> Computed:
+        await self._add_model_drift(result, reference, window)
         return result, await self._render(result, with_html)
+
+    async def _add_model_drift(self, result: DriftResult, reference: Reference,
+                               window: Window) -> None:
+        """The sections on the model itself, the same whichever engine tested the features."""
+        s = self.settings
+        result.confidence_drift = await asyncio.to_thread(
+            confidence_drift, reference, window, s.confidence_threshold, s.min_rows)
 
     @staticmethod
     async def _render(result: DriftResult, with_html: bool) -> str | None:

@@ -16,21 +16,29 @@ already, so the grid costs at most ``0.5/GRID`` per probability, and symmetrical
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from mlflow.exceptions import MlflowException
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import bucket_index, json_number
 from app.db.session import read_only
 from app.db.tables import Prediction
+from app.errors import ModelNotFound, RegistryUnavailable
 from app.ml.calibration import Calibration
 from app.ml.features import LEVELS
 from app.monitoring.windows import TimeWindow
+from app.registry.client import ModelRegistry
+from app.serving.loaded_model import load_calibration
+from app.serving.model_slot import ModelSlot
+
+log = logging.getLogger(__name__)
 
 GRID = 200
 DRAWS = 300
@@ -131,22 +139,30 @@ class EstimationService:
 
     async def by_bucket(self, window: TimeWindow, seconds: float, model_name: str,
                         model_version: str | None = None
-                        ) -> tuple[dict[int, Estimate], Estimate | None, list[str]]:
+                        ) -> tuple[dict[Any, Estimate], Estimate | None, list[str]]:
         """(estimate per bucket index, overall estimate, versions without calibration)."""
-        cells, uncalibrated = await self.cells(window, seconds, model_name, model_version)
+        index = bucket_index(Prediction.__table__.c.created_at, window.start.timestamp(), seconds,
+                             self._engine.dialect.name)
+        return await self.by_key(window, index, model_name, model_version)
+
+    async def by_key(self, window: TimeWindow, key: ColumnElement[Any], model_name: str,
+                     model_version: str | None = None
+                     ) -> tuple[dict[Any, Estimate], Estimate | None, list[str]]:
+        """(estimate per value of the SQL expression ``key``, overall, versions uncalibrated)."""
+        cells, uncalibrated = await self.cells(window, key, model_name, model_version)
         return await asyncio.to_thread(_estimates, cells, uncalibrated)
 
-    async def cells(self, window: TimeWindow, seconds: float, model_name: str,
-                    model_version: str | None) -> tuple[dict[int, Cells], list[str]]:
+    async def cells(self, window: TimeWindow, key: ColumnElement[Any], model_name: str,
+                    model_version: str | None) -> tuple[dict[Any, Cells], list[str]]:
         p = Prediction.__table__
         dialect = self._engine.dialect.name
-        index = bucket_index(p.c.created_at, window.start.timestamp(), seconds, dialect).label("b")
         grid = [func.round(json_number(p.c.probabilities, level, dialect) * GRID) for level in LEVELS]
+        key = key.label("k")
         stmt = (
-            select(index, p.c.model_version, p.c.level, *grid, func.count())
+            select(key, p.c.model_version, p.c.level, *grid, func.count())
             .where(p.c.model_name == model_name, p.c.created_at >= window.start,
                    p.c.created_at < window.end)
-            .group_by(index, p.c.model_version, p.c.level, *grid)
+            .group_by(key, p.c.model_version, p.c.level, *grid)
         )
         if model_version is not None:
             stmt = stmt.where(p.c.model_version == model_version)
@@ -155,7 +171,7 @@ class EstimationService:
         by_version: dict[str, list[Any]] = {}
         for row in rows:
             by_version.setdefault(row[1], []).append(row)
-        out: dict[int, Cells] = {}
+        out: dict[Any, Cells] = {}
         uncalibrated = []
         position = {level: i for i, level in enumerate(LEVELS)}
         for version, version_rows in by_version.items():
@@ -168,14 +184,20 @@ class EstimationService:
                 continue
             raw = np.array([r[3:3 + len(LEVELS)] for r in kept], dtype=np.float64) / GRID
             calibrated = calibrated_in_level_order(calibration, raw)
-            buckets = np.array([int(r[0]) for r in kept])
             predicted = np.array([position[r[2]] for r in kept], dtype=np.intp)
             counts = np.array([int(r[-1]) for r in kept], dtype=np.int64)
-            for b in np.unique(buckets):
-                mine = buckets == b
+            where: dict[Any, list[int]] = {}
+            for i, r in enumerate(kept):
+                where.setdefault(_key(r[0]), []).append(i)
+            for value, mine in where.items():
                 part = Cells(predicted[mine], calibrated[mine], counts[mine])
-                out[int(b)] = out[int(b)] + part if int(b) in out else part
+                out[value] = out[value] + part if value in out else part
         return out, sorted(uncalibrated)
+
+
+def _key(value: Any) -> Any:
+    """Bucket indexes come back as floats or ints depending on the database."""
+    return int(value) if isinstance(value, float) else value
 
 
 def calibrated_in_level_order(calibration: Calibration, raw: FloatArray) -> FloatArray:
@@ -187,10 +209,41 @@ def calibrated_in_level_order(calibration: Calibration, raw: FloatArray) -> Floa
     return back
 
 
-def _estimates(cells: dict[int, Cells], uncalibrated: list[str]
-               ) -> tuple[dict[int, Estimate], Estimate | None, list[str]]:
-    per_bucket = {b: e for b, c in cells.items() if (e := estimate(c, seed=b)) is not None}
+def _estimates(cells: dict[Any, Cells], uncalibrated: list[str]
+               ) -> tuple[dict[Any, Estimate], Estimate | None, list[str]]:
+    per_key = {k: e for i, (k, c) in enumerate(cells.items())
+               if (e := estimate(c, seed=i)) is not None}
     everything = Cells.empty()
     for c in cells.values():
         everything = everything + c
-    return per_bucket, estimate(everything), uncalibrated
+    return per_key, estimate(everything), uncalibrated
+
+
+class VersionCalibrations:
+    """The calibration maps of any version: the serving one's from memory, others from the model
+    cache (downloaded once); a version without maps is remembered as such."""
+
+    def __init__(self, *, registry: ModelRegistry, slot: ModelSlot) -> None:
+        self._registry = registry
+        self._slot = slot
+        self._known: dict[tuple[str, str], Calibration | None] = {}
+
+    async def __call__(self, model_name: str, version: str) -> Calibration | None:
+        current = self._slot.current
+        if current is not None and (current.name, current.version) == (model_name, version):
+            return current.calibration
+        key = (model_name, version)
+        if key not in self._known:
+            try:
+                self._known[key] = await asyncio.to_thread(self._load, model_name, version)
+            except ModelNotFound:  # deleted from the registry: its rows stay unestimated
+                self._known[key] = None
+            except (RegistryUnavailable, MlflowException, OSError) as exc:  # retried next call
+                log.warning("no calibration for %s version %s right now: %s", model_name,
+                            version, exc)
+                return None
+        return self._known[key]
+
+    def _load(self, model_name: str, version: str) -> Calibration | None:
+        ref = self._registry.get_version(model_name, version)
+        return load_calibration(self._registry.download(ref))

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.monitoring.model_drift import ConfidenceDrift
+
 OK = "ok"
 INSUFFICIENT_DATA = "insufficient_data"
 
@@ -63,6 +65,8 @@ class DriftResult:
     status: str = OK
     min_rows: int = 0
     reason: str | None = None
+    # Drift inside the model (model_drift): None when there is no verdict to give.
+    confidence_drift: ConfidenceDrift | None = None
 
     @property
     def insufficient(self) -> bool:

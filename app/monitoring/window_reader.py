@@ -1,6 +1,6 @@
 """Reading the current window from the prediction log without loading the world.
 
-Only the 12 feature values and the predicted level leave the database. On Postgres they are
+Only the 12 feature values, the predicted level and its probability leave the database. On Postgres they are
 extracted from the JSONB column in SQL and streamed with ``COPY ... TO STDOUT`` into an Arrow
 table (no Python object per value); SQLite, the embedded store, is read in chunks. When the window
 holds more rows than the cap, a uniform Bernoulli sample of about ``cap`` rows is read instead,
@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db.dialect import is_postgres
 from app.db.session import read_only
 from app.db.tables import Prediction
-from app.ml.features import CATEGORICAL, FEATURE_NAMES
-from app.monitoring.data import LEVEL_COLUMN, Window
+from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS
+from app.monitoring.data import CONFIDENCE_COLUMN, LEVEL_COLUMN, Window
 
-_COLUMNS = (*FEATURE_NAMES, LEVEL_COLUMN)
+_COLUMNS = (*FEATURE_NAMES, LEVEL_COLUMN, CONFIDENCE_COLUMN)
 _SCHEMA = pa.schema(
     [(name, pa.string() if name in CATEGORICAL else pa.float64()) for name in FEATURE_NAMES]
-    + [(LEVEL_COLUMN, pa.string())]
+    + [(LEVEL_COLUMN, pa.string()), (CONFIDENCE_COLUMN, pa.float64())]
 )
 _SQLITE_CHUNK = 20_000
 _UNREADABLE = "the prediction log cannot be read right now"
@@ -36,12 +36,15 @@ _UNREADABLE = "the prediction log cannot be read right now"
 
 def _pg_select(sample: bool) -> str:
     # Numbers leave as their JSON text: no numeric parse and float print in Postgres; Arrow parses.
-    cols = [f"features->>'{name}'" for name in FEATURE_NAMES]
+    # The confidence is the one number computed here (the largest of the stored probabilities).
+    confidence = "GREATEST(" + ", ".join(f"(probabilities->>'{level}')::float8"
+                                         for level in LEVELS) + ")"
+    cols = [*(f"features->>'{name}'" for name in FEATURE_NAMES), "level", confidence]
     where = "model_name = $1 AND model_version = $2 AND created_at >= $3 AND created_at < $4"
     if sample:
         where += " AND random() < $5"
-    return f"SELECT {', '.join(cols)}, level FROM prediction WHERE {where} LIMIT $6" if sample else \
-        f"SELECT {', '.join(cols)}, level FROM prediction WHERE {where}"
+    return f"SELECT {', '.join(cols)} FROM prediction WHERE {where} LIMIT $6" if sample else \
+        f"SELECT {', '.join(cols)} FROM prediction WHERE {where}"
 
 
 async def count_window(engine: AsyncEngine, model_name: str, model_version: str,
@@ -104,7 +107,10 @@ def _parse(source: pa.BufferReader) -> pa.Table:
 
 async def _read_sqlite(engine: AsyncEngine, model_name: str, model_version: str, start: datetime,
                        end: datetime, sample: bool, fraction: float, limit: int) -> pa.Table:
-    cols = ", ".join(f"json_extract(features, '$.{name}')" for name in FEATURE_NAMES)
+    confidence = "max(" + ", ".join(f"json_extract(probabilities, '$.{level}')"
+                                    for level in LEVELS) + ")"
+    cols = ", ".join([*(f"json_extract(features, '$.{name}')" for name in FEATURE_NAMES), "level",
+                      confidence])
     where = ("model_name = :name AND model_version = :version AND created_at >= :start "
              "AND created_at < :end")
     params: dict[str, object] = {"name": model_name, "version": model_version, "start": start,
@@ -113,7 +119,7 @@ async def _read_sqlite(engine: AsyncEngine, model_name: str, model_version: str,
         # random() is a signed 64-bit integer: map it to [0, 1).
         where += " AND (random() / 18446744073709551616.0 + 0.5) < :fraction"
         params["fraction"] = fraction
-    sql = f"SELECT {cols}, level FROM prediction WHERE {where}" + (" LIMIT :limit" if sample else "")
+    sql = f"SELECT {cols} FROM prediction WHERE {where}" + (" LIMIT :limit" if sample else "")
     if sample:
         params["limit"] = limit
     rows: list[Row[Any]] = []

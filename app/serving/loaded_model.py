@@ -24,7 +24,7 @@ from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 
 from app.config import ModelSettings
-from app.ml.calibration import CALIBRATION_FILE, Calibration
+from app.ml.calibration import CALIBRATION_FILE, HOLDOUT_FILE, Calibration
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS, SCORE_WEIGHTS
 from app.registry.client import VersionRef
 from app.serving.compiled import OnnxForest, compiled_file, open_compiled
@@ -76,6 +76,8 @@ class LoadedModel:
     # Per-class probability maps fitted at training on held-out rows, for performance
     # estimation; None for a version trained before calibration existed.
     calibration: Calibration | None = field(default=None, repr=False)
+    # Held-out rows (features and label) the calibration was judged on; None before it existed.
+    holdout: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def predictor(self) -> Predictor:
@@ -301,8 +303,10 @@ def load_from_path(ref: VersionRef, path: Path, options: PredictorOptions | None
     signature = Model.load(str(path)).signature
     reference_path = path / "extra_files" / REFERENCE_FILE
     reference = pd.read_parquet(reference_path) if reference_path.exists() else None
+    holdout_path = path / "extra_files" / HOLDOUT_FILE
     model = LoadedModel(ref=ref, pipeline=pipeline, signature=signature, reference=reference,
-                        calibration=load_calibration(path))
+                        calibration=load_calibration(path),
+                        holdout=pd.read_parquet(holdout_path) if holdout_path.exists() else None)
     # Without options (a policy's candidate, a version described for the audit): the lean path,
     # nothing compiled; the serving slot passes the settings' options.
     model.enable_predictor(options or PredictorOptions(predictor="lean"), path)

@@ -20,6 +20,7 @@ from app.config import Settings
 from app.lifecycle.versioning import VersionRecord, hyperparameters_of, signature_fingerprint
 from app.ml.calibration import (
     CALIBRATION_FILE,
+    HOLDOUT_FILE,
     Calibration,
     expected_calibration_error,
     fit_calibration,
@@ -65,6 +66,9 @@ class FittedModel:
     example: pd.DataFrame
     signature: Any  # mlflow.models.ModelSignature
     calibration: Calibration | None = None
+    # Held-out rows the calibration was judged on (features and label): the reference of
+    # confidence and importance drift, which rows the forest was grown on would bias.
+    holdout: pd.DataFrame | None = None
 
     def record(self, run_id: str, algorithm: str) -> VersionRecord:
         return VersionRecord(
@@ -116,7 +120,7 @@ def fit_and_evaluate(settings: Settings, data: pd.DataFrame | None, rows: int | 
 
     progress("evaluate")
     metrics = evaluate(model, train, test)
-    calibration, calibration_metrics = calibrate(model, test, seed)
+    calibration, calibration_metrics, holdout = calibrate(model, test, seed)
     metrics |= calibration_metrics
     example = x_train.head(5)
     with warnings.catch_warnings():  # integer columns are never missing: bounds are enforced
@@ -128,10 +132,11 @@ def fit_and_evaluate(settings: Settings, data: pd.DataFrame | None, rows: int | 
     }
     reference = train.sample(min(cfg.reference_rows, len(train)), random_state=seed)
     return FittedModel(model, metrics, logged_params, df, len(train), test, reference, example,
-                       signature, calibration)
+                       signature, calibration, holdout)
 
 
-def calibrate(model: Any, test: pd.DataFrame, seed: int) -> tuple[Calibration | None, dict[str, float]]:
+def calibrate(model: Any, test: pd.DataFrame, seed: int
+              ) -> tuple[Calibration | None, dict[str, float], pd.DataFrame | None]:
     """Per-class calibration maps fitted on one half of the held-out rows, judged on the other.
 
     Never the training rows: a forest is nearly certain on the rows it was grown on, so maps
@@ -139,7 +144,7 @@ def calibrate(model: Any, test: pd.DataFrame, seed: int) -> tuple[Calibration | 
     split (a tiny training set): no calibration, and estimation says it is unavailable.
     """
     if len(test) < 40 or test[TARGET].nunique() < 2:
-        return None, {}
+        return None, {}, None
     fit_half, check_half = split(test, 0.5, seed)
     classes = tuple(str(c) for c in model.classes_)
     features = list(FEATURE_NAMES)
@@ -150,18 +155,22 @@ def calibrate(model: Any, test: pd.DataFrame, seed: int) -> tuple[Calibration | 
         "calibration_ece_before": expected_calibration_error(raw, check_half[TARGET], classes),
         "calibration_ece_after": expected_calibration_error(calibration.apply(raw),
                                                             check_half[TARGET], classes),
-    }
+    }, check_half
 
 
 def model_format(fitted: FittedModel, reference_path: Path) -> dict[str, Any]:
     """How the model is stored, logged or saved alike: skops, signature, input example, and as
-    extra files the reference sample (written to ``reference_path``) and the calibration maps
-    (beside it), so every copy of the version carries both."""
+    extra files the reference sample (written to ``reference_path``), the calibration maps and
+    the held-out rows they were judged on (beside it), so every copy of the version has them."""
     fitted.reference.to_parquet(reference_path, index=False)
     extra_files = [str(reference_path)]
     if fitted.calibration is not None:
         calibration_path = reference_path.with_name(CALIBRATION_FILE)
         calibration_path.write_text(json.dumps(fitted.calibration.to_dict()))
         extra_files.append(str(calibration_path))
+    if fitted.holdout is not None:
+        holdout_path = reference_path.with_name(HOLDOUT_FILE)
+        fitted.holdout.to_parquet(holdout_path, index=False)
+        extra_files.append(str(holdout_path))
     return {"signature": fitted.signature, "input_example": fitted.example,
             "skops_trusted_types": SKOPS_TRUSTED_TYPES, "extra_files": extra_files}

@@ -1,0 +1,48 @@
+"""Confidence drift: the predicted level's probability against the version's held-out rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from app.ml.features import FEATURE_NAMES
+from app.ml.synthetic import generate
+from app.monitoring.data import CONFIDENCE_COLUMN, Window
+from app.monitoring.drift_service import build_reference
+from app.monitoring.model_drift import confidence_drift
+from app.registry.client import ModelRegistry
+from app.serving.loaded_model import LoadedModel, load_from_path
+from tests.support.settings import make_settings
+
+
+@pytest.fixture(scope="module")
+def production(registry_dir: Path) -> LoadedModel:
+    settings = make_settings(registry_dir)
+    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                             artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
+    ref = registry.resolve(settings.model.name, settings.model.alias)
+    return load_from_path(ref, registry.download(ref))
+
+
+def _window(model: LoadedModel, seed: int, shift: tuple[str, ...] = ()) -> Window:
+    rows = generate(3000, seed=seed, shift=shift, with_label=False)
+    confidence = model.predict_proba(rows[list(FEATURE_NAMES)]).max(axis=1)
+    table = pa.table({CONFIDENCE_COLUMN: confidence})
+    return Window(table=table, start=None, end=None, rows_in_window=len(rows), sampled=False,
+                  max_rows=len(rows))
+
+
+def test_confidence_drift_is_quiet_unshifted_and_flags_shifted_traffic(production):
+    reference = build_reference(production)
+    assert reference.confidence_source == "holdout" and len(reference.confidence) >= 100
+    quiet = confidence_drift(reference, _window(production, 31), 0.01, 100)
+    assert quiet is not None and not quiet.drifted, quiet
+    shifted = confidence_drift(
+        reference, _window(production, 31, ("trend_score", "scarcity_index", "hiring_difficulty")),
+        0.01, 100)
+    assert shifted is not None and shifted.drifted, shifted
+    assert shifted.current_mean != quiet.current_mean
+    # Too few confidences on a side: no verdict rather than one on noise.
+    assert confidence_drift(reference, _window(production, 32), 0.01, 10**6) is None
