@@ -115,3 +115,10 @@ def json_number(column: ColumnElement[Any], key: str, dialect_name: str) -> Colu
     if dialect_name == "postgresql":
         return cast(column.op("->>")(key), Float)
     return cast(func.json_extract(column, f"$.{key}"), Float)
+
+
+def json_text(column: ColumnElement[Any], key: str, dialect_name: str) -> ColumnElement[Any]:
+    """SQL for the string stored under ``key`` of a JSON object column, on either database."""
+    if dialect_name == "postgresql":
+        return column.op("->>")(key)
+    return func.json_extract(column, f"$.{key}")
