@@ -61,6 +61,11 @@ def drift(
         else:
             verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
             console.print(f"{verdict}: share {result.drift_share:.2f} (threshold {result.share_threshold})")
+        if result.confidence_drift:
+            c = result.confidence_drift
+            console.print(f"confidence {'DRIFTED' if c.drifted else 'stable'}: KS p-value "
+                          f"{c.score:.4g} (threshold {c.threshold:g}), mean {c.current_mean:.3f} "
+                          f"vs {c.reference_mean:.3f} on the held-out rows")
         for note in result.notes + ([f"Evidently failed: {result.fallback_reason}"]
                                     if result.fallback_reason else []):
             console.print(f"note: {note}")

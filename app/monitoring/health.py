@@ -19,6 +19,7 @@ from app.db.session import read_only
 from app.db.tables import Prediction
 from app.errors import ModelNotFound
 from app.monitoring.drift_service import DriftService
+from app.monitoring.estimation import EstimationService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.windows import TimeWindow
 from app.prediction_log.log import PredictionLog
@@ -86,8 +87,10 @@ class HealthReport:
 
 class HealthService:
     def __init__(self, *, engine: AsyncEngine, models: ModelSlot, performance: PerformanceService,
-                 drift: DriftService, prediction_log: PredictionLog, settings: HealthSettings) -> None:
+                 drift: DriftService, prediction_log: PredictionLog, settings: HealthSettings,
+                 estimation: EstimationService | None = None) -> None:
         self._engine = engine
+        self._estimation = estimation
         self._models = models
         self._performance = performance
         self._drift = drift
@@ -116,8 +119,9 @@ class HealthService:
             got = total.feedback if total else 0
             reason = (f"insufficient data: {got} feedback rows in the last {s.window}; "
                       f"{s.min_feedback} needed (FS_HEALTH_MIN_FEEDBACK)")
-            return [_check("accuracy", INSUFFICIENT, reason, feedback=got, rows=got,
-                           min_rows=s.min_feedback),
+            estimated = await self._estimated_accuracy_check(name, version, window, got)
+            return [estimated or _check("accuracy", INSUFFICIENT, reason, feedback=got, rows=got,
+                                        min_rows=s.min_feedback),
                     _check("accuracy_trend", INSUFFICIENT, reason, rows=got, min_rows=s.min_feedback)]
         accuracy = total.accuracy
         low = accuracy < s.min_accuracy
@@ -139,6 +143,28 @@ class HealthService:
                 value=change, threshold=-s.max_accuracy_decline,
             ))
         return checks
+
+    async def _estimated_accuracy_check(self, name: str, version: str, window: TimeWindow,
+                                        feedback: int) -> Check | None:
+        """Too little feedback: judge the label-free estimate instead (docs/monitoring.md), when
+        the version has calibration and the window enough predictions; else None."""
+        s = self.settings
+        if self._estimation is None:
+            return None
+        span = (window.end - window.start).total_seconds()
+        _, found, _ = await self._estimation.by_bucket(window, max(span, 1.0), name, version)
+        if found is None or found.rows < s.min_predictions:
+            return None
+        low = found.accuracy < s.min_accuracy
+        return _check(
+            "accuracy", "degraded" if low else "ok",
+            f"estimated accuracy {found.accuracy:.3f} over the last {s.window} (no labels: only "
+            f"{feedback} feedback rows, {s.min_feedback} needed) is "
+            f"{'below' if low else 'at or above'} {s.min_accuracy:.2f}",
+            value=round(found.accuracy, 6), threshold=s.min_accuracy, feedback=feedback,
+            source="estimated", rows=found.rows, interval_low=round(found.accuracy_interval[0], 6),
+            interval_high=round(found.accuracy_interval[1], 6),
+        )
 
     async def _latency_check(self, name: str, version: str, now: datetime) -> Check:
         s = self.settings

@@ -42,6 +42,14 @@ def render(result: DriftResult) -> str:
         f"(threshold {_fmt(pred.threshold)}) &mdash; {'drifted' if pred.drifted else 'stable'}</p>"
         if pred else ""
     )
+    confidence = result.confidence_drift
+    confidence_line = (
+        f"<p>Confidence drift (the predicted level's probability against the version's held-out "
+        f"rows): KS p-value {_fmt(confidence.score)} (threshold {_fmt(confidence.threshold)}), mean "
+        f"{_fmt(confidence.current_mean)} vs {_fmt(confidence.reference_mean)} &mdash; "
+        f"{'drifted' if confidence.drifted else 'stable'}</p>"
+        if confidence else ""
+    )
     unseen = result.unseen_categories
     notes = "".join(f"<li>{escape(n)}</li>" for n in result.notes)
     if result.fallback_reason:
@@ -62,6 +70,7 @@ window {escape(window)}; reference rows {result.reference_rows}; current rows {r
 <p class="verdict">{escape(verdict_line)}</p>
 {table}
 {pred_line}
+{confidence_line}
 <p>{unseen_line}</p>
 {f'<ul>{notes}</ul>' if notes else ''}
 </body></html>

@@ -19,6 +19,7 @@ from app.config import DriftSettings, Duration
 from app.db.scheduling import SlotClaims, sleep_until_next_slot
 from app.errors import DatabaseUnavailable, DomainError
 from app.monitoring.drift_service import DriftService
+from app.monitoring.estimation import Estimate, EstimationService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.result import DriftResult
 from app.monitoring.windows import TimeWindow
@@ -34,8 +35,9 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
-               slot: datetime | None = None) -> str:
-    """One MLflow run per report: a metric per feature, the JSON and the HTML as artifacts;
+               slot: datetime | None = None, estimated: Estimate | None = None) -> str:
+    """One MLflow run per report: a metric per feature, the model's confidence drift, the
+    label-free estimate of the window when there is one, the JSON and the HTML as artifacts;
     a periodic check's run is tagged with its slot."""
     client = registry.client
     experiment_id = registry.ensure_experiments((MONITORING_EXPERIMENT,))[MONITORING_EXPERIMENT]
@@ -65,6 +67,15 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
             metrics.append(Metric(f"drifted.{f.feature}", float(f.drifted), now, 0))
         if result.prediction_drift:
             metrics.append(Metric("drift_score.predicted_level", result.prediction_drift.score, now, 0))
+        if result.confidence_drift:
+            confidence = result.confidence_drift
+            metrics += [Metric("drift_score.confidence", confidence.score, now, 0),
+                        Metric("drifted.confidence", float(confidence.drifted), now, 0),
+                        Metric("confidence_mean", confidence.current_mean, now, 0)]
+        if estimated is not None:
+            metrics += [Metric("estimated_accuracy", estimated.accuracy, now, 0),
+                        Metric("estimated_f1_macro", estimated.f1_macro, now, 0),
+                        Metric("estimated_rows", float(estimated.rows), now, 0)]
         params = [
             Param("window_start", result.window_start.isoformat() if result.window_start else ""),
             Param("window_end", result.window_end.isoformat() if result.window_end else ""),
@@ -91,9 +102,11 @@ CHECK_JOB = "drift-check"
 class DriftMonitor:
     def __init__(self, *, drift: DriftService, performance: PerformanceService,
                  registry: ModelRegistry, settings: DriftSettings, health_window: Duration,
-                 health_bucket: Duration, claims: SlotClaims, model_name: str) -> None:
+                 health_bucket: Duration, claims: SlotClaims, model_name: str,
+                 estimation: EstimationService | None = None) -> None:
         """``model_name``: the served model, whose accuracy gauge every slot refreshes."""
         self._drift = drift
+        self._estimation = estimation
         self._performance = performance
         self._registry = registry
         self._settings = settings
@@ -118,7 +131,12 @@ class DriftMonitor:
         window = TimeWindow.last(s.check_window)
         result, page = await self._drift.report(window, s.check_engine, with_html=True)
         self._drift.publish(result)
-        run_id = await asyncio.to_thread(log_report, self._registry, result, page, slot)
+        estimated = None
+        if self._estimation is not None:
+            span = max((window.end - window.start).total_seconds(), 1.0)
+            _, estimated, _ = await self._estimation.by_bucket(
+                window, span, result.model_name, result.model_version)
+        run_id = await asyncio.to_thread(log_report, self._registry, result, page, slot, estimated)
         if result.insufficient:
             log.info("drift check: %s; MLflow run %s", result.reason, run_id)
         else:
