@@ -25,6 +25,7 @@ from app.monitoring.drift_service import DriftService
 from app.monitoring.health import HealthService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.periodic_check import DriftMonitor
+from app.oversight.reviews import ReviewService
 from app.prediction_log.feedback import FeedbackService
 from app.prediction_log.log import PredictionLog
 from app.registry.client import ModelRegistry
@@ -45,6 +46,7 @@ class Container:
     prediction_log: PredictionLog
     predictions: PredictionService
     feedback: FeedbackService
+    reviews: ReviewService
     admission: Admission
     reloader: Reloader
     lifecycle: LifecycleService
@@ -90,6 +92,7 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         slot=slot, prediction_log=prediction_log, metrics=metrics, admission=admission,
         max_items=settings.predict.max_items, deadline_s=settings.limits.deadline_s, batcher=batcher,
         subject_key=settings.privacy.subject_hmac_key.get_secret_value().encode(),
+        review_threshold=settings.oversight.review_confidence_threshold,
     )
     audit = PromotionAudit(engine=engine)
     drift = DriftService(engine=engine, models=slot, settings=settings.drift, metrics=metrics)
@@ -108,6 +111,7 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         settings=settings, metrics=metrics, engine=engine, registry=registry, slot=slot,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
         feedback=FeedbackService(engine=engine, prediction_log=prediction_log),
+        reviews=ReviewService(engine=engine, prediction_log=prediction_log),
         reloader=reloader,
         lifecycle=LifecycleService(
             registry=registry, audit=audit, model=settings.model, settings=settings.lifecycle,

@@ -2,6 +2,8 @@
 
 - Admin routes: named bearer tokens (``FS_ADMIN_TOKENS``). No token -> 401, a token that matches
   none -> 403. The caller is known by the token's *name*, which is what audits record.
+- Review routes: a reviewer token (``FS_REVIEWER_TOKENS``, same grammar) or an admin token, the
+  same 401/403; reviews record the name.
 - Client routes: optional client API keys (``FS_API_KEYS``, ``X-API-Key``); off when unset.
 """
 
@@ -52,6 +54,33 @@ async def require_admin(
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
+
+_reviewer_bearer = HTTPBearer(
+    auto_error=False, scheme_name="ReviewerBearer",
+    description="A reviewer token from FS_REVIEWER_TOKENS, or an admin token",
+)
+
+
+async def require_reviewer(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_reviewer_bearer)],
+) -> str:
+    """The reviewer's name as reviews record it: a reviewer token's name, ``admin:<name>`` for an
+    admin token (reviewer names cannot hold ':', so the two never collide)."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthenticated("a reviewer or admin bearer token is required")
+    # Both lists are always compared: the time taken says nothing about which one matched.
+    reviewer = match_token(settings.oversight.reviewer_tokens, credentials.credentials)
+    admin = match_token(settings.admin.admin_tokens, credentials.credentials)
+    if reviewer is not None:
+        return reviewer
+    if admin is not None:
+        return f"admin:{admin}"
+    log.warning("review request with an unknown token refused")
+    raise PermissionDenied("this token may not review predictions")
+
+
+ReviewerDep = Annotated[str, Depends(require_reviewer)]
 
 
 def key_matches(candidate: str, keys: Iterable[SecretStr]) -> bool:

@@ -17,6 +17,7 @@ from app.lifecycle.service import LifecycleService
 from app.monitoring.drift_service import DriftService
 from app.monitoring.health import HealthService
 from app.monitoring.performance import PerformanceService
+from app.oversight.reviews import ReviewService
 from app.prediction_log.feedback import FeedbackService
 from app.serving.admission import Admission
 from app.serving.core import PredictionService
@@ -53,6 +54,10 @@ async def get_feedback(request: Request) -> FeedbackService:
     return container_of(request).feedback
 
 
+async def get_reviews(request: Request) -> ReviewService:
+    return container_of(request).reviews
+
+
 async def get_lifecycle(request: Request) -> LifecycleService:
     return container_of(request).lifecycle
 
@@ -86,6 +91,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SlotDep = Annotated[ModelSlot, Depends(get_slot)]
 PredictionsDep = Annotated[PredictionService, Depends(get_predictions)]
 FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
+ReviewsDep = Annotated[ReviewService, Depends(get_reviews)]
 LifecycleDep = Annotated[LifecycleService, Depends(get_lifecycle)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]

@@ -23,6 +23,7 @@ from app.config.monitoring import (
     DriftSettings,
     HealthSettings,
 )
+from app.config.oversight import OversightSettings
 from app.config.serving import (
     BatchSettings,
     LimitsSettings,
@@ -46,6 +47,7 @@ __all__ = [
     "LifecycleSettings",
     "LimitsSettings",
     "ModelSettings",
+    "OversightSettings",
     "PredictionSettings",
     "PrivacySettings",
     "SecuritySettings",
@@ -104,6 +106,7 @@ class Settings(BaseSettings):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    oversight: OversightSettings = Field(default_factory=OversightSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -38,8 +38,12 @@ class SecuritySettings(BaseSettings):
         return value
 
 
-def parse_admin_tokens(value: object) -> dict[str, SecretStr]:
-    """``name:token,name2:token2`` or a JSON object ``{"name": "token"}``; names are what audits show."""
+def parse_admin_tokens(
+    value: object, *, setting: str = "FS_ADMIN_TOKENS", role: str = "admin"
+) -> dict[str, SecretStr]:
+    """``name:token,name2:token2`` or a JSON object ``{"name": "token"}``; names are what audits show.
+
+    ``setting`` and ``role`` only word the errors (the reviewer tokens share this grammar)."""
     pairs: list[tuple[object, object]]
     if isinstance(value, dict):
         pairs = list(value.items())
@@ -52,15 +56,15 @@ def parse_admin_tokens(value: object) -> dict[str, SecretStr]:
             for part in filter(None, (p.strip() for p in text.split(","))):
                 name, sep, token = part.partition(":")
                 if not sep or not name.strip() or not token.strip():
-                    raise ValueError("FS_ADMIN_TOKENS entries must look like name:token")
+                    raise ValueError(f"{setting} entries must look like name:token")
                 pairs.append((name.strip(), token.strip()))
     else:
-        raise ValueError("FS_ADMIN_TOKENS must be 'name:token,...' or a JSON object")
+        raise ValueError(f"{setting} must be 'name:token,...' or a JSON object")
     tokens: dict[str, SecretStr] = {}
     for key, value_ in pairs:
         secret = value_ if isinstance(value_, SecretStr) else SecretStr(str(value_))
         if len(secret.get_secret_value()) < 8:
-            raise ValueError(f"admin token {key!r} is shorter than 8 characters")
+            raise ValueError(f"{role} token {key!r} is shorter than 8 characters")
         tokens[str(key)] = secret
     return tokens
 

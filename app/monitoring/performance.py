@@ -2,7 +2,8 @@
 
 Feedback is joined to the predictions it judges; when a prediction got several feedback rows the
 latest wins. Buckets follow the time the prediction was made. The database returns one count per
-(bucket, predicted level, actual level), never the rows.
+(bucket, predicted level, actual level), never the rows. The final decisions (the latest review's
+level where a person reviewed the prediction, else the model's) are scored the same way, overall.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import bucket_index
 from app.db.session import read_only
-from app.db.tables import Prediction, PredictionFeedback
+from app.db.tables import Prediction, PredictionFeedback, PredictionReview
 from app.errors import InvalidInput
 from app.metrics import ServiceMetrics
 from app.ml.features import LEVELS
@@ -45,6 +46,19 @@ class Overall:
 
 
 @dataclass
+class FinalDecisions:
+    """The same scores for the final decisions, and how many of the judged predictions people
+    reviewed and overrode (their final level differs from the model's)."""
+
+    feedback: int
+    accuracy: float
+    f1_macro: float
+    recall: dict[str, float | None]
+    reviewed: int
+    overridden: int
+
+
+@dataclass
 class Trend:
     direction: str  # improving, declining, stable or insufficient_data
     change: float | None
@@ -68,6 +82,7 @@ class PerformanceReport:
     overall: Overall | None
     trend: Trend
     buckets: list[BucketScore]
+    final_decisions: FinalDecisions | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body of ``GET /v1/performance``."""
@@ -78,6 +93,7 @@ class PerformanceReport:
             "overall": asdict(self.overall) if self.overall else None,
             "trend": self.trend.to_dict(),
             "buckets": [asdict(b) for b in self.buckets],
+            "final_decisions": asdict(self.final_decisions) if self.final_decisions else None,
         }
 
 
@@ -149,8 +165,9 @@ class PerformanceService:
         latest = next((b for b in reversed(buckets) if b.accuracy is not None), None)
         if latest is not None and latest.accuracy is not None:
             self._metrics.model_accuracy.set(latest.accuracy)
+        final = await self._final_decisions(window, model_name, model_version)
         return PerformanceReport(model_name, model_version, window, seconds, overall,
-                                 trend(buckets, self.trend_tolerance), buckets)
+                                 trend(buckets, self.trend_tolerance), buckets, final)
 
     async def _confusions(self, window: TimeWindow, seconds: float, model_name: str,
                           model_version: str | None) -> dict[int, Confusion]:
@@ -180,3 +197,43 @@ class PerformanceService:
                 matrix = out.setdefault(int(bucket), np.zeros((3, 3), dtype=np.int64))
                 matrix[position[actual], position[predicted]] += int(n)
         return out
+
+    async def _final_decisions(self, window: TimeWindow, model_name: str,
+                               model_version: str | None) -> FinalDecisions | None:
+        """Counts per (model level, latest review's level or null, actual level) over the window."""
+        p, f, r = Prediction.__table__, PredictionFeedback.__table__, PredictionReview.__table__
+        feedback = select(
+            f.c.prediction_id, f.c.actual_level,
+            func.row_number().over(partition_by=f.c.prediction_id,
+                                   order_by=(f.c.created_at.desc(), f.c.id.desc())).label("rn"),
+        ).subquery()
+        review = select(
+            r.c.prediction_id, r.c.level,
+            func.row_number().over(partition_by=r.c.prediction_id,
+                                   order_by=(r.c.created_at.desc(), r.c.id.desc())).label("rn"),
+        ).subquery()
+        stmt = (
+            select(p.c.level, review.c.level, feedback.c.actual_level, func.count())
+            .join(feedback, feedback.c.prediction_id == p.c.id)
+            .outerjoin(review, and_(review.c.prediction_id == p.c.id, review.c.rn == 1))
+            .where(feedback.c.rn == 1, p.c.model_name == model_name,
+                   p.c.created_at >= window.start, p.c.created_at < window.end)
+            .group_by(p.c.level, review.c.level, feedback.c.actual_level)
+        )
+        if model_version is not None:
+            stmt = stmt.where(p.c.model_version == model_version)
+        position = {level: i for i, level in enumerate(LEVELS)}
+        confusion: Confusion = np.zeros((3, 3), dtype=np.int64)
+        reviewed = overridden = 0
+        async with read_only(self._engine, "feedback cannot be read right now") as conn:
+            for predicted, reviewed_level, actual, n in (await conn.execute(stmt)).all():
+                final = reviewed_level if reviewed_level is not None else predicted
+                if final not in position or actual not in position:
+                    continue
+                confusion[position[actual], position[final]] += int(n)
+                if reviewed_level is not None:
+                    reviewed += int(n)
+                    overridden += int(n) if reviewed_level != predicted else 0
+        if not confusion.sum():
+            return None
+        return FinalDecisions(int(confusion.sum()), *scores(confusion), reviewed, overridden)

@@ -32,6 +32,7 @@ class PredictionRecord:
     request_id: str | None
     protocol: str
     subject_hash: str | None = None  # HMAC of the subject id; the raw id never gets this far
+    needs_review: bool = False  # confidence below the review threshold (app/oversight)
 
     def as_row(self) -> dict[str, Any]:
         # Shallow on purpose: asdict() deep-copies every feature dict, which cost about half of a
@@ -69,6 +70,8 @@ def decode_entry(line: bytes) -> tuple[str, dict[str, Any]]:
         row["created_at"] = datetime.fromisoformat(row["created_at"])
         if kind == FEEDBACK:
             row["prediction_id"] = uuid.UUID(row["prediction_id"])
+        else:  # lines spooled before the review flag existed; COPY writes every column
+            row.setdefault("needs_review", False)
     except (KeyError, TypeError, AttributeError) as exc:  # valid JSON, but not a record
         raise ValueError(f"not a spool record: {type(exc).__name__} {exc}") from exc
     return kind, row

@@ -51,6 +51,7 @@ class PredictionResult:
     level: str
     score: float
     probabilities: dict[str, float]
+    needs_review: bool = False  # confidence below the review threshold (app/oversight)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class PredictionService:
         deadline_s: float,
         subject_key: bytes,
         batcher: MicroBatcher | None = None,
+        review_threshold: float = 0.0,
     ) -> None:
         self.slot = slot
         self.log = prediction_log
@@ -86,6 +88,8 @@ class PredictionService:
         self._subject_key = subject_key
         # None: each request predicts alone in a worker thread.
         self.batcher = batcher
+        # A predicted level whose probability is below this is flagged for review; 0 flags none.
+        self.review_threshold = review_threshold
 
     async def start(self) -> None:
         if self.batcher is not None:
@@ -171,11 +175,13 @@ class PredictionService:
         # Plain Python floats once (tolist), not numpy scalars converted one by one.
         levels = model.levels_of(proba)
         ids = new_ids(len(rows))
-        for row, p, score, level, prediction_id in zip(
-            rows, proba.tolist(), scores.tolist(), levels, ids, strict=True
+        # The predicted level's probability is the row's largest: one comparison for all rows.
+        flagged = proba.max(axis=1) < self.review_threshold
+        for row, p, score, level, prediction_id, needs_review in zip(
+            rows, proba.tolist(), scores.tolist(), levels, ids, flagged.tolist(), strict=True
         ):
             probabilities = dict(zip(LEVELS, p, strict=True))
-            result = PredictionResult(prediction_id, level, score, probabilities)
+            result = PredictionResult(prediction_id, level, score, probabilities, needs_review)
             results.append(result)
             records.append(
                 PredictionRecord(
@@ -183,11 +189,14 @@ class PredictionService:
                     model_version=model.version, features=row, level=level,
                     probabilities=probabilities, score=result.score, latency_ms=latency_ms,
                     request_id=request_id, protocol=protocol, subject_hash=subject_hash,
+                    needs_review=needs_review,
                 )
             )
         for level, count in Counter(r.level for r in results).items():  # one inc per level, not per row
             self.metrics.predictions.labels(model.name, model.version, level, protocol).inc(count)
         self.metrics.prediction_latency.labels(protocol).observe(latency_ms / 1000.0)
+        if n_flagged := int(flagged.sum()):
+            self.metrics.predictions_flagged.labels(model.name, model.version).inc(n_flagged)
         await self.log.record(records)
         return PredictionOutcome(model, results)
 

@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import drift, health, mlflow_scoring, model_health, models, performance, predictions, v2
+from app.api.routes import (
+    drift,
+    health,
+    mlflow_scoring,
+    model_health,
+    models,
+    performance,
+    predictions,
+    reviews,
+    v2,
+)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -13,3 +23,4 @@ api_router.include_router(models.router)
 api_router.include_router(drift.router)
 api_router.include_router(performance.router)
 api_router.include_router(model_health.router)
+api_router.include_router(reviews.router)

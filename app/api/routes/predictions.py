@@ -8,8 +8,9 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.admin_auth import CLIENT_KEY_SECURITY, require_client_key
-from app.api.deps import FeedbackDep, PredictionsDep, container_of
+from app.api.deps import FeedbackDep, PredictionsDep, ReviewsDep, container_of
 from app.api.json_body import JsonBodyRoute, KeyedJsonRoute
+from app.api.routes.reviews import review_out
 from app.api.schemas.predictions import (
     FeedbackIn,
     FeedbackOut,
@@ -62,7 +63,7 @@ async def create_predictions(body: PredictionRequest, request: Request) -> Respo
                   "alias": container.settings.model.alias},
         "predictions": [
             {"prediction_id": r.prediction_id, "level": r.level, "score": r.score,
-             "probabilities": r.probabilities}
+             "probabilities": r.probabilities, "needs_review": r.needs_review}
             for r in outcome.results
         ],
     }), media_type="application/json")
@@ -89,9 +90,11 @@ router.add_api_route(
     responses=error_responses(404, 503),
 )
 async def get_prediction(
-    prediction_id: uuid.UUID, predictions: PredictionsDep, feedback: FeedbackDep
+    prediction_id: uuid.UUID, predictions: PredictionsDep, feedback: FeedbackDep,
+    reviews: ReviewsDep,
 ) -> LoggedPrediction:
-    """A logged prediction with the model version that made it, and its latest feedback."""
+    """A logged prediction with the model version that made it, its latest feedback, its reviews
+    and the final decision."""
     row = await predictions.get(prediction_id)
     latest, count = await feedback.latest(prediction_id)
     logged = None
@@ -99,8 +102,13 @@ async def get_prediction(
         logged = LoggedFeedback(
             actual_level=Level(latest.actual_level), created_at=latest.created_at, submissions=count
         )
-    fields = {k: v for k, v in row.items() if k not in ("id", "subject_hash")}
-    return LoggedPrediction(prediction_id=row["id"], feedback=logged, **fields)
+    oversight = await reviews.oversight_of(row)
+    fields = {k: v for k, v in row.items() if k not in ("id", "subject_hash", "needs_review")}
+    return LoggedPrediction(
+        prediction_id=row["id"], feedback=logged, needs_review=oversight.needs_review,
+        reviews=[review_out(r) for r in oversight.reviews], final_level=Level(oversight.final_level),
+        **fields,
+    )
 
 
 @router.post(

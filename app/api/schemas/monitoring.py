@@ -123,6 +123,14 @@ class TrendOut(BaseModel):
     last_accuracy: float | None = None
 
 
+class FinalDecisionScores(ClassScores):
+    """The scores of the final decisions: the latest review's level where a person reviewed the
+    prediction, else the model's (docs/oversight.md)."""
+
+    reviewed: int = Field(description="Judged predictions that a person reviewed")
+    overridden: int = Field(description="Judged predictions whose final level differs from the model's")
+
+
 class PerformanceOut(BaseModel):
     model_name: str
     model_version: str | None = Field(description="null: every version of the model")
@@ -131,6 +139,8 @@ class PerformanceOut(BaseModel):
     overall: ClassScores | None = Field(description="null when the window has no feedback")
     trend: TrendOut
     buckets: list[BucketScoreOut]
+    final_decisions: FinalDecisionScores | None = Field(
+        None, description="The final decisions' scores on the same feedback; null without feedback")
 
 
 class ModelRef(BaseModel):

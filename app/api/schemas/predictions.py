@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from app.api.schemas.reviews import ReviewOut
 from app.api.schemas.suspension import SuspensionOut
 from app.ml.features import Level
 from app.serving.codecs.hygiene import SAFE_TEXT_PATTERN
@@ -45,6 +46,8 @@ class PredictionOut(BaseModel):
     level: Level
     score: float = Field(description="Expected need, 0-100: 100 * (0.5 P(MEDIUM) + P(HIGH))")
     probabilities: Probabilities
+    needs_review: bool = Field(
+        description="Confidence below FS_REVIEW_CONFIDENCE_THRESHOLD: listed in the review queue")
 
 
 class PredictionResponse(BaseModel):
@@ -83,6 +86,9 @@ class LoggedPrediction(BaseModel):
     request_id: str | None
     protocol: str
     feedback: LoggedFeedback | None = None
+    needs_review: bool = Field(False, description="Flagged for review when it was made")
+    reviews: list[ReviewOut] = Field(default_factory=list, description="Reviews, oldest first")
+    final_level: Level = Field(description="The latest review's level, else the model's")
 
 
 class Liveness(BaseModel):
