@@ -5,6 +5,8 @@ their modules. Every command's components come from ``app.container.build`` (``c
 from __future__ import annotations
 
 import os
+import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +21,8 @@ from app.cli.scoring import register as register_scoring_commands
 from app.cli.settings import settings_for_command
 from app.cli.training import register as register_training_commands
 from app.container import Container
+from app.prediction_log.erasure import ErasureReport
+from app.prediction_log.retention import Removed
 from app.registry.client import quiet_mlflow
 
 app = typer.Typer(help="Future Skills model service.", no_args_is_help=True, add_completion=False)
@@ -58,24 +62,92 @@ def db_upgrade(revision: str = "head") -> None:
 
 @db_app.command("purge")
 def db_purge(
-    older_than: Annotated[str, typer.Option(help="Age of the rows to delete, e.g. 90d, 12h, 2w")],
+    older_than: Annotated[str, typer.Option(help="Age of the rows to delete, e.g. 200d, 12h, 30w")],
     dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Delete records younger than the minimum retention (FS_RETENTION_MIN_AGE) too")] = False,
 ) -> None:
-    """Delete predictions (and their feedback) older than the given age."""
-    from app.prediction_log.retention import parse_age, purge_older_than
+    """Delete predictions older than the given age, with their feedback, reviews and explanations;
+    never records younger than FS_RETENTION_MIN_AGE (default 180d) unless --force."""
+    from app.prediction_log.retention import RetentionRefused, check_minimum, parse_age, purge_older_than
 
     try:
         age = parse_age(older_than)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     settings = settings_for_command()
+    minimum = settings.retention.min_age
+    try:
+        check_minimum(age, minimum.timedelta, force=force)
+    except RetentionRefused as exc:
+        if not dry_run:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(2) from None
+        console.print(f"note: without --dry-run this would be refused ({exc.message})")
+    else:
+        if age < minimum.timedelta and not dry_run:
+            console.print(f"[bold red]--force: deleting records younger than the minimum retention "
+                          f"FS_RETENTION_MIN_AGE={minimum}: every prediction older than {older_than} "
+                          f"and its feedback, reviews and explanations are deleted for good[/bold red]")
 
-    async def work(container: Container) -> tuple[int, int]:
-        return await purge_older_than(container.engine, age, dry_run=dry_run)
+    async def work(container: Container) -> Removed:
+        return await purge_older_than(container.engine, age, minimum=minimum.timedelta, force=force,
+                                      dry_run=dry_run)
 
-    predictions, feedback = run(settings, work)
+    removed = run(settings, work)
     verb = "would delete (dry run)" if dry_run else "deleted"
-    console.print(f"{verb} {predictions} predictions and {feedback} feedback rows older than {older_than}")
+    console.print(f"{verb} {removed.prediction} predictions, {removed.prediction_feedback} feedback rows, "
+                  f"{removed.prediction_review} reviews and {removed.prediction_explanation} "
+                  f"explanations older than {older_than}", soft_wrap=True)
+
+
+@db_app.command("erase-subject")
+def db_erase_subject(
+    subject_id: Annotated[str, typer.Argument(
+        help="The subject's raw id, as clients send it in subject_id (never stored or printed); "
+        "`-` reads it from stdin (kept out of the shell history and the process list)")],
+    actor_name: Annotated[str | None, typer.Option(
+        "--actor", help="Who erases, for the audit (default cli:<os user>)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be removed")] = False,
+) -> None:
+    """Erase everything about one subject: the predictions made about them (found by the
+    pseudonym the service stores) with their feedback, reviews and explanations. The erasure is
+    recorded in subject_erasure with the pseudonym, never the raw id."""
+    from app.cli.context import actor
+    from app.prediction_log.erasure import erase_subject, pseudonym
+    from app.serving.codecs.hygiene import text_problem
+
+    if subject_id == "-":
+        subject_id = sys.stdin.readline().rstrip("\r\n")
+    who = actor_name or actor()
+    for value, name, limit in ((subject_id, "SUBJECT_ID", 200), (who, "--actor", 100)):
+        problem = "must not be empty" if not value else text_problem(value, limit)
+        if problem:  # the value itself is never echoed
+            raise typer.BadParameter(problem, param_hint=name)
+    settings = settings_for_command()
+    key = settings.privacy.subject_hmac_key.get_secret_value().encode()
+    hashed = pseudonym(key, subject_id)
+    if not (yes or dry_run) and not typer.confirm(
+            f"erase every record of the subject with pseudonym {hashed}?", err=True):
+        raise typer.Exit(1)
+
+    async def work(container: Container) -> ErasureReport:
+        return await erase_subject(container.engine, subject_key=key, subject_id=subject_id, actor=who,
+                                   clock_skew=timedelta(seconds=settings.spool.clock_skew_s),
+                                   dry_run=dry_run)
+
+    report = run(settings, work)
+    console.print(f"subject pseudonym {hashed}", soft_wrap=True)
+    table = Table(title="would remove (dry run)" if dry_run else "removed")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in report.removed.as_dict().items():
+        table.add_row(name, str(count))
+    console.print(table)
+    if report.erasure_id is not None:
+        console.print(f"recorded in subject_erasure ({report.erasure_id}) by {who}; records of this "
+                      "subject still in a replica's spool are dropped when they are drained", soft_wrap=True)
 
 
 @spool_app.command("status")

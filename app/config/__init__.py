@@ -24,6 +24,7 @@ from app.config.monitoring import (
     HealthSettings,
 )
 from app.config.oversight import OversightSettings
+from app.config.retention import RetentionSettings
 from app.config.serving import (
     BatchSettings,
     LimitsSettings,
@@ -50,6 +51,7 @@ __all__ = [
     "OversightSettings",
     "PredictionSettings",
     "PrivacySettings",
+    "RetentionSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
@@ -99,6 +101,7 @@ class Settings(BaseSettings):
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)

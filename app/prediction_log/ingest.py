@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeVar
 
 from sqlalchemy import Table, select, text
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import DATA_REFUSED_ERRORS, ingest_ignoring_duplicates
 from app.db.tables import Base, Prediction, PredictionFeedback
+from app.prediction_log.erasure import drop_erased
 from app.prediction_log.pending import PendingRecord
 from app.prediction_log.records import FEEDBACK, PREDICTION, decode
 
@@ -92,9 +94,10 @@ class Settled:
 class LogSink:
     """The prediction log's tables in one database."""
 
-    def __init__(self, *, engine: AsyncEngine, method: str = "copy") -> None:
+    def __init__(self, *, engine: AsyncEngine, method: str = "copy", clock_skew_s: float = 1.0) -> None:
         self.engine = engine
         self.method = method
+        self.clock_skew = timedelta(seconds=clock_skew_s)  # of erasures vs other hosts' records
 
     async def write(self, kind: str, lines: Sequence[bytes]) -> None:
         rows = [decode(line) for line in lines]
@@ -140,6 +143,11 @@ class LogSink:
         out.refused += await write_isolating(
             lambda recs: self.write_pending(PREDICTION, recs), predictions, self.probe
         )
+        # Subjects erased while these waited in a spool: their records go (app.prediction_log.erasure).
+        refused_now = {id(r) for r, _ in out.refused}
+        await drop_erased(self.engine, (r.row if r.row is not None else decode(r.line)
+                                        for r in predictions if id(r) not in refused_now),
+                          self.clock_skew)
         if feedback:
             known = await self.existing(
                 PREDICTION, [r.prediction_id for r in feedback if r.prediction_id is not None]

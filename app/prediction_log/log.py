@@ -70,7 +70,8 @@ class PredictionLog:
         self.buffer = PendingBuffer()
         self.writer = SpoolWriter(files=self.files, durability=settings.durability,
                                   group_commit_wait_ms=settings.group_commit_wait_ms)
-        self.sink = LogSink(engine=engine, method=settings.ingest_method)
+        self.sink = LogSink(engine=engine, method=settings.ingest_method,
+                            clock_skew_s=settings.clock_skew_s)
         self.dead_letters = DeadLetterStore(directory)
         self._peers = PeerReader(directory=directory, files=self.files)
         self.drainer = Drainer(

@@ -102,11 +102,12 @@ def test_db_purge_dry_run_counts_and_deletes_nothing(tmp_path):
 
     asyncio.run(prepare())
     env = clean_env(tmp_path, DATABASE_URL=db_url)
-    purge = [*CLI, "db", "purge", "--older-than", "90d"]
+    purge = [*CLI, "db", "purge", "--older-than", "90d", "--force"]  # below the 180d minimum
     dry = subprocess.run([*purge, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr
-    assert "would delete (dry run) 3 predictions and 1 feedback rows older than 90d" in dry.stderr
+    assert ("would delete (dry run) 3 predictions, 1 feedback rows, 0 reviews and 0 explanations "
+            "older than 90d") in dry.stderr
     assert asyncio.run(count_predictions(db_url)) == 5
     done = subprocess.run(purge, env=env, capture_output=True, text=True, timeout=60)
-    assert "deleted 3 predictions and 1 feedback rows" in done.stderr
+    assert "deleted 3 predictions, 1 feedback rows, 0 reviews and 0 explanations" in done.stderr
     assert asyncio.run(count_predictions(db_url)) == 2

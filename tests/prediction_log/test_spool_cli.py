@@ -94,8 +94,8 @@ async def test_db_purge_deletes_only_old_rows(tmp_path, pg_url):
         await engine.dispose()
     env = _env(tmp_path, pg_url)
     assert _run(["db", "purge", "--older-than", "ninety"], env).returncode != 0
-    purge = _run(["db", "purge", "--older-than", "90d"], env)
+    purge = _run(["db", "purge", "--older-than", "90d", "--force"], env)  # below the 180d minimum
     assert purge.returncode == 0, purge.stderr
-    assert "deleted 5 predictions and 1 feedback rows" in purge.stderr
+    assert "deleted 5 predictions, 1 feedback rows, 0 reviews and 0 explanations" in purge.stderr
     _, per_id = await stored_ids(pg_url)
     assert set(per_id) == {str(r["id"]) for r in new}
