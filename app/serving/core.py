@@ -176,9 +176,9 @@ class PredictionService:
         levels = model.levels_of(proba)
         ids = new_ids(len(rows))
         # The predicted level's probability is the row's largest: one comparison for all rows.
-        flagged = proba.max(axis=1) < self.review_threshold
+        flagged = (proba.max(axis=1) < self.review_threshold).tolist()
         for row, p, score, level, prediction_id, needs_review in zip(
-            rows, proba.tolist(), scores.tolist(), levels, ids, flagged.tolist(), strict=True
+            rows, proba.tolist(), scores.tolist(), levels, ids, flagged, strict=True
         ):
             probabilities = dict(zip(LEVELS, p, strict=True))
             result = PredictionResult(prediction_id, level, score, probabilities, needs_review)
@@ -195,7 +195,7 @@ class PredictionService:
         for level, count in Counter(r.level for r in results).items():  # one inc per level, not per row
             self.metrics.predictions.labels(model.name, model.version, level, protocol).inc(count)
         self.metrics.prediction_latency.labels(protocol).observe(latency_ms / 1000.0)
-        if n_flagged := int(flagged.sum()):
+        if n_flagged := flagged.count(True):
             self.metrics.predictions_flagged.labels(model.name, model.version).inc(n_flagged)
         await self.log.record(records)
         return PredictionOutcome(model, results)
