@@ -22,6 +22,8 @@ from app.lifecycle.service import LifecycleService
 from app.lifecycle.suspension import StopSwitch
 from app.metrics import ServiceMetrics
 from app.monitoring.drift_service import DriftService
+from app.monitoring.estimation import EstimationService, VersionCalibrations
+from app.monitoring.groups import GroupService
 from app.monitoring.health import HealthService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.periodic_check import DriftMonitor
@@ -52,6 +54,8 @@ class Container:
     lifecycle: LifecycleService
     drift: DriftService
     performance: PerformanceService
+    estimation: EstimationService
+    groups: GroupService
     health: HealthService
     drift_monitor: DriftMonitor
     stop_switch: StopSwitch
@@ -96,8 +100,13 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
     )
     audit = PromotionAudit(engine=engine)
     drift = DriftService(engine=engine, models=slot, settings=settings.drift, metrics=metrics)
+    estimation = EstimationService(
+        engine=engine, calibration_of=VersionCalibrations(registry=registry, slot=slot))
+    groups = GroupService(engine=engine, estimation=estimation, metrics=metrics,
+                          exported=tuple(settings.monitoring.group_gauges))
     performance = PerformanceService(
-        engine=engine, metrics=metrics, trend_tolerance=settings.health.trend_tolerance
+        engine=engine, metrics=metrics, trend_tolerance=settings.health.trend_tolerance,
+        estimation=estimation,
     )
     health = HealthService(
         engine=engine, models=slot, performance=performance, drift=drift,
@@ -122,12 +131,14 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         ),
         drift=drift,
         performance=performance,
+        estimation=estimation,
+        groups=groups,
         health=health,
         drift_monitor=DriftMonitor(
             drift=drift, performance=performance, registry=registry, settings=settings.drift,
             health_window=settings.health.window, health_bucket=settings.health.bucket,
             claims=SlotClaims(engine=engine, worker_id=f"{socket.gethostname()}/{prediction_log.worker}"),
-            model_name=settings.model.name,
+            model_name=settings.model.name, estimation=estimation,
         ),
         # Serving follows the switch (and a change made here stops this worker at once); a CLI
         # process only changes it.

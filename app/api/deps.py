@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.lifecycle.service import LifecycleService
 from app.monitoring.drift_service import DriftService
+from app.monitoring.groups import GroupService
 from app.monitoring.health import HealthService
 from app.monitoring.performance import PerformanceService
 from app.oversight.reviews import ReviewService
@@ -54,6 +55,10 @@ async def get_feedback(request: Request) -> FeedbackService:
     return container_of(request).feedback
 
 
+async def get_groups(request: Request) -> GroupService:
+    return container_of(request).groups
+
+
 async def get_reviews(request: Request) -> ReviewService:
     return container_of(request).reviews
 
@@ -91,6 +96,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SlotDep = Annotated[ModelSlot, Depends(get_slot)]
 PredictionsDep = Annotated[PredictionService, Depends(get_predictions)]
 FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
+GroupsDep = Annotated[GroupService, Depends(get_groups)]
 ReviewsDep = Annotated[ReviewService, Depends(get_reviews)]
 LifecycleDep = Annotated[LifecycleService, Depends(get_lifecycle)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]

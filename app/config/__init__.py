@@ -22,6 +22,7 @@ from app.config.monitoring import (
     NUMERIC_ONLY_DRIFT_METHODS,
     DriftSettings,
     HealthSettings,
+    MonitoringSettings,
 )
 from app.config.oversight import OversightSettings
 from app.config.retention import RetentionSettings
@@ -48,6 +49,7 @@ __all__ = [
     "LifecycleSettings",
     "LimitsSettings",
     "ModelSettings",
+    "MonitoringSettings",
     "OversightSettings",
     "PredictionSettings",
     "PrivacySettings",
@@ -108,6 +110,7 @@ class Settings(BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     oversight: OversightSettings = Field(default_factory=OversightSettings)
 

@@ -19,7 +19,7 @@ from app.db.session import read_only
 from app.db.tables import Prediction
 from app.errors import ModelNotFound
 from app.monitoring.drift_service import DriftService
-from app.monitoring.estimation import EstimationService
+from app.monitoring.estimation import Estimate
 from app.monitoring.performance import PerformanceService
 from app.monitoring.windows import TimeWindow
 from app.prediction_log.log import PredictionLog
@@ -87,10 +87,8 @@ class HealthReport:
 
 class HealthService:
     def __init__(self, *, engine: AsyncEngine, models: ModelSlot, performance: PerformanceService,
-                 drift: DriftService, prediction_log: PredictionLog, settings: HealthSettings,
-                 estimation: EstimationService | None = None) -> None:
+                 drift: DriftService, prediction_log: PredictionLog, settings: HealthSettings) -> None:
         self._engine = engine
-        self._estimation = estimation
         self._models = models
         self._performance = performance
         self._drift = drift
@@ -119,7 +117,7 @@ class HealthService:
             got = total.feedback if total else 0
             reason = (f"insufficient data: {got} feedback rows in the last {s.window}; "
                       f"{s.min_feedback} needed (FS_HEALTH_MIN_FEEDBACK)")
-            estimated = await self._estimated_accuracy_check(name, version, window, got)
+            estimated = self._estimated_accuracy_check(perf.estimated, got)
             return [estimated or _check("accuracy", INSUFFICIENT, reason, feedback=got, rows=got,
                                         min_rows=s.min_feedback),
                     _check("accuracy_trend", INSUFFICIENT, reason, rows=got, min_rows=s.min_feedback)]
@@ -144,15 +142,10 @@ class HealthService:
             ))
         return checks
 
-    async def _estimated_accuracy_check(self, name: str, version: str, window: TimeWindow,
-                                        feedback: int) -> Check | None:
+    def _estimated_accuracy_check(self, found: Estimate | None, feedback: int) -> Check | None:
         """Too little feedback: judge the label-free estimate instead (docs/monitoring.md), when
         the version has calibration and the window enough predictions; else None."""
         s = self.settings
-        if self._estimation is None:
-            return None
-        span = (window.end - window.start).total_seconds()
-        _, found, _ = await self._estimation.by_bucket(window, max(span, 1.0), name, version)
         if found is None or found.rows < s.min_predictions:
             return None
         low = found.accuracy < s.min_accuracy

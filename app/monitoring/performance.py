@@ -22,6 +22,7 @@ from app.db.tables import Prediction, PredictionFeedback, PredictionReview
 from app.errors import InvalidInput
 from app.metrics import ServiceMetrics
 from app.ml.features import LEVELS
+from app.monitoring.estimation import Estimate, EstimationService
 from app.monitoring.windows import TimeWindow
 
 MAX_BUCKETS = 1000
@@ -35,6 +36,9 @@ class BucketScore:
     accuracy: float | None = None
     f1_macro: float | None = None
     recall: dict[str, float | None] = field(default_factory=dict)
+    # The label-free estimate over all the bucket's predictions (estimation.py); None when no
+    # version in it has calibration maps.
+    estimated: dict[str, Any] | None = None
 
 
 @dataclass
@@ -83,6 +87,8 @@ class PerformanceReport:
     trend: Trend
     buckets: list[BucketScore]
     final_decisions: FinalDecisions | None = None
+    estimated: Estimate | None = None
+    uncalibrated_versions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body of ``GET /v1/performance``."""
@@ -94,6 +100,8 @@ class PerformanceReport:
             "trend": self.trend.to_dict(),
             "buckets": [asdict(b) for b in self.buckets],
             "final_decisions": asdict(self.final_decisions) if self.final_decisions else None,
+            "estimated": self.estimated.to_dict() if self.estimated else None,
+            "uncalibrated_versions": self.uncalibrated_versions,
         }
 
 
@@ -131,10 +139,12 @@ def trend(buckets: list[BucketScore], tolerance: float) -> Trend:
 
 
 class PerformanceService:
-    def __init__(self, *, engine: AsyncEngine, metrics: ServiceMetrics, trend_tolerance: float) -> None:
+    def __init__(self, *, engine: AsyncEngine, metrics: ServiceMetrics, trend_tolerance: float,
+                 estimation: EstimationService | None = None) -> None:
         self._engine = engine
         self._metrics = metrics
         self.trend_tolerance = trend_tolerance
+        self._estimation = estimation
 
     async def compute(self, window: TimeWindow, bucket: timedelta, model_name: str,
                       model_version: str | None = None) -> PerformanceReport:
@@ -166,8 +176,28 @@ class PerformanceService:
         if latest is not None and latest.accuracy is not None:
             self._metrics.model_accuracy.set(latest.accuracy)
         final = await self._final_decisions(window, model_name, model_version)
-        return PerformanceReport(model_name, model_version, window, seconds, overall,
-                                 trend(buckets, self.trend_tolerance), buckets, final)
+        report = PerformanceReport(model_name, model_version, window, seconds, overall,
+                                   trend(buckets, self.trend_tolerance), buckets, final)
+        if self._estimation is not None:
+            await self._add_estimates(report, model_name, model_version)
+        return report
+
+    async def _add_estimates(self, report: PerformanceReport, model_name: str,
+                             model_version: str | None) -> None:
+        """The label-free estimate per bucket and overall, beside the realized figures."""
+        assert self._estimation is not None
+        per_bucket, overall, uncalibrated = await self._estimation.by_bucket(
+            report.window, report.bucket_seconds, model_name, model_version)
+        for index, found in per_bucket.items():
+            if 0 <= index < len(report.buckets):
+                body = found.to_dict()
+                del body["expected_confusion"]  # per bucket the summary; overall the matrix
+                report.buckets[index].estimated = body
+        report.estimated, report.uncalibrated_versions = overall, uncalibrated
+        latest = max(per_bucket, default=None)
+        if latest is not None:
+            self._metrics.model_estimated_accuracy.set(per_bucket[latest].accuracy)
+            self._metrics.model_estimated_f1_macro.set(per_bucket[latest].f1_macro)
 
     async def _confusions(self, window: TimeWindow, seconds: float, model_name: str,
                           model_version: str | None) -> dict[int, Confusion]:

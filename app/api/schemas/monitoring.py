@@ -62,6 +62,20 @@ class PredictionDistribution(BaseModel):
     current: dict[str, float] = Field(description="Share of each predicted level in the window")
 
 
+class ConfidenceDriftOut(BaseModel):
+    method: Literal["ks"] = Field(description="Kolmogorov-Smirnov two-sample test")
+    threshold: float = Field(description="Drift when the p-value is below it")
+    score: float = Field(description="The p-value")
+    drifted: bool
+    reference_source: str = Field(description="holdout: the version's held-out rows")
+    reference_rows: int
+    current_rows: int
+    reference_mean: float = Field(description="Mean probability of the predicted level")
+    current_mean: float
+    reference_quantiles: dict[str, float] = Field(description="p10, p50, p90")
+    current_quantiles: dict[str, float]
+
+
 class DriftReportOut(BaseModel):
     engine: Engine = Field(description="The engine that produced the per-feature results")
     requested_engine: Engine
@@ -91,6 +105,9 @@ class DriftReportOut(BaseModel):
     drifted_features: list[str]
     drift_share: float | None = Field(description="Share of drifted features; null without verdict")
     dataset_drift: bool | None = Field(description="drift_share >= share_threshold; null without verdict")
+    confidence_drift: ConfidenceDriftOut | None = Field(
+        None, description="The predicted level's probability against the version's held-out "
+        "rows; null without a verdict (too few rows, or a version without held-out rows)")
 
 
 class TimeSpan(BaseModel):
@@ -105,6 +122,20 @@ class ClassScores(BaseModel):
     recall: dict[str, float | None] = Field(description="Per level; null when it never occurred")
 
 
+class EstimateSummary(BaseModel):
+    rows: int = Field(description="Predictions the estimate is over (no labels needed)")
+    accuracy: float = Field(
+        description="Expected accuracy: mean calibrated probability of the predicted level")
+    accuracy_interval: list[float] = Field(description="95% interval given calibration [low, high]")
+    f1_macro: float = Field(description="Macro-F1 of the expected confusion matrix")
+    f1_macro_interval: list[float] = Field(description="95% interval given calibration [low, high]")
+
+
+class Estimated(EstimateSummary):
+    expected_confusion: dict[str, dict[str, float]] = Field(
+        description="Expected counts: predicted level -> actual level -> rows")
+
+
 class BucketScoreOut(BaseModel):
     start: IsoText
     end: IsoText
@@ -112,6 +143,9 @@ class BucketScoreOut(BaseModel):
     accuracy: float | None
     f1_macro: float | None
     recall: dict[str, float | None] = Field(description="Per level; empty without feedback")
+    estimated: EstimateSummary | None = Field(
+        None, description="Label-free estimate over the bucket's predictions (no feedback used); "
+        "null without predictions or calibration")
 
 
 class TrendOut(BaseModel):
@@ -141,6 +175,12 @@ class PerformanceOut(BaseModel):
     buckets: list[BucketScoreOut]
     final_decisions: FinalDecisionScores | None = Field(
         None, description="The final decisions' scores on the same feedback; null without feedback")
+    estimated: Estimated | None = Field(
+        None, description="Label-free estimate over every prediction of the window (calibrated "
+        "confidence, docs/monitoring.md); null without predictions or calibration")
+    uncalibrated_versions: list[str] = Field(
+        default_factory=list, description="Versions in the window without calibration maps: "
+        "their predictions are not in the estimate")
 
 
 class ModelRef(BaseModel):
@@ -165,6 +205,10 @@ class HealthCheckOut(BaseModel):
     rows: int | None = Field(None, description="Rows the check had (insufficient_data)")
     min_rows: int | None = Field(None, description="Rows the check needs (insufficient_data)")
     report_id: str | None = Field(None, description="The stored drift report the check read")
+    source: Literal["estimated"] | None = Field(
+        None, description="estimated: too little feedback, so the label-free estimate was judged")
+    interval_low: float | None = Field(None, description="The estimate's 95% interval (estimated)")
+    interval_high: float | None = None
 
 
 class ModelHealthOut(BaseModel):
