@@ -67,8 +67,9 @@ async def read_page(engine: AsyncEngine, *, limit: int = DEFAULT_LIMIT,
                 raise InvalidInput("after must be the prediction id of a queue item", [
                     {"field": "after", "type": "unknown_cursor",
                      "message": "not the id of a logged prediction"}])
-            stmt = stmt.where(or_(_p.c.created_at > cursor,
-                                  and_(_p.c.created_at == cursor, _p.c.id > after)))
+            # The first bound is the index's range; the second breaks ties within one instant.
+            stmt = stmt.where(_p.c.created_at >= cursor,
+                              or_(_p.c.created_at > cursor, _p.c.id > after))
         rows = (await conn.execute(
             stmt.order_by(_p.c.created_at, _p.c.id).limit(limit))).all()
         pending = (await conn.execute(select(func.count()).select_from(_p).where(_UNREVIEWED))).scalar_one()
