@@ -104,3 +104,9 @@ class NoDataInWindow(NotFound):
 
 class ReferenceUnavailable(Conflict):
     code = "reference_unavailable"
+
+
+class ExplanationUnavailable(Conflict):
+    """The version that made a prediction cannot be explained exactly (not a tree ensemble)."""
+
+    code = "explanation_unavailable"
