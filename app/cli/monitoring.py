@@ -66,6 +66,13 @@ def drift(
             console.print(f"confidence {'DRIFTED' if c.drifted else 'stable'}: KS p-value "
                           f"{c.score:.4g} (threshold {c.threshold:g}), mean {c.current_mean:.3f} "
                           f"vs {c.reference_mean:.3f} on the held-out rows")
+        if result.importance_drift:
+            i = result.importance_drift
+            shifted = [f"{f.feature} {f.change:+.2f}" for f in i.features if f.drifted]
+            console.print(f"importance {'DRIFTED' if i.drifted else 'stable'} (share change "
+                          f">= {i.threshold:g}{': ' + ', '.join(shifted) if shifted else ''}); "
+                          "top now: " + ", ".join(f"{f.feature} {f.current_share:.2f}"
+                                                  for f in i.features[:3]))
         for note in result.notes + ([f"Evidently failed: {result.fallback_reason}"]
                                     if result.fallback_reason else []):
             console.print(f"note: {note}")

@@ -48,6 +48,16 @@ class DriftSettings(BaseSettings):
         description="Confidence drift: the KS p-value below which the window's confidence (the "
         "predicted level's probability) has drifted from the held-out rows'",
     )
+    importance_rows: int = Field(
+        default=200, ge=0, le=5000,
+        description="Importance drift: window rows (and held-out rows) explained per report, a "
+        "seeded random sample; 0 turns the section off",
+    )
+    importance_threshold: float = Field(
+        default=0.1, gt=0, le=1,
+        description="Importance drift: a feature drifted when its share of the total importance "
+        "moved by at least this much",
+    )
     evidently_timeout_s: float = Field(
         default=300.0, gt=0, description="Slower Evidently runs fall back to native"
     )

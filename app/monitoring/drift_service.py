@@ -11,26 +11,36 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import DriftSettings
 from app.db.session import read_only, unit_of_work
 from app.db.tables import DriftReport
-from app.errors import NoDataInWindow, ReferenceUnavailable
+from app.errors import ExplanationUnavailable, NoDataInWindow, ReferenceUnavailable
+from app.explanations.service import ExplanationService
 from app.metrics import ServiceMetrics
-from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS
+from app.ml.features import BY_NAME, CATEGORICAL, FEATURE_NAMES, LEVELS
 from app.monitoring import evidently_engine, html
 from app.monitoring.data import Reference, Window
-from app.monitoring.model_drift import confidence_drift
+from app.monitoring.model_drift import (
+    ImportanceDrift,
+    confidence_drift,
+    importance_drift,
+    mean_abs_contribution,
+)
 from app.monitoring.native import insufficient_result, run_native
 from app.monitoring.result import DriftResult, shortage
 from app.monitoring.window_reader import read_window
 from app.monitoring.windows import Span, TimeWindow
 from app.serving.loaded_model import LoadedModel, to_frame
 from app.serving.model_slot import ModelSlot
+
+if TYPE_CHECKING:  # the engine module imports numba: loaded by the explanation service
+    from app.explanations.engine import ExplanationEngine
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,24 @@ def build_reference(model: LoadedModel) -> Reference:
     return reference
 
 
+def _importance(engine: ExplanationEngine, rows: list[dict[str, Any]]) -> np.ndarray:
+    explained = engine.explain_rows(rows)[1]
+    return mean_abs_contribution(explained.features, explained.proba)
+
+
+def _sample_rows(window: Window, n: int) -> list[dict[str, Any]]:
+    """A seeded random sample of the window's rows, typed as validated request rows."""
+    table = window.table
+    if table.num_rows > n:
+        picked = np.sort(np.random.default_rng(0).choice(table.num_rows, n, replace=False))
+        table = table.take(picked)
+    frame = table.select(list(FEATURE_NAMES)).to_pandas()
+    for name in FEATURE_NAMES:
+        if BY_NAME[name].kind == "integer":
+            frame[name] = frame[name].astype("int64")
+    return list(frame.to_dict("records"))
+
+
 def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
     """Categories the fitted one-hot encoder knows, i.e. those seen in training."""
     pipeline: Any = model.pipeline  # sklearn: untyped
@@ -79,8 +107,11 @@ def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
 
 class DriftService:
     def __init__(self, *, engine: AsyncEngine, models: ModelSlot, settings: DriftSettings,
-                 metrics: ServiceMetrics) -> None:
+                 metrics: ServiceMetrics, explanations: ExplanationService | None = None) -> None:
         self._engine = engine
+        self._explanations = explanations
+        # Importance on the held-out rows of the serving version: (per feature, rows).
+        self._importances: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
         self._models = models
         self.settings = settings
         self._metrics = metrics
@@ -167,6 +198,34 @@ class DriftService:
         s = self.settings
         result.confidence_drift = await asyncio.to_thread(
             confidence_drift, reference, window, s.confidence_threshold, s.min_rows)
+        result.importance_drift = await self._importance_drift(window, result)
+
+    async def _importance_drift(self, window: Window, result: DriftResult) -> ImportanceDrift | None:
+        """Importance per HR feature on bounded samples of the window and of the version's
+        held-out rows (its reference cached per version); None, with a note, when the version
+        cannot be explained or the window is too small."""
+        s = self.settings
+        model = self._models.require()
+        if self._explanations is None or s.importance_rows == 0:
+            return None
+        if model.holdout is None or window.rows < s.min_rows:
+            return None
+        try:
+            engine = await self._explanations.engine_for(model)
+        except ExplanationUnavailable as exc:
+            result.notes.append(f"no importance drift: {exc.message}")
+            return None
+        key = (model.name, model.version)
+        if key not in self._importances:
+            held_out = model.holdout.sample(min(s.importance_rows, len(model.holdout)),
+                                            random_state=0)
+            rows = held_out[list(FEATURE_NAMES)].to_dict("records")
+            self._importances = {key: (await asyncio.to_thread(_importance, engine, rows), len(rows))}
+        ref_importance, ref_rows = self._importances[key]
+        rows = _sample_rows(window, s.importance_rows)
+        current = await asyncio.to_thread(_importance, engine, rows)
+        return importance_drift(engine.feature_names, ref_importance, current, ref_rows, len(rows),
+                                s.importance_threshold, "holdout")
 
     @staticmethod
     async def _render(result: DriftResult, with_html: bool) -> str | None:

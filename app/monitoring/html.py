@@ -50,6 +50,23 @@ def render(result: DriftResult) -> str:
         f"{'drifted' if confidence.drifted else 'stable'}</p>"
         if confidence else ""
     )
+    importance = result.importance_drift
+    importance_table = (
+        "<h2>Importance</h2><p>Mean |exact TreeSHAP contribution| to the predicted level, "
+        f"{importance.current_rows} window rows vs {importance.reference_rows} held-out rows; a "
+        f"share change of {_fmt(importance.threshold)} or more is drift &mdash; "
+        f"{'drifted' if importance.drifted else 'stable'}.</p><table><tr><th>feature</th>"
+        "<th>held-out</th><th>window</th><th>share held-out</th><th>share window</th>"
+        "<th>verdict</th></tr>"
+        + "".join(
+            f"<tr class=\"{'drift' if f.drifted else 'ok'}\"><td>{escape(f.feature)}</td>"
+            f"<td>{_fmt(f.reference)}</td><td>{_fmt(f.current)}</td><td>{_fmt(f.reference_share)}"
+            f"</td><td>{_fmt(f.current_share)}</td><td>{'drifted' if f.drifted else 'stable'}</td>"
+            "</tr>"
+            for f in importance.features)
+        + "</table>"
+        if importance else ""
+    )
     unseen = result.unseen_categories
     notes = "".join(f"<li>{escape(n)}</li>" for n in result.notes)
     if result.fallback_reason:
@@ -71,6 +88,7 @@ window {escape(window)}; reference rows {result.reference_rows}; current rows {r
 {table}
 {pred_line}
 {confidence_line}
+{importance_table}
 <p>{unseen_line}</p>
 {f'<ul>{notes}</ul>' if notes else ''}
 </body></html>

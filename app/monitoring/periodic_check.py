@@ -72,6 +72,11 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
             metrics += [Metric("drift_score.confidence", confidence.score, now, 0),
                         Metric("drifted.confidence", float(confidence.drifted), now, 0),
                         Metric("confidence_mean", confidence.current_mean, now, 0)]
+        if result.importance_drift:
+            metrics.append(Metric("drifted.importance", float(result.importance_drift.drifted),
+                                  now, 0))
+            for feature in result.importance_drift.features:
+                metrics.append(Metric(f"importance.{feature.feature}", feature.current, now, 0))
         if estimated is not None:
             metrics += [Metric("estimated_accuracy", estimated.accuracy, now, 0),
                         Metric("estimated_f1_macro", estimated.f1_macro, now, 0),

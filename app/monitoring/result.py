@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.monitoring.model_drift import ConfidenceDrift
+from app.monitoring.model_drift import ConfidenceDrift, ImportanceDrift
 
 OK = "ok"
 INSUFFICIENT_DATA = "insufficient_data"
@@ -67,6 +67,7 @@ class DriftResult:
     reason: str | None = None
     # Drift inside the model (model_drift): None when there is no verdict to give.
     confidence_drift: ConfidenceDrift | None = None
+    importance_drift: ImportanceDrift | None = None
 
     @property
     def insufficient(self) -> bool:

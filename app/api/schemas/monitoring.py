@@ -76,6 +76,27 @@ class ConfidenceDriftOut(BaseModel):
     current_quantiles: dict[str, float]
 
 
+class FeatureImportanceOut(BaseModel):
+    feature: str = Field(description="An HR feature (one-hot columns summed back)")
+    reference: float = Field(description="Mean |contribution| to the predicted level, held-out rows")
+    current: float = Field(description="The same on the window's sample")
+    reference_share: float = Field(description="Its share of the total importance, held-out rows")
+    current_share: float
+    change: float = Field(description="current_share - reference_share")
+    drifted: bool = Field(description="|change| at or above the threshold")
+
+
+class ImportanceDriftOut(BaseModel):
+    method: Literal["mean_abs_tree_shap_share"] = Field(
+        description="Exact TreeSHAP contributions to each row's predicted level (docs/monitoring.md)")
+    threshold: float = Field(description="Share change that counts as drift (FS_DRIFT_IMPORTANCE_THRESHOLD)")
+    reference_source: str = Field(description="holdout: the version's held-out rows")
+    reference_rows: int = Field(description="Held-out rows explained (a seeded sample)")
+    current_rows: int = Field(description="Window rows explained (a seeded sample)")
+    drifted: bool = Field(description="Some feature's share moved by the threshold or more")
+    features: list[FeatureImportanceOut] = Field(description="Most important in the window first")
+
+
 class DriftReportOut(BaseModel):
     engine: Engine = Field(description="The engine that produced the per-feature results")
     requested_engine: Engine
@@ -108,6 +129,9 @@ class DriftReportOut(BaseModel):
     confidence_drift: ConfidenceDriftOut | None = Field(
         None, description="The predicted level's probability against the version's held-out "
         "rows; null without a verdict (too few rows, or a version without held-out rows)")
+    importance_drift: ImportanceDriftOut | None = Field(
+        None, description="What the model's decisions lean on, against the held-out rows; null "
+        "when the version cannot be explained (a note says why) or the window is too small")
 
 
 class TimeSpan(BaseModel):
