@@ -7,7 +7,9 @@ It creates a scratch database, trains a small model whose reference sample has 5
 COPYs the predictions in (three features shifted), then runs each engine in its own process so
 that peak memory (ru_maxrss) is measured separately:
 
-- native: the whole report, database read included (COPY of the window -> Arrow -> numpy/scipy);
+- native: the whole report, database read included (COPY of the window -> Arrow -> numpy/scipy),
+  with the sections on the model itself (confidence drift; importance drift: exact TreeSHAP of
+  200 window rows against the held-out rows' importance, which the service caches per version);
 - Evidently: the same window read the same way into a DataFrame, then ``Report([DataDriftPreset()])``
   timed alone on the already-loaded frame (its import is reported, not counted).
 """
@@ -98,11 +100,15 @@ async def copy_predictions(dsn: str, rows: int) -> float:
     features = frame.to_json(orient="records", lines=True).splitlines()
     now = datetime.now(UTC)
     offsets = np.random.default_rng(1).uniform(60, 12 * 3600, rows)
-    probabilities = json.dumps({"LOW": 0.2, "MEDIUM": 0.3, "HIGH": 0.5})
+    # Probabilities spread as a forest's are (the confidence section reads them), not constant.
+    spread = np.random.default_rng(2).dirichlet([2.0, 2.0, 2.0], rows).round(2)
+    probabilities = [json.dumps(dict(zip(("LOW", "MEDIUM", "HIGH"), map(float, p), strict=True)))
+                     for p in spread]
     records = (
         (uuid.uuid4(), now - timedelta(seconds=float(off)), MODEL, "1", feat, level,
-         probabilities, 65.0, 8.0, None, "v1", None)
-        for feat, level, off in zip(features, levels, offsets, strict=True)
+         probability, 65.0, 8.0, None, "v1", None)
+        for feat, level, off, probability in zip(features, levels, offsets, probabilities,
+                                                 strict=True)
     )
     conn = await asyncpg.connect(dsn)
     try:
@@ -169,7 +175,7 @@ def report(native: dict, evid: dict) -> None:
     print(f"{'native: whole report (DB read included)':42}{native['total_s']:>9.2f}"
           f"{native['peak_mb']:>13.0f}{native['peak_mb'] - native['base_mb']:>10.0f}")
     print(f"{'  of which DB read (COPY -> Arrow)':42}{native['read_s']:>9.2f}")
-    print(f"{'  of which tests':42}{native['compute_s']:>9.2f}")
+    print(f"{'  of which tests, confidence, importance':42}{native['compute_s']:>9.2f}")
     print(f"{'Evidently: computation on a loaded frame':42}{evid['compute_s']:>9.2f}"
           f"{evid['peak_mb']:>13.0f}{evid['peak_mb'] - evid['base_mb']:>10.0f}")
     print(f"{'  its DB read into a DataFrame':42}{evid['read_s']:>9.2f}")
@@ -207,13 +213,25 @@ def save_reference(data_dir: str, db_url: str) -> None:
 
     model = asyncio.run(load())
     proba = model.predict_proba(to_frame(model.reference.to_dict("records")))
+    held_out = model.predict_proba(to_frame(model.holdout.to_dict("records"))).max(axis=1)
     model.reference.to_parquet(os.path.join(data_dir, "bench-reference.parquet"), index=False)
     with open(os.path.join(data_dir, "bench-reference.json"), "w") as fh:
         json.dump({"vocabulary": {k: sorted(v) for k, v in training_vocabulary(model).items()},
-                   "predicted": [LEVELS[i] for i in proba.argmax(axis=1)]}, fh)
+                   "predicted": [LEVELS[i] for i in proba.argmax(axis=1)],
+                   "confidence": held_out.tolist()}, fh)
+
+
+async def load_engine(data_dir: str, db_url: str):
+    from app.container import build
+    from app.explanations.engine import ExplanationEngine
+
+    async with build(settings_for(data_dir, db_url)) as container:
+        model = await container.slot.load(await container.slot.resolve())
+    return await asyncio.to_thread(ExplanationEngine, model)
 
 
 def load_reference(data_dir: str):
+    import numpy as np
     import pandas as pd
 
     from app.monitoring.data import Reference
@@ -222,7 +240,9 @@ def load_reference(data_dir: str):
     with open(os.path.join(data_dir, "bench-reference.json")) as fh:
         meta = json.load(fh)
     vocabulary = {k: set(v) for k, v in meta["vocabulary"].items()}
-    return Reference.build(MODEL, "1", frame, meta["predicted"], vocabulary)
+    reference = Reference.build(MODEL, "1", frame, meta["predicted"], vocabulary)
+    reference.confidence, reference.confidence_source = np.asarray(meta["confidence"]), "holdout"
+    return reference
 
 
 async def read(db_url: str, rows: int):
@@ -240,14 +260,28 @@ async def read(db_url: str, rows: int):
 
 
 async def phase_native(args) -> dict:
+    from app.ml.features import FEATURE_NAMES
+    from app.monitoring.drift_service import _importance, _sample_rows
+    from app.monitoring.model_drift import confidence_drift, importance_drift
     from app.monitoring.native import run_native
 
     reference = load_reference(args.data_dir)
+    # The model and its explanation engine are loaded in a serving worker before any report, and
+    # the held-out rows' importance is cached per version: set up outside the timing.
+    engine = await load_engine(args.data_dir, args.db_url)
+    held_out = engine.model.holdout.sample(200, random_state=0)[list(FEATURE_NAMES)]
+    reference_importance = _importance(engine, held_out.to_dict("records"))
     base = reset_peak()
     t0 = time.perf_counter()
     window = await read(args.db_url, args.rows)
     t1 = time.perf_counter()
     result = run_native(reference, window, 0.5)
+    # The sections on the model itself, as the drift service adds them to every report.
+    result.confidence_drift = confidence_drift(reference, window, 0.01, 100)
+    rows = _sample_rows(window, 200)
+    result.importance_drift = importance_drift(engine.feature_names, reference_importance,
+                                               _importance(engine, rows), 200, len(rows), 0.1,
+                                               "holdout")
     t2 = time.perf_counter()
     return {"read_s": t1 - t0, "compute_s": t2 - t1, "total_s": t2 - t0, "base_mb": base,
             "peak_mb": peak_mb(), "current_rows": result.current_rows,
