@@ -162,3 +162,32 @@ async def test_switch_needs_an_admin_a_reason_and_a_served_model(registry_dir, t
         assert resumed.status_code == 200, resumed.text
         assert (resumed.json()["suspended"], resumed.json()["changed"]) == (False, False)
         assert (await client.post("/v1/predictions", json={"items": valid_items(1)})).status_code == 200
+
+
+async def test_an_unreadable_switch_at_start_up_fails_closed_until_it_is_read(tmp_path):
+    from app.db.engine import create_engine
+    from app.db.migrate import upgrade
+    from app.errors import ModelNotReady
+    from app.lifecycle.audit import PromotionAudit
+    from app.lifecycle.suspension import StopSwitch
+    from app.serving.model_slot import ModelSlot
+
+    unreachable = create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/nothing")  # refused at once
+    slot = ModelSlot(registry=None, settings=ModelSettings(), metrics=None)  # type: ignore[arg-type]
+    switch = StopSwitch(engine=unreachable, audit=PromotionAudit(engine=unreachable), model_name=MODEL,
+                        interval_s=POLL, slot=slot)
+    try:
+        await switch.refresh(startup=True)
+    finally:
+        await unreachable.dispose()
+    assert slot.suspension is not None and not slot.suspension.confirmed
+    assert isinstance(slot.suspension.error(MODEL), ModelNotReady)  # 503 model_not_ready, not served
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    await upgrade(url)
+    switch.engine = create_engine(url)
+    try:
+        await switch.refresh()  # the database answers: never suspended, so the worker may serve
+    finally:
+        await switch.engine.dispose()
+    assert slot.suspension is None
