@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db.engine import create_engine
 from app.db.scheduling import SlotClaims
+from app.explanations.service import ExplanationService
 from app.lifecycle.audit import AuditEntry, PromotionAudit
 from app.lifecycle.service import LifecycleService
 from app.lifecycle.suspension import StopSwitch
@@ -48,6 +49,7 @@ class Container:
     prediction_log: PredictionLog
     predictions: PredictionService
     feedback: FeedbackService
+    explanations: ExplanationService
     reviews: ReviewService
     admission: Admission
     reloader: Reloader
@@ -120,6 +122,10 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         settings=settings, metrics=metrics, engine=engine, registry=registry, slot=slot,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
         feedback=FeedbackService(engine=engine, prediction_log=prediction_log),
+        explanations=ExplanationService(
+            engine=engine, prediction_log=prediction_log, slot=slot, registry=registry,
+            settings=settings.explain, jit_cache_dir=settings.data_dir / "numba-cache",
+        ),
         reviews=ReviewService(engine=engine, prediction_log=prediction_log),
         reloader=reloader,
         lifecycle=LifecycleService(
@@ -172,6 +178,8 @@ async def build(
             stack.push_async_callback(container.stop_switch.stop)
             await container.reloader.start()
             stack.push_async_callback(container.reloader.stop)
+            await container.explanations.start()
+            stack.push_async_callback(container.explanations.stop)
             if settings.drift.check_enabled:
                 await container.drift_monitor.start()
                 stack.push_async_callback(container.drift_monitor.stop)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
+from app.explanations.service import ExplanationService
 from app.lifecycle.service import LifecycleService
 from app.monitoring.drift_service import DriftService
 from app.monitoring.groups import GroupService
@@ -63,6 +64,10 @@ async def get_reviews(request: Request) -> ReviewService:
     return container_of(request).reviews
 
 
+async def get_explanations(request: Request) -> ExplanationService:
+    return container_of(request).explanations
+
+
 async def get_lifecycle(request: Request) -> LifecycleService:
     return container_of(request).lifecycle
 
@@ -98,6 +103,7 @@ PredictionsDep = Annotated[PredictionService, Depends(get_predictions)]
 FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
 GroupsDep = Annotated[GroupService, Depends(get_groups)]
 ReviewsDep = Annotated[ReviewService, Depends(get_reviews)]
+ExplanationsDep = Annotated[ExplanationService, Depends(get_explanations)]
 LifecycleDep = Annotated[LifecycleService, Depends(get_lifecycle)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]

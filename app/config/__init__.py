@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.config.access import AdminSettings, SecuritySettings, parse_admin_tokens
 from app.config.base import DEV_PLACEHOLDER_SECRET
 from app.config.durations import Duration, InvalidDuration, parse_duration
+from app.config.explanations import ExplanationSettings
 from app.config.lifecycle import LifecycleSettings, TrainingSettings
 from app.config.monitoring import (
     DRIFT_METHODS,
@@ -44,6 +45,7 @@ __all__ = [
     "BatchSettings",
     "DriftSettings",
     "Duration",
+    "ExplanationSettings",
     "HealthSettings",
     "InvalidDuration",
     "LifecycleSettings",
@@ -112,6 +114,7 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    explain: ExplanationSettings = Field(default_factory=ExplanationSettings)
     oversight: OversightSettings = Field(default_factory=OversightSettings)
 
     @field_validator("data_dir")

@@ -9,6 +9,8 @@ from app.config.base import group
 
 
 class ExplanationSettings(BaseSettings):
+    """Explanations of predictions (docs/explanations.md)."""
+
     model_config = group("FS_EXPLAIN_")
 
     max_items: int = Field(
@@ -20,4 +22,9 @@ class ExplanationSettings(BaseSettings):
         default=2, ge=1,
         description="Model versions whose TreeSHAP engine (about 30 MB for the demo forest) each "
         "worker keeps in memory, least recently used dropped first",
+    )
+    warm_up: bool = Field(
+        default=True,
+        description="Build the serving version's engine in the background at start-up (else on "
+        "the first explanation: seconds when the kernel is not compiled yet)",
     )

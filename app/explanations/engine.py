@@ -8,7 +8,10 @@ pipeline of a fitted ``ColumnTransformer`` (one-hot encoders, scalers, passthrou
 
 from __future__ import annotations
 
-import threading
+import functools
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +28,19 @@ from app.ml.features import LEVELS
 from app.serving.loaded_model import LoadedModel, to_frame
 
 Floats = npt.NDArray[np.float64]
-# numba's default threading layer (workqueue) refuses concurrent parallel calls from two threads.
-_KERNEL = threading.Lock()
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The kernel's threads, one per core, shared by every engine of the process."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="fs-treeshap")
+
+
+def _tree_ranges(sizes: list[int], parts: int) -> list[tuple[int, int]]:
+    """Contiguous tree ranges of about equal node counts (the kernel's work is about linear in them)."""
+    bounds = np.searchsorted(np.cumsum(sizes), np.linspace(0, sum(sizes), parts + 1)[1:-1])
+    edges = [0, *sorted({int(b) + 1 for b in bounds if 0 <= b < len(sizes) - 1}), len(sizes)]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 @dataclass(frozen=True)
@@ -112,9 +126,9 @@ class ExplanationEngine:
         trees = [estimator.tree_ for estimator in forest.estimators_]
         sizes = [tree.node_count for tree in trees]
         self.roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.left = np.concatenate([t.children_left for t in trees]).astype(np.int64)
-        self.right = np.concatenate([t.children_right for t in trees]).astype(np.int64)
-        self.feature = np.concatenate([t.feature for t in trees]).astype(np.int64)
+        self.left = np.concatenate([t.children_left for t in trees]).astype(np.int32)
+        self.right = np.concatenate([t.children_right for t in trees]).astype(np.int32)
+        self.feature = np.concatenate([t.feature for t in trees]).astype(np.int32)
         self.threshold = np.concatenate([t.threshold for t in trees]).astype(np.float64)
         self.cover = np.concatenate([t.weighted_n_node_samples for t in trees]).astype(np.float64)
         value = np.concatenate([t.value[:, 0, :] for t in trees]).astype(np.float64)[:, order]
@@ -123,6 +137,7 @@ class ExplanationEngine:
         value /= len(trees)
         self.value = np.ascontiguousarray(value)
         self.max_depth = max(int(t.max_depth) for t in trees)
+        self.ranges = _tree_ranges(sizes, os.cpu_count() or 1)
         leaf = self.left < 0
         root_of = np.repeat(self.roots, sizes)
         # Base value: each leaf's value weighted by its share of its tree's root cover.
@@ -151,11 +166,19 @@ class ExplanationEngine:
             raise ValueError(f"expected rows of {self.width} columns")
         if not np.isfinite(x32).all():
             raise ValueError("explanations need finite feature values")
-        with _KERNEL:
-            columns = treeshap.shap_values(
-                x32.astype(np.float64), self.roots, self.left, self.right, self.feature,
-                self.threshold, self.cover, self.value, self.max_depth, self.jt, self.jw,
-            )
+        x64 = x32.astype(np.float64)
+        per_tree = np.zeros((len(x64), len(self.roots), self.width, self.value.shape[1]))
+
+        def run(trees: tuple[int, int]) -> None:
+            treeshap.explain_trees(x64, self.roots, self.left, self.right, self.feature, self.threshold,
+                                   self.cover, self.value, self.max_depth, self.jt, self.jw,
+                                   trees[0], trees[1], per_tree)
+
+        if len(self.ranges) == 1:
+            run(self.ranges[0])
+        else:
+            list(_pool().map(run, self.ranges))
+        columns = per_tree.sum(axis=1)  # the same order on any schedule
         features = np.einsum("rjc,jg->rgc", columns, self._grouping)
         proba = self._forest_proba(x32)
         return Explained(columns=columns, features=features, base=self.base.copy(), proba=proba)

@@ -10,6 +10,7 @@ on demand); each version's TreeSHAP engine is kept for the next prediction it ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -50,6 +51,7 @@ class ExplanationService:
         self._jit_cache_dir = jit_cache_dir
         self._engines: OrderedDict[Key, ExplanationEngine] = OrderedDict()
         self._building: dict[Key, asyncio.Lock] = {}
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def max_items(self) -> int:
@@ -115,12 +117,36 @@ class ExplanationService:
         return built
 
     def _engine_module(self) -> Any:
-        # numba's compiled-kernel cache goes under the data dir unless NUMBA_CACHE_DIR says
-        # otherwise (read when numba is first imported, which is here).
-        os.environ.setdefault("NUMBA_CACHE_DIR", str(self._jit_cache_dir))
+        # numba caches the compiled kernel beside its source (app/explanations/__pycache__); where
+        # that is not writable (an installed image) under the data dir, unless NUMBA_CACHE_DIR
+        # says otherwise. Read when numba is first imported, which is here.
+        if not os.access(Path(__file__).parent, os.W_OK):
+            os.environ.setdefault("NUMBA_CACHE_DIR", str(self._jit_cache_dir))
         from app.explanations import engine
 
         return engine
+
+    async def start(self) -> None:
+        """Serving: build the serving version's engine in the background once it is loaded, so
+        the first explanation does not wait for the kernel's compilation (seconds, cold)."""
+        if self.settings.warm_up:
+            self._warming = asyncio.get_running_loop().create_task(self._warm_up(), name="explain-warm-up")
+
+    async def stop(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
+
+    async def _warm_up(self) -> None:
+        while (model := self._slot.current) is None:  # noqa: ASYNC110  # the slot has no event to wait on
+            await asyncio.sleep(0.2)
+        try:
+            await self.engine_for(model)
+        except ExplanationUnavailable as exc:
+            log.info("explanations: version %s cannot be explained (%s)", model.version, exc.message)
+        except Exception:  # the engine is built again on the first request; this was an optimisation
+            log.exception("explanations: warming up the engine of version %s failed", model.version)
 
     async def _model(self, name: str, version: str) -> LoadedModel:
         """The version that made a prediction: the serving one, a cached engine's, or loaded."""

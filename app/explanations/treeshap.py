@@ -15,21 +15,26 @@ d-1, so Gauss-Legendre quadrature with ceil(d/2) nodes is exact. Two facts keep 
   gets the same value ``-v * integral F(t) / (1 - t) dt`` (no per-feature work);
 * for o_i = 1 the product without i is ``F(t) / g_i(t)``, and ``g_i(t) >= z_i > 0``.
 
-One depth-first walk per tree and row keeps the path's unique features (merged z, o) per depth,
-so nothing is precomputed per leaf: the engine holds only the node arrays. Trees run in parallel
-(``prange``); each tree writes its own slice and the slices are summed in tree order afterwards,
-so the result does not depend on the thread schedule. x is compared as float32 widened to
-float64, exactly as scikit-learn's trees compare it (``x <= threshold`` goes left).
+One depth-first walk per tree and row keeps the path's unique features (merged z, o), so nothing
+is precomputed per leaf: the engine holds only the node arrays. The kernel releases the GIL and
+takes a range of trees, so the engine runs ranges on several threads (numba's own parallel
+backend compiles for many seconds and refuses concurrent callers); each tree writes its own slice
+and the slices are summed in tree order, so the result does not depend on the thread schedule.
+x is compared as float32 widened to float64, exactly as scikit-learn's trees compare it
+(``x <= threshold`` goes left).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
+from numba import njit
 
 Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
+Ints = npt.NDArray[np.integer[Any]]  # node arrays are int32, scratch int64
+LANES = 4  # quadrature nodes handled together (unrolled by hand: the loops over features remain)
 
 
 def quadrature_tables(max_depth: int) -> tuple[Floats, Floats]:
@@ -38,8 +43,10 @@ def quadrature_tables(max_depth: int) -> tuple[Floats, Floats]:
     a = 0..max_depth and n = 1..ceil(max_depth / 2)."""
     from scipy.special import roots_jacobi
 
-    max_nodes = (max_depth + 1) // 2
-    nodes = np.zeros((max_depth + 1, max_nodes + 1, max(max_nodes, 1)))
+    max_nodes = max((max_depth + 1) // 2, 1)
+    # Padded to whole groups of LANES nodes (weight 0 at t = 1/2): the kernel works in groups.
+    lanes = -(-max_nodes // LANES) * LANES
+    nodes = np.full((max_depth + 1, max_nodes + 1, lanes), 0.5)
     weights = np.zeros_like(nodes)
     for a in range(max_depth + 1):
         for n in range(1, max_nodes + 1):
@@ -49,9 +56,9 @@ def quadrature_tables(max_depth: int) -> tuple[Floats, Floats]:
     return nodes, weights
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _leaf(acc: Floats, value: Floats, node: int, feats: Ints, zs: Floats, on: npt.NDArray[np.bool_],
-          m: int, jt: Floats, jw: Floats, z1: Floats, c1: Ints, c0: Ints, p: Floats, s: Floats) -> None:
+          m: int, jt: Floats, jw: Floats, z1: Floats, c1: Ints, c0: Ints, suf: Floats, s: Floats) -> None:
     """Add one leaf's Shapley values to ``acc`` (columns x classes). No array views are made
     here (each costs reference counting, per leaf)."""
     if m == 0:
@@ -80,19 +87,39 @@ def _leaf(acc: Floats, value: Floats, node: int, feats: Ints, zs: Floats, on: np
         # F(t) = z0 (1 - t)^m0 * prod_followed g_j(t): the (1 - t)^m0 is the rule's weight, so
         # F / g_i (degree m1 - 1 besides it) takes ceil(m1 / 2) nodes.
         n = (m1 + 1) // 2
-        for q in range(n):
-            p[q] = jw[m0, n, q] * z0
-        for k in range(m1):
-            z = z1[k]
-            for q in range(n):
-                p[q] *= z + (1.0 - z) * jt[m0, n, q]
         for k in range(m1):
             s[k] = 0.0
-        for q in range(n):  # node-major: independent sums per feature
-            pq = p[q]
-            tq = jt[m0, n, q]
+        for b in range(0, n, 4):  # LANES nodes at a time, in four scalars
+            t0 = jt[m0, n, b]
+            t1 = jt[m0, n, b + 1]
+            t2 = jt[m0, n, b + 2]
+            t3 = jt[m0, n, b + 3]
+            # prod_{j != k} g_j = (prod_{j < k}) * (prod_{j > k}): suffix products stored, prefix
+            # ones running; no division (the slowest operation here).
+            q0 = q1 = q2 = q3 = 1.0
+            for k in range(m1 - 1, -1, -1):
+                suf[k, 0] = q0
+                suf[k, 1] = q1
+                suf[k, 2] = q2
+                suf[k, 3] = q3
+                z = z1[k]
+                u = 1.0 - z
+                q0 *= z + u * t0
+                q1 *= z + u * t1
+                q2 *= z + u * t2
+                q3 *= z + u * t3
+            p0 = jw[m0, n, b] * z0
+            p1 = jw[m0, n, b + 1] * z0
+            p2 = jw[m0, n, b + 2] * z0
+            p3 = jw[m0, n, b + 3] * z0
             for k in range(m1):
-                s[k] += pq / (z1[k] + (1.0 - z1[k]) * tq)
+                s[k] += p0 * suf[k, 0] + p1 * suf[k, 1] + p2 * suf[k, 2] + p3 * suf[k, 3]
+                z = z1[k]
+                u = 1.0 - z
+                p0 *= z + u * t0
+                p1 *= z + u * t1
+                p2 *= z + u * t2
+                p3 *= z + u * t3
         for k in range(m1):
             w = s[k] * (1.0 - z1[k])
             followed += w
@@ -126,7 +153,7 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
     z1 = np.empty(width)
     c1 = np.empty(width, dtype=np.int64)
     c0 = np.empty(width, dtype=np.int64)
-    p = np.empty(width)
+    suf = np.empty((width, 4))
     s = np.empty(width)
     m = 0
     applied = 0  # edges in effect: the depth of the node last visited
@@ -171,7 +198,7 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
                 m += 1
             applied = d
         if left[node] < 0:
-            _leaf(acc, value, node, feats, zs, on, m, jt, jw, z1, c1, c0, p, s)
+            _leaf(acc, value, node, feats, zs, on, m, jt, jw, z1, c1, c0, suf, s)
             continue
         stack[top, 0] = root + right[node]
         stack[top, 1] = d + 1
@@ -184,23 +211,15 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
         top += 2
 
 
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def shap_values(x: Floats, roots: Ints, left: Ints, right: Ints, feature: Ints, threshold: Floats,
-                cover: Floats, value: Floats, max_depth: int, jt: Floats, jw: Floats) -> Floats:
-    """Shapley values (rows x columns x classes) of the forest for rows ``x`` (float32 values
-    widened to float64). ``left``/``right`` are tree-local child ids (-1 at a leaf); ``value``
-    holds each leaf's class values already divided by the number of trees."""
-    rows, columns = x.shape
-    trees = roots.shape[0]
-    classes = value.shape[1]
-    per_tree = np.zeros((rows * trees, columns, classes))
-    for k in prange(rows * trees):
-        r = k // trees
-        t = k % trees
-        _tree(x[r], roots[t], left, right, feature, threshold, cover, value, max_depth, jt, jw,
-              per_tree[k])
-    out = np.zeros((rows, columns, classes))
-    for r in range(rows):
-        for t in range(trees):  # in tree order: the same floats on any schedule
-            out[r] += per_tree[r * trees + t]
-    return out
+@njit(cache=True, nogil=True, error_model="numpy")
+def explain_trees(x: Floats, roots: Ints, left: Ints, right: Ints, feature: Ints, threshold: Floats,
+                  cover: Floats, value: Floats, max_depth: int, jt: Floats, jw: Floats, first: int,
+                  last: int, per_tree: Floats) -> None:
+    """Shapley values of trees ``first..last-1`` for rows ``x`` (float32 values widened to
+    float64) into ``per_tree[row, tree]`` (columns x classes). ``left``/``right`` are tree-local
+    child ids (-1 at a leaf); ``value`` holds each node's class values already divided by the
+    number of trees. Releases the GIL: threads run disjoint tree ranges side by side."""
+    for r in range(x.shape[0]):
+        for t in range(first, last):
+            _tree(x[r], roots[t], left, right, feature, threshold, cover, value, max_depth, jt, jw,
+                  per_tree[r, t])

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.api.routes import (
     drift,
+    explanations,
     health,
     mlflow_scoring,
     model_health,
@@ -17,6 +18,7 @@ from app.api.routes import (
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(predictions.router)
+api_router.include_router(explanations.router)
 api_router.include_router(mlflow_scoring.router)
 api_router.include_router(v2.router)
 api_router.include_router(models.router)

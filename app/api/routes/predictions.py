@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.api.admin_auth import CLIENT_KEY_SECURITY, require_client_key
 from app.api.deps import FeedbackDep, PredictionsDep, ReviewsDep, container_of
 from app.api.json_body import JsonBodyRoute, KeyedJsonRoute
+from app.api.routes.explanations import explained_predictions
 from app.api.routes.reviews import review_out
 from app.api.schemas.predictions import (
     FeedbackIn,
@@ -51,6 +52,8 @@ async def create_predictions(body: PredictionRequest, request: Request) -> Respo
     # The hot route: no dependencies to resolve (the client key is checked by its route class),
     # and the answer is serialized once by orjson (PredictionResponse documents its shape).
     container = container_of(request)
+    if body.explain:
+        return await explained_predictions(body, request, container)
     outcome = await container.predictions.predict(
         [item.model_dump() for item in body.items],
         request_id=request.scope["state"]["request_id"],
@@ -76,7 +79,7 @@ router.add_api_route(
     response_model=PredictionResponse,
     operation_id="create_predictions",
     responses={200: {"description": "Successful Response", "links": _PREDICTION_LINKS},
-               **error_responses(400, 415, 503, 504)},
+               **error_responses(400, 409, 415, 503, 504)},
     openapi_extra=CLIENT_KEY_SECURITY,
     route_class_override=KeyedJsonRoute,
 )

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
+from app.api.schemas.explanations import ExplanationOut
 from app.api.schemas.reviews import ReviewOut
 from app.api.schemas.suspension import SuspensionOut
 from app.ml.features import Level
@@ -26,6 +27,10 @@ class PredictionRequest(BaseModel):
         Annotated[str, Field(max_length=200, pattern=SAFE_TEXT_PATTERN)] | None,  # SafeText(200)
         Field(description="Employee or team id"),
     ] = None
+    explain: StrictBool = Field(
+        False, description="Also return each prediction's explanation (exact TreeSHAP, "
+        "docs/explanations.md); at most FS_EXPLAIN_MAX_ITEMS items (default 10)",
+    )
 
 
 class Probabilities(BaseModel):
@@ -48,6 +53,7 @@ class PredictionOut(BaseModel):
     probabilities: Probabilities
     needs_review: bool = Field(
         description="Confidence below FS_REVIEW_CONFIDENCE_THRESHOLD: listed in the review queue")
+    explanation: ExplanationOut | None = Field(None, description='Only with "explain": true')
 
 
 class PredictionResponse(BaseModel):
