@@ -112,8 +112,6 @@ class ExplanationEngine:
         if sorted(classes) != sorted(LEVELS):
             raise ExplanationUnavailable("the forest's classes are not the levels LOW, MEDIUM, HIGH")
         order = [classes.index(level) for level in LEVELS]
-        self.forest = forest
-        self._order = np.array(order, dtype=np.intp)
         self._build_arrays(forest, order)
         # The HR-feature grouping as a matrix: features = columns @ grouping.
         self._grouping = np.zeros((self.width, len(self.groups)))
@@ -180,18 +178,14 @@ class ExplanationEngine:
             list(_pool().map(run, self.ranges))
         columns = per_tree.sum(axis=1)  # the same order on any schedule
         features = np.einsum("rjc,jg->rgc", columns, self._grouping)
-        proba = self._forest_proba(x32)
+        proba = self._forest_proba(x64)
         return Explained(columns=columns, features=features, base=self.base.copy(), proba=proba)
 
-    def _forest_proba(self, x32: npt.NDArray[np.float32]) -> Floats:
-        """The forest's probabilities by its own trees (not the float32 compiled path), in LEVELS
-        order: what the contributions must add up to."""
-        lean = self.model.lean
-        if lean is not None and lean.sums_trees:
-            proba: Floats = lean.forest_proba(x32)
-        else:
-            proba = self.forest.predict_proba(x32)
-        return np.asarray(proba, dtype=np.float64)[:, self._order]
+    def _forest_proba(self, x64: Floats) -> Floats:
+        """The forest's probabilities (float64, LEVELS order): what the contributions must add
+        up to. Its own descent of each tree (scikit-learn's per-tree calls cost milliseconds)."""
+        return treeshap.forest_proba(x64, self.roots, self.left, self.right, self.feature,
+                                     self.threshold, self.value)
 
     def explain_rows(self, rows: list[dict[str, Any]]) -> tuple[npt.NDArray[np.float32], Explained]:
         x = self.matrix(rows)

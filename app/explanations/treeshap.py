@@ -79,7 +79,10 @@ def _leaf(acc: Floats, value: Floats, node: int, feats: Ints, zs: Floats, on: np
         m1 += o
         m0 += 1 - o
         z0 *= 1.0 if o else z
-    classes = value.shape[1]
+    # Three classes (the engine checks): the leaf's values in scalars.
+    v0 = value[node, 0]
+    v1 = value[node, 1]
+    v2 = value[node, 2]
     # What the leaf's values add up to (per unit of v): prod o - prod z.
     total = (1.0 if m0 == 0 else 0.0) - z_all
     followed = 0.0
@@ -123,15 +126,19 @@ def _leaf(acc: Floats, value: Floats, node: int, feats: Ints, zs: Floats, on: np
         for k in range(m1):
             w = s[k] * (1.0 - z1[k])
             followed += w
-            for c in range(classes):
-                acc[c1[k], c] += w * value[node, c]
+            f = c1[k]
+            acc[f, 0] += w * v0
+            acc[f, 1] += w * v1
+            acc[f, 2] += w * v2
     if m0 > 0:
         # Every feature x does not follow gets the same value, -v * integral F(t) / (1 - t):
         # the rest of the total, shared.
         share = (total - followed) / m0
         for k in range(m0):
-            for c in range(classes):
-                acc[c0[k], c] += share * value[node, c]
+            f = c0[k]
+            acc[f, 0] += share * v0
+            acc[f, 1] += share * v1
+            acc[f, 2] += share * v2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -223,3 +230,20 @@ def explain_trees(x: Floats, roots: Ints, left: Ints, right: Ints, feature: Ints
         for t in range(first, last):
             _tree(x[r], roots[t], left, right, feature, threshold, cover, value, max_depth, jt, jw,
                   per_tree[r, t])
+
+
+@njit(cache=True, nogil=True)
+def forest_proba(x: Floats, roots: Ints, left: Ints, right: Ints, feature: Ints, threshold: Floats,
+                 value: Floats) -> Floats:
+    """The forest's probabilities for rows ``x``: each tree's leaf reached by plain descent
+    (``x <= threshold`` goes left, as scikit-learn), summed in tree order. What the Shapley values
+    must add up to; a walk of its own, not the explanation's."""
+    out = np.zeros((x.shape[0], value.shape[1]))
+    for r in range(x.shape[0]):
+        for t in range(roots.shape[0]):
+            root = roots[t]
+            node = root
+            while left[node] >= 0:
+                node = root + (left[node] if x[r, feature[node]] <= threshold[node] else right[node])
+            out[r] += value[node]
+    return out
