@@ -1,4 +1,4 @@
-"""accountability: explanations, reviews, the review flag, the stop switch, erasure audit
+"""accountability: explanations, reviews, the review flag, the stop switch, erasure (audit, index)
 
 Revision ID: 0003
 Revises: 0002
@@ -24,6 +24,9 @@ def upgrade() -> None:
                                           nullable=False))
     op.create_index('ix_prediction_needs_review_created_at', 'prediction',
                     ['needs_review', 'created_at'], unique=False)
+    op.create_index('ix_prediction_subject_hash', 'prediction', ['subject_hash'], unique=False,
+                    postgresql_where=sa.text('subject_hash IS NOT NULL'),
+                    sqlite_where=sa.text('subject_hash IS NOT NULL'))
     op.create_table('prediction_explanation',
     sa.Column('prediction_id', sa.Uuid(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -72,5 +75,6 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_prediction_review_prediction_id'), table_name='prediction_review')
     op.drop_table('prediction_review')
     op.drop_table('prediction_explanation')
+    op.drop_index('ix_prediction_subject_hash', table_name='prediction')
     op.drop_index('ix_prediction_needs_review_created_at', table_name='prediction')
     op.drop_column('prediction', 'needs_review')
