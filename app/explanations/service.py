@@ -57,6 +57,11 @@ class ExplanationService:
     def max_items(self) -> int:
         return self.settings.max_items
 
+    @property
+    def engines(self) -> list[Key]:
+        """The versions whose engine is in memory, least recently used first."""
+        return list(self._engines)
+
     async def explain_prediction(self, prediction_id: uuid.UUID) -> dict[str, Any]:
         """The stored document of a logged prediction, computed and stored on first request."""
         try:

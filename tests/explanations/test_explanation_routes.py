@@ -10,10 +10,13 @@ import uuid
 
 from mlflow import MlflowClient
 
+from app.config import ExplanationSettings
 from app.ml.features import FEATURE_NAMES, LEVELS
+from tests.support.databases import sqlite_url
 from tests.support.factories import valid_items
 from tests.support.lifecycle import MODEL, lifecycle_settings
 from tests.support.running_app import RunningApp
+from tests.support.settings import make_settings
 
 
 def _additive(doc: dict) -> None:
@@ -107,3 +110,16 @@ async def test_explained_by_the_version_that_predicted_even_once_it_is_gone(life
         gone = await client.get(f"/v1/predictions/{unexplained}/explanation")
         assert gone.status_code == 409
         assert gone.json()["error"]["code"] == "explanation_unavailable"
+
+
+async def test_serving_builds_the_engine_in_the_background(registry_dir, tmp_path) -> None:
+    settings = make_settings(registry_dir, database_url=sqlite_url(tmp_path),
+                             explain=ExplanationSettings(warm_up=True))
+    running = RunningApp(settings)
+    async with running:
+        deadline = time.monotonic() + 30
+        while not running.container.explanations.engines:
+            assert time.monotonic() < deadline, "the serving version's engine was never built"
+            await asyncio.sleep(0.1)
+        model = running.container.slot.current
+        assert running.container.explanations.engines == [(model.name, model.version)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.config import ModelSettings, Settings, TrainingSettings
+from app.config import ExplanationSettings, ModelSettings, Settings, TrainingSettings
 
 # Small but real: the tests need a trained forest, not the full 20k-row demo model.
 TEST_TRAINING = {"rows": 4000, "n_estimators": 40, "reference_rows": 1000}
@@ -21,6 +21,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir,
         "training": TrainingSettings(**TEST_TRAINING),
         "model": ModelSettings(poll_interval_s=0.5),
+        # Not every app a test starts should build an explanation engine in the background.
+        "explain": ExplanationSettings(warm_up=False),
     }
     fields.update(overrides)
     return Settings(**fields)
