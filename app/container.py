@@ -28,6 +28,7 @@ from app.monitoring.groups import GroupService
 from app.monitoring.health import HealthService
 from app.monitoring.performance import PerformanceService
 from app.monitoring.periodic_check import DriftMonitor
+from app.oversight.record import DecisionRecords
 from app.oversight.reviews import ReviewService
 from app.prediction_log.feedback import FeedbackService
 from app.prediction_log.log import PredictionLog
@@ -51,6 +52,7 @@ class Container:
     feedback: FeedbackService
     explanations: ExplanationService
     reviews: ReviewService
+    records: DecisionRecords
     admission: Admission
     reloader: Reloader
     lifecycle: LifecycleService
@@ -101,7 +103,14 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         review_threshold=settings.oversight.review_confidence_threshold,
     )
     audit = PromotionAudit(engine=engine)
-    drift = DriftService(engine=engine, models=slot, settings=settings.drift, metrics=metrics)
+    feedback = FeedbackService(engine=engine, prediction_log=prediction_log)
+    explanations = ExplanationService(
+        engine=engine, prediction_log=prediction_log, slot=slot, registry=registry,
+        settings=settings.explain, jit_cache_dir=settings.data_dir / "numba-cache",
+    )
+    reviews = ReviewService(engine=engine, prediction_log=prediction_log)
+    drift = DriftService(engine=engine, models=slot, settings=settings.drift, metrics=metrics,
+                         explanations=explanations)
     estimation = EstimationService(
         engine=engine, calibration_of=VersionCalibrations(registry=registry, slot=slot))
     groups = GroupService(engine=engine, estimation=estimation, metrics=metrics,
@@ -121,12 +130,9 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, slot=slot,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
-        feedback=FeedbackService(engine=engine, prediction_log=prediction_log),
-        explanations=ExplanationService(
-            engine=engine, prediction_log=prediction_log, slot=slot, registry=registry,
-            settings=settings.explain, jit_cache_dir=settings.data_dir / "numba-cache",
-        ),
-        reviews=ReviewService(engine=engine, prediction_log=prediction_log),
+        feedback=feedback, explanations=explanations, reviews=reviews,
+        records=DecisionRecords(prediction_log=prediction_log, feedback=feedback, reviews=reviews,
+                                explanations=explanations, registry=registry),
         reloader=reloader,
         lifecycle=LifecycleService(
             registry=registry, audit=audit, model=settings.model, settings=settings.lifecycle,

@@ -19,6 +19,7 @@ from app.monitoring.drift_service import DriftService
 from app.monitoring.groups import GroupService
 from app.monitoring.health import HealthService
 from app.monitoring.performance import PerformanceService
+from app.oversight.record import DecisionRecords
 from app.oversight.reviews import ReviewService
 from app.prediction_log.feedback import FeedbackService
 from app.serving.admission import Admission
@@ -68,6 +69,10 @@ async def get_explanations(request: Request) -> ExplanationService:
     return container_of(request).explanations
 
 
+async def get_records(request: Request) -> DecisionRecords:
+    return container_of(request).records
+
+
 async def get_lifecycle(request: Request) -> LifecycleService:
     return container_of(request).lifecycle
 
@@ -104,6 +109,7 @@ FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
 GroupsDep = Annotated[GroupService, Depends(get_groups)]
 ReviewsDep = Annotated[ReviewService, Depends(get_reviews)]
 ExplanationsDep = Annotated[ExplanationService, Depends(get_explanations)]
+RecordsDep = Annotated[DecisionRecords, Depends(get_records)]
 LifecycleDep = Annotated[LifecycleService, Depends(get_lifecycle)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]

@@ -72,6 +72,9 @@ async def test_estimates_groups_and_confidence_drift_without_feedback(settings, 
         assert confidence["reference_source"] == "holdout"
         assert confidence["current_rows"] == ROWS and not confidence["drifted"]
         assert set(LEVELS) == set(confusion)
+        importance = drift["importance_drift"]
+        assert importance["reference_source"] == "holdout" and importance["current_rows"] == 200
+        assert {f["feature"] for f in importance["features"]} == set(FEATURE_NAMES)
 
 
 async def test_model_health_judges_the_estimate_when_feedback_is_sparse(settings, tmp_path):

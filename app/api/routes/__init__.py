@@ -11,6 +11,7 @@ from app.api.routes import (
     models,
     performance,
     predictions,
+    records,
     reviews,
     v2,
 )
@@ -19,6 +20,7 @@ api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(predictions.router)
 api_router.include_router(explanations.router)
+api_router.include_router(records.router)
 api_router.include_router(mlflow_scoring.router)
 api_router.include_router(v2.router)
 api_router.include_router(models.router)
