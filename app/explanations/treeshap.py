@@ -15,8 +15,9 @@ d-1, so Gauss-Legendre quadrature with ceil(d/2) nodes is exact. Two facts keep 
   gets the same value ``-v * integral F(t) / (1 - t) dt`` (no per-feature work);
 * for o_i = 1 the product without i is ``F(t) / g_i(t)``, and ``g_i(t) >= z_i > 0``.
 
-One depth-first walk per tree and row keeps the path's unique features (merged z, o), so nothing
-is precomputed per leaf: the engine holds only the node arrays. The kernel releases the GIL and
+One depth-first walk per tree and row keeps the path's unique features (merged z), split into
+those x follows and those it does not, with an undo log per depth, so nothing is precomputed per
+leaf: the engine holds only the node arrays. The kernel releases the GIL and
 takes a range of trees, so the engine runs ranges on several threads (numba's own parallel
 backend compiles for many seconds and refuses concurrent callers); each tree writes its own slice
 and the slices are summed in tree order, so the result does not depend on the thread schedule.
@@ -57,28 +58,14 @@ def quadrature_tables(max_depth: int) -> tuple[Floats, Floats]:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _leaf(acc: Floats, value: Floats, node: int, feats: Ints, zs: Floats, on: npt.NDArray[np.bool_],
-          m: int, jt: Floats, jw: Floats, z1: Floats, c1: Ints, c0: Ints, suf: Floats, s: Floats) -> None:
-    """Add one leaf's Shapley values to ``acc`` (columns x classes). No array views are made
-    here (each costs reference counting, per leaf)."""
-    if m == 0:
+def _leaf(acc: Floats, value: Floats, node: int, m1: int, m0: int, z1: Floats, c1: Ints, c0: Ints,
+          z0: float, z_all: float, jt: Floats, jw: Floats, suf: Floats, s: Floats) -> None:
+    """Add one leaf's Shapley values to ``acc`` (columns x classes): ``c1``/``z1`` are the m1
+    path features x follows and their merged z, ``c0`` the m0 it does not, ``z0`` the product of
+    those's z and ``z_all`` of all. No array views are made here (each costs reference counting,
+    per leaf)."""
+    if m1 + m0 == 0:
         return
-    # Split the path's features into followed (o = 1) and not, without branches (which of the
-    # two a feature is, is unpredictable): both lists are written, one index advances.
-    m1 = 0
-    m0 = 0
-    z_all = 1.0
-    z0 = 1.0
-    for k in range(m):
-        z = zs[k]
-        o = 1 if on[k] else 0
-        z_all *= z
-        z1[m1] = z
-        c1[m1] = feats[k]
-        c0[m0] = feats[k]
-        m1 += o
-        m0 += 1 - o
-        z0 *= 1.0 if o else z
     # Three classes (the engine checks): the leaf's values in scalars.
     v0 = value[node, 0]
     v1 = value[node, 1]
@@ -146,24 +133,28 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
           cover: Floats, value: Floats, max_depth: int, jt: Floats, jw: Floats, acc: Floats) -> None:
     """One tree's Shapley values for row x, added to ``acc`` (columns x classes).
 
-    The path's unique features live in one list (``feats``/``zs``/``on``, ``m`` long, ``pos_of``
-    indexing it by column); each edge taken is logged per depth and undone when the walk leaves
-    its subtree, so every node costs O(1) besides its leaf's work."""
+    The path's unique features are kept in two lists, those x follows (``feat1``/``z1``, m1 long)
+    and those it does not (``feat0``/``zz0``), with ``list_of``/``pos_of`` finding a column in
+    them, so a leaf reads them as they are. Each edge taken is logged per depth and undone when
+    the walk leaves its subtree: every node costs O(1) besides its leaf's work."""
     width = max_depth + 2
-    feats = np.empty(width, dtype=np.int64)
-    zs = np.empty(width)
-    on = np.empty(width, dtype=np.bool_)
-    pos_of = np.full(x.shape[0], -1, dtype=np.int64)
-    undo_pos = np.empty(width, dtype=np.int64)  # -1: the edge appended its feature
-    undo_z = np.empty(width)
-    undo_on = np.empty(width, dtype=np.bool_)
+    feat1 = np.empty(width, dtype=np.int64)
     z1 = np.empty(width)
-    c1 = np.empty(width, dtype=np.int64)
-    c0 = np.empty(width, dtype=np.int64)
+    feat0 = np.empty(width, dtype=np.int64)
+    zz0 = np.empty(width)
+    list_of = np.full(x.shape[0], -1, dtype=np.int64)  # -1: not on the path, 1: followed, 0: not
+    pos_of = np.zeros(x.shape[0], dtype=np.int64)
+    # The edge into depth d: what it did (see below), the slot and the z it changed.
+    kind = np.empty(width, dtype=np.int64)
+    undo_pos = np.empty(width, dtype=np.int64)
+    undo_z = np.empty(width)
+    prod0 = np.ones(width + 1)  # product of the not-followed features' z, per depth
     suf = np.empty((width, 4))
     s = np.empty(width)
-    m = 0
+    m1 = 0
+    m0 = 0
     applied = 0  # edges in effect: the depth of the node last visited
+    root_cover = cover[root]
     # (node, depth, parent, went left); node ids are global (offset by the tree's root)
     stack = np.empty((2 * width + 2, 4), dtype=np.int64)
     stack[0, 0] = root
@@ -177,35 +168,91 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
         d = stack[top, 1]
         parent = stack[top, 2]
         while applied >= d and applied > 0:  # leave the subtrees finished since
-            at = undo_pos[applied]
-            if at < 0:
-                m -= 1
-                pos_of[feats[m]] = -1
-            else:
-                zs[at] = undo_z[applied]
-                on[at] = undo_on[applied]
+            k = kind[applied]
+            if k == 0:  # appended to the followed list
+                m1 -= 1
+                list_of[feat1[m1]] = -1
+            elif k == 1:  # appended to the other list
+                m0 -= 1
+                list_of[feat0[m0]] = -1
+            elif k == 2:
+                z1[undo_pos[applied]] = undo_z[applied]
+            elif k == 3:
+                zz0[undo_pos[applied]] = undo_z[applied]
+            else:  # moved from the followed list (slot p, refilled by its last) to the other
+                m0 -= 1
+                j = feat0[m0]
+                p = undo_pos[applied]
+                if p != m1:
+                    moved = feat1[p]
+                    feat1[m1] = moved
+                    z1[m1] = z1[p]
+                    pos_of[moved] = m1
+                feat1[p] = j
+                z1[p] = undo_z[applied]
+                list_of[j] = 1
+                pos_of[j] = p
+                m1 += 1
             applied -= 1
         if parent >= 0:
             j = feature[parent]
             xv = x[j]
             follows = xv <= threshold[parent] if stack[top, 3] == 1 else not (xv <= threshold[parent])
             ratio = cover[node] / cover[parent]
-            at = pos_of[j]
-            undo_pos[d] = at
-            if at >= 0:
-                undo_z[d] = zs[at]
-                undo_on[d] = on[at]
-                zs[at] *= ratio
-                on[at] = on[at] and follows
+            p0 = prod0[d - 1]
+            where = list_of[j]
+            if where < 0:
+                if follows:
+                    kind[d] = 0
+                    feat1[m1] = j
+                    z1[m1] = ratio
+                    list_of[j] = 1
+                    pos_of[j] = m1
+                    m1 += 1
+                else:
+                    kind[d] = 1
+                    feat0[m0] = j
+                    zz0[m0] = ratio
+                    list_of[j] = 0
+                    pos_of[j] = m0
+                    m0 += 1
+                    p0 *= ratio
+            elif where == 0:
+                p = pos_of[j]
+                kind[d] = 3
+                undo_pos[d] = p
+                undo_z[d] = zz0[p]
+                zz0[p] *= ratio
+                p0 *= ratio
             else:
-                feats[m] = j
-                zs[m] = ratio
-                on[m] = follows
-                pos_of[j] = m
-                m += 1
+                p = pos_of[j]
+                old = z1[p]
+                undo_pos[d] = p
+                undo_z[d] = old
+                if follows:
+                    kind[d] = 2
+                    z1[p] = old * ratio
+                else:
+                    kind[d] = 4
+                    last = m1 - 1
+                    if p != last:
+                        moved = feat1[last]
+                        feat1[p] = moved
+                        z1[p] = z1[last]
+                        pos_of[moved] = p
+                    m1 = last
+                    feat0[m0] = j
+                    zz0[m0] = old * ratio
+                    list_of[j] = 0
+                    pos_of[j] = m0
+                    m0 += 1
+                    p0 *= old * ratio
+            prod0[d] = p0
             applied = d
         if left[node] < 0:
-            _leaf(acc, value, node, feats, zs, on, m, jt, jw, z1, c1, c0, suf, s)
+            # z of all the path's features: the leaf's share of the root's cover (telescoping)
+            _leaf(acc, value, node, m1, m0, z1, feat1, feat0, prod0[d], cover[node] / root_cover,
+                  jt, jw, suf, s)
             continue
         stack[top, 0] = root + right[node]
         stack[top, 1] = d + 1
