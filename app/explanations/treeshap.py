@@ -58,14 +58,15 @@ def quadrature_tables(max_depth: int) -> tuple[Floats, Floats]:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _leaf(acc: Floats, value: Floats, node: int, m1: int, m0: int, z1: Floats, c1: Ints, c0: Ints,
-          z0: float, z_all: float, jt: Floats, jw: Floats, suf: Floats, s: Floats) -> None:
-    """Add one leaf's Shapley values to ``acc`` (columns x classes): ``c1``/``z1`` are the m1
-    path features x follows and their merged z, ``c0`` the m0 it does not, ``z0`` the product of
-    those's z and ``z_all`` of all. No array views are made here (each costs reference counting,
-    per leaf)."""
+def _leaf(acc: Floats, value: Floats, node: int, m1: int, m0: int, z1: Floats, c1: Ints,
+          z0: float, z_all: float, jt: Floats, jw: Floats, suf: Floats, s: Floats) -> float:
+    """Add the Shapley values of one leaf's followed features to ``acc`` (columns x classes) and
+    return the value (per unit of the leaf's v) each of its other features gets: ``c1``/``z1`` are
+    the m1 path features x follows and their merged z, m0 the number it does not follow, ``z0``
+    the product of those's z and ``z_all`` of all. No array views are made here (each costs
+    reference counting, per leaf)."""
     if m1 + m0 == 0:
-        return
+        return 0.0
     # Three classes (the engine checks): the leaf's values in scalars.
     v0 = value[node, 0]
     v1 = value[node, 1]
@@ -117,15 +118,11 @@ def _leaf(acc: Floats, value: Floats, node: int, m1: int, m0: int, z1: Floats, c
             acc[f, 0] += w * v0
             acc[f, 1] += w * v1
             acc[f, 2] += w * v2
-    if m0 > 0:
-        # Every feature x does not follow gets the same value, -v * integral F(t) / (1 - t):
-        # the rest of the total, shared.
-        share = (total - followed) / m0
-        for k in range(m0):
-            f = c0[k]
-            acc[f, 0] += share * v0
-            acc[f, 1] += share * v1
-            acc[f, 2] += share * v2
+    if m0 == 0:
+        return 0.0
+    # Every feature x does not follow gets the same value, -v * integral F(t) / (1 - t): the
+    # rest of the total, shared. The walk adds it to them (see ``_tree``).
+    return (total - followed) / m0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -149,6 +146,10 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
     undo_pos = np.empty(width, dtype=np.int64)
     undo_z = np.empty(width)
     prod0 = np.ones(width + 1)  # product of the not-followed features' z, per depth
+    # Every not-followed feature of a leaf gets the same value: one running sum r of them over the
+    # leaves walked, and each not-followed slot adds what r gained while it was filled.
+    r0 = r1 = r2 = 0.0
+    r_at = np.empty((width, 3))
     suf = np.empty((width, 4))
     s = np.empty(width)
     m1 = 0
@@ -174,7 +175,11 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
                 list_of[feat1[m1]] = -1
             elif k == 1:  # appended to the other list
                 m0 -= 1
-                list_of[feat0[m0]] = -1
+                j = feat0[m0]
+                acc[j, 0] += r0 - r_at[m0, 0]
+                acc[j, 1] += r1 - r_at[m0, 1]
+                acc[j, 2] += r2 - r_at[m0, 2]
+                list_of[j] = -1
             elif k == 2:
                 z1[undo_pos[applied]] = undo_z[applied]
             elif k == 3:
@@ -182,6 +187,9 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
             else:  # moved from the followed list (slot p, refilled by its last) to the other
                 m0 -= 1
                 j = feat0[m0]
+                acc[j, 0] += r0 - r_at[m0, 0]
+                acc[j, 1] += r1 - r_at[m0, 1]
+                acc[j, 2] += r2 - r_at[m0, 2]
                 p = undo_pos[applied]
                 if p != m1:
                     moved = feat1[p]
@@ -211,6 +219,9 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
                     m1 += 1
                 else:
                     kind[d] = 1
+                    r_at[m0, 0] = r0
+                    r_at[m0, 1] = r1
+                    r_at[m0, 2] = r2
                     feat0[m0] = j
                     zz0[m0] = ratio
                     list_of[j] = 0
@@ -241,6 +252,9 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
                         z1[p] = z1[last]
                         pos_of[moved] = p
                     m1 = last
+                    r_at[m0, 0] = r0
+                    r_at[m0, 1] = r1
+                    r_at[m0, 2] = r2
                     feat0[m0] = j
                     zz0[m0] = old * ratio
                     list_of[j] = 0
@@ -251,8 +265,11 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
             applied = d
         if left[node] < 0:
             # z of all the path's features: the leaf's share of the root's cover (telescoping)
-            _leaf(acc, value, node, m1, m0, z1, feat1, feat0, prod0[d], cover[node] / root_cover,
-                  jt, jw, suf, s)
+            share = _leaf(acc, value, node, m1, m0, z1, feat1, prod0[d], cover[node] / root_cover,
+                          jt, jw, suf, s)
+            r0 += share * value[node, 0]
+            r1 += share * value[node, 1]
+            r2 += share * value[node, 2]
             continue
         stack[top, 0] = root + right[node]
         stack[top, 1] = d + 1
@@ -263,6 +280,11 @@ def _tree(x: Floats, root: int, left: Ints, right: Ints, feature: Ints, threshol
         stack[top + 1, 2] = node
         stack[top + 1, 3] = 1
         top += 2
+    for slot in range(m0):  # the slots still filled when the walk ends
+        j = feat0[slot]
+        acc[j, 0] += r0 - r_at[slot, 0]
+        acc[j, 1] += r1 - r_at[slot, 1]
+        acc[j, 2] += r2 - r_at[slot, 2]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
