@@ -112,13 +112,15 @@ class ExplanationService:
             if cached is not None:  # built by the request this one waited for
                 return cached
             module = self._engine_module()
-            built: ExplanationEngine = await asyncio.to_thread(module.ExplanationEngine, model)
+            try:
+                built: ExplanationEngine = await asyncio.to_thread(module.ExplanationEngine, model)
+            finally:
+                self._building.pop(key, None)
             log.info("explanations: engine of %s version %s built (%.1f MB)",
                      model.name, model.version, built.nbytes / 1e6)
             self._engines[key] = built
             while len(self._engines) > self.settings.cached_versions:
                 self._engines.popitem(last=False)
-            self._building.pop(key, None)
         return built
 
     def _engine_module(self) -> Any:
