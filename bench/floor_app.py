@@ -30,7 +30,8 @@ _MODEL = {"name": "future-skills-model", "version": "1", "semver": None, "alias"
 # Full-precision floats, as the service sends them, so the body is as long as its answer.
 _PREDICTION = {"level": "MEDIUM", "score": 47.536218760387446,
                "probabilities": {"LOW": 0.24787539049357132, "MEDIUM": 0.5485248028267082,
-                                 "HIGH": 0.20359980667972054}}
+                                 "HIGH": 0.20359980667972054},
+               "needs_review": False}
 
 
 @lru_cache(maxsize=64)
