@@ -354,8 +354,10 @@ async def test_a_handful_of_rows_gets_no_verdict_anywhere(big_registry, tmp_path
         assert (checks["drift"]["rows"], checks["drift"]["min_rows"]) == (4, 100)
         assert checks["latency_p95"]["status"] == "insufficient_data"
         assert (checks["latency_p95"]["rows"], checks["latency_p95"]["min_rows"]) == (4, 100)
-        assert health["status"] == "healthy" and health["reasons"] == []
-        assert {"drift", "latency_p95", "accuracy"} <= set(health["insufficient_data"])
+        assert {"drift", "latency_p95"} <= set(health["insufficient_data"])
+        assert not any("drift" in r or "latency" in r for r in health["reasons"]), health
+        # No feedback, but 1,504 predictions of a calibrated version: the estimate is judged.
+        assert checks["accuracy"]["source"] == "estimated", checks["accuracy"]
 
     # The minimum is a setting: at 4 the same rows get tests and a verdict.
     async with RunningApp(app_settings(big_registry, db_url, check_enabled=False,

@@ -127,10 +127,10 @@ class DriftReportOut(BaseModel):
     drift_share: float | None = Field(description="Share of drifted features; null without verdict")
     dataset_drift: bool | None = Field(description="drift_share >= share_threshold; null without verdict")
     confidence_drift: ConfidenceDriftOut | None = Field(
-        None, description="The predicted level's probability against the version's held-out "
+        description="The predicted level's probability against the version's held-out "
         "rows; null without a verdict (too few rows, or a version without held-out rows)")
     importance_drift: ImportanceDriftOut | None = Field(
-        None, description="What the model's decisions lean on, against the held-out rows; null "
+        description="What the model's decisions lean on, against the held-out rows; null "
         "when the version cannot be explained (a note says why) or the window is too small")
 
 
