@@ -23,8 +23,12 @@ from tests.support.lifecycle import MODEL, lifecycle_settings
 DAY_MS = 86_400_000
 
 
-def run_cli(data_dir: Path, *args: str, code: int = 0) -> str:
-    """Invoke the command in-process (fast); the CLI's logging set-up is undone afterwards."""
+def run_cli(data_dir: Path, *args: str, code: int = 0, stdout: bool = False) -> str:
+    """Invoke the command in-process (fast); the CLI's logging set-up is undone afterwards.
+
+    The output as a terminal shows it (stdout and stderr), or with ``stdout`` stdout alone: what
+    ``--json`` promises to keep pure, while log lines (say of another test's model still compiling
+    in this process) go to stderr."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
@@ -32,7 +36,7 @@ def run_cli(data_dir: Path, *args: str, code: int = 0) -> str:
     finally:
         root.handlers, root.level = handlers, level
     assert result.exit_code == code, (result.output, result.exception)
-    return result.output
+    return result.stdout if stdout else result.output
 
 
 def _audit(settings) -> list[dict]:
@@ -62,7 +66,7 @@ def test_promote_rollback_list_and_archive(lifecycle_dir):
     done = run_cli(lifecycle_dir, "promote", "2", "--reason", "cli test")
     assert "version 2 is now Production (was 1)" in done and production() == "2"
     assert "already" in run_cli(lifecycle_dir, "promote", "2", code=2)
-    listed = json.loads(run_cli(lifecycle_dir, "models", "list", "--json"))
+    listed = json.loads(run_cli(lifecycle_dir, "models", "list", "--json", stdout=True))
     assert [(v["version"], v["semver"], v["aliases"]) for v in listed] == [
         ("2", "1.1.0", ["production"]), ("1", "1.0.0", [])]
     table = run_cli(lifecycle_dir, "models", "list").splitlines()
@@ -89,7 +93,8 @@ def test_promote_rollback_list_and_archive(lifecycle_dir):
     assert mlflow.get_model_version(MODEL, "2").tags.get("archived") is None
     applied = run_cli(lifecycle_dir, "models", "archive", "--keep", "1", "--apply")
     assert "archived 2 version(s): 2, 3" in applied
-    listed = {v["version"]: v for v in json.loads(run_cli(lifecycle_dir, "models", "list", "--json"))}
+    listed = {v["version"]: v
+              for v in json.loads(run_cli(lifecycle_dir, "models", "list", "--json", stdout=True))}
     assert [v for v in sorted(listed) if listed[v]["archived"]] == ["2", "3"]
     assert listed["2"]["stage"] == "Archived" and listed["1"]["aliases"] == ["production"]
     assert "would archive 0 version(s)" in run_cli(lifecycle_dir, "models", "archive", "--keep", "1")
@@ -120,20 +125,23 @@ def runs_registry(tmp_path):
 def test_runs_search_compare_best(runs_registry):
     data_dir, _, runs = runs_registry
     found = json.loads(run_cli(data_dir, "runs", "search", "-e", "model-training", "--filter",
-                               "metrics.f1_macro > 0.62", "--order", "metrics.f1_macro DESC", "--json"))
+                               "metrics.f1_macro > 0.62", "--order", "metrics.f1_macro DESC", "--json",
+                               stdout=True))
     assert [r["run_id"] for r in found] == [runs["old_registered"], runs["new"]]
     assert found[0]["metrics"]["f1_macro"] == 0.70
     table = run_cli(data_dir, "runs", "search")
     assert all(name in table for name in runs)
     assert "invalid search" in run_cli(data_dir, "runs", "search", "--filter", "metrics.f1 >>> 1", code=2)
 
-    compared = json.loads(run_cli(data_dir, "runs", "compare", runs["old"], runs["new"], "--json"))
+    compared = json.loads(run_cli(data_dir, "runs", "compare", runs["old"], runs["new"], "--json",
+                                  stdout=True))
     assert compared["params"]["n_estimators"] == ["10", "50"]
     assert compared["metrics"]["f1_macro"] == [0.60, 0.65]
 
-    best = json.loads(run_cli(data_dir, "runs", "best", "--metric", "f1_macro", "--json"))
+    best = json.loads(run_cli(data_dir, "runs", "best", "--metric", "f1_macro", "--json", stdout=True))
     assert [r["run_id"] for r in best] == [runs["old_registered"]]
-    worst = json.loads(run_cli(data_dir, "runs", "best", "--metric", "f1_macro", "--lowest", "--json"))
+    worst = json.loads(run_cli(data_dir, "runs", "best", "--metric", "f1_macro", "--lowest", "--json",
+                               stdout=True))
     assert [r["run_id"] for r in worst] == [runs["old"]]
     assert "no run has the metric" in run_cli(data_dir, "runs", "best", "--metric", "nope", code=2)
 
