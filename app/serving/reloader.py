@@ -151,6 +151,11 @@ class Reloader:
             model = await self.slot.load(ref)
         except Exception as exc:
             return await self._failed_load(ref.name, serving, ref.version, exc)
+        now = self.slot.current
+        if now is not None and now.version == model.version:
+            # A promotion installed the same version while this poll was loading it (install
+            # does not wait for a poll): serving it twice would count a reload that never was.
+            return ReloadOutcome("unchanged", now.version, ref.version)
         await self.install(model)
         return ReloadOutcome("reloaded", model.version, ref.version)
 
