@@ -260,8 +260,7 @@ async def read(db_url: str, rows: int):
 
 
 async def phase_native(args) -> dict:
-    from app.ml.features import FEATURE_NAMES
-    from app.monitoring.drift_service import _importance, _sample_rows
+    from app.monitoring.drift_service import _held_out_importance, _importance, _sample_rows
     from app.monitoring.model_drift import confidence_drift, importance_drift
     from app.monitoring.native import run_native
 
@@ -269,8 +268,7 @@ async def phase_native(args) -> dict:
     # The model and its explanation engine are loaded in a serving worker before any report, and
     # the held-out rows' importance is cached per version: set up outside the timing.
     engine = await load_engine(args.data_dir, args.db_url)
-    held_out = engine.model.holdout.sample(200, random_state=0)[list(FEATURE_NAMES)]
-    reference_importance = _importance(engine, held_out.to_dict("records"))
+    reference_importance, reference_rows = _held_out_importance(engine, engine.model.holdout, 200)
     base = reset_peak()
     t0 = time.perf_counter()
     window = await read(args.db_url, args.rows)
@@ -278,10 +276,9 @@ async def phase_native(args) -> dict:
     result = run_native(reference, window, 0.5)
     # The sections on the model itself, as the drift service adds them to every report.
     result.confidence_drift = confidence_drift(reference, window, 0.01, 100)
-    rows = _sample_rows(window, 200)
-    result.importance_drift = importance_drift(engine.feature_names, reference_importance,
-                                               _importance(engine, rows), 200, len(rows), 0.1,
-                                               "holdout")
+    current, rows = _importance(engine, _sample_rows(window, 200))
+    result.importance_drift = importance_drift(engine.feature_names, reference_importance, current,
+                                               reference_rows, rows, 0.1, "holdout")
     t2 = time.perf_counter()
     return {"read_s": t1 - t0, "compute_s": t2 - t1, "total_s": t2 - t0, "base_mb": base,
             "peak_mb": peak_mb(), "current_rows": result.current_rows,

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -76,9 +77,16 @@ def build_reference(model: LoadedModel) -> Reference:
     return reference
 
 
-def _importance(engine: ExplanationEngine, rows: list[dict[str, Any]]) -> np.ndarray:
+def _importance(engine: ExplanationEngine, rows: list[dict[str, Any]]) -> tuple[np.ndarray, int]:
+    """(mean |contribution| per HR feature, rows explained); blocking."""
     explained = engine.explain_rows(rows)[1]
-    return mean_abs_contribution(explained.features, explained.proba)
+    return mean_abs_contribution(explained.features, explained.proba), len(rows)
+
+
+def _held_out_importance(engine: ExplanationEngine, held_out: pd.DataFrame,
+                         n: int) -> tuple[np.ndarray, int]:
+    sample = held_out.sample(min(n, len(held_out)), random_state=0)
+    return _importance(engine, sample[list(FEATURE_NAMES)].to_dict("records"))
 
 
 def _sample_rows(window: Window, n: int) -> list[dict[str, Any]]:
@@ -217,14 +225,13 @@ class DriftService:
             return None
         key = (model.name, model.version)
         if key not in self._importances:
-            held_out = model.holdout.sample(min(s.importance_rows, len(model.holdout)),
-                                            random_state=0)
-            rows = held_out[list(FEATURE_NAMES)].to_dict("records")
-            self._importances = {key: (await asyncio.to_thread(_importance, engine, rows), len(rows))}
+            held_out = model.holdout
+            self._importances = {key: await asyncio.to_thread(
+                _held_out_importance, engine, held_out, s.importance_rows)}
         ref_importance, ref_rows = self._importances[key]
-        rows = _sample_rows(window, s.importance_rows)
-        current = await asyncio.to_thread(_importance, engine, rows)
-        return importance_drift(engine.feature_names, ref_importance, current, ref_rows, len(rows),
+        current, rows = await asyncio.to_thread(
+            lambda: _importance(engine, _sample_rows(window, s.importance_rows)))
+        return importance_drift(engine.feature_names, ref_importance, current, ref_rows, rows,
                                 s.importance_threshold, "holdout")
 
     @staticmethod

@@ -21,6 +21,7 @@ from app.db.tables import Prediction, PredictionFeedback
 from app.metrics import ServiceMetrics
 from app.ml.features import LEVELS
 from app.monitoring.estimation import Estimate, EstimationService
+from app.monitoring.performance import latest_per_prediction
 from app.monitoring.windows import TimeWindow
 
 GROUP_FIELDS = GROUP_DIMENSIONS
@@ -142,11 +143,7 @@ class GroupService:
                         model_version: str | None) -> dict[str, tuple[int, int]]:
         """(predictions with feedback, of which right) per group."""
         p, f = Prediction.__table__, PredictionFeedback.__table__
-        ranked = select(
-            f.c.prediction_id, f.c.actual_level,
-            func.row_number().over(partition_by=f.c.prediction_id,
-                                   order_by=(f.c.created_at.desc(), f.c.id.desc())).label("rn"),
-        ).subquery()
+        ranked = latest_per_prediction(f, "actual_level")
         right = (ranked.c.actual_level == p.c.level)
         stmt = (
             select(group, right.label("right"), func.count())

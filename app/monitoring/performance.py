@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, select
+from sqlalchemy import FromClause, Subquery, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import bucket_index
@@ -106,6 +106,16 @@ class PerformanceReport:
 
 
 Confusion = np.ndarray[Any, np.dtype[np.int64]]
+
+
+def latest_per_prediction(table: FromClause, value: str) -> Subquery:
+    """``prediction_id``, ``table.c[value]`` and ``rn`` (1 = the newest row per prediction): the
+    latest feedback (or review) wins, ties broken by id. Join on ``rn == 1``."""
+    return select(
+        table.c.prediction_id, table.c[value],
+        func.row_number().over(partition_by=table.c.prediction_id,
+                               order_by=(table.c.created_at.desc(), table.c.id.desc())).label("rn"),
+    ).subquery()
 
 
 def scores(confusion: Confusion) -> tuple[float, float, dict[str, float | None]]:
@@ -202,11 +212,7 @@ class PerformanceService:
     async def _confusions(self, window: TimeWindow, seconds: float, model_name: str,
                           model_version: str | None) -> dict[int, Confusion]:
         p, f = Prediction.__table__, PredictionFeedback.__table__
-        ranked = select(
-            f.c.prediction_id, f.c.actual_level,
-            func.row_number().over(partition_by=f.c.prediction_id,
-                                   order_by=(f.c.created_at.desc(), f.c.id.desc())).label("rn"),
-        ).subquery()
+        ranked = latest_per_prediction(f, "actual_level")
         index = bucket_index(p.c.created_at, window.start.timestamp(), seconds,
                              self._engine.dialect.name).label("bucket")
         stmt = (
@@ -232,16 +238,8 @@ class PerformanceService:
                                model_version: str | None) -> FinalDecisions | None:
         """Counts per (model level, latest review's level or null, actual level) over the window."""
         p, f, r = Prediction.__table__, PredictionFeedback.__table__, PredictionReview.__table__
-        feedback = select(
-            f.c.prediction_id, f.c.actual_level,
-            func.row_number().over(partition_by=f.c.prediction_id,
-                                   order_by=(f.c.created_at.desc(), f.c.id.desc())).label("rn"),
-        ).subquery()
-        review = select(
-            r.c.prediction_id, r.c.level,
-            func.row_number().over(partition_by=r.c.prediction_id,
-                                   order_by=(r.c.created_at.desc(), r.c.id.desc())).label("rn"),
-        ).subquery()
+        feedback = latest_per_prediction(f, "actual_level")
+        review = latest_per_prediction(r, "level")
         stmt = (
             select(p.c.level, review.c.level, feedback.c.actual_level, func.count())
             .join(feedback, feedback.c.prediction_id == p.c.id)

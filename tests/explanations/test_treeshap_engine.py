@@ -18,20 +18,16 @@ from app.explanations.engine import ExplanationEngine
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, LEVELS
 from app.ml.pipeline import build_pipeline
 from app.ml.synthetic import generate
-from app.registry.client import ModelRegistry, VersionRef
-from app.serving.loaded_model import LoadedModel, load_from_path, to_frame
-from tests.support.settings import make_settings
+from app.registry.client import VersionRef
+from app.serving.loaded_model import LoadedModel, to_frame
+from tests.support.models import load_production
 
 ROWS = 20
 
 
 @pytest.fixture(scope="module")
 def model(registry_dir: Path) -> LoadedModel:
-    settings = make_settings(registry_dir)
-    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
-                             artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
-    ref = registry.resolve(settings.model.name, settings.model.alias)
-    return load_from_path(ref, registry.download(ref))
+    return load_production(registry_dir)
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,13 @@ from app.ml.synthetic import generate
 from app.monitoring.data import CONFIDENCE_COLUMN, Window
 from app.monitoring.drift_service import build_reference
 from app.monitoring.model_drift import confidence_drift, importance_drift, mean_abs_contribution
-from app.registry.client import ModelRegistry
-from app.serving.loaded_model import LoadedModel, load_from_path
-from tests.support.settings import make_settings
+from app.serving.loaded_model import LoadedModel
+from tests.support.models import load_production
 
 
 @pytest.fixture(scope="module")
 def production(registry_dir: Path) -> LoadedModel:
-    settings = make_settings(registry_dir)
-    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
-                             artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
-    ref = registry.resolve(settings.model.name, settings.model.alias)
-    return load_from_path(ref, registry.download(ref))
+    return load_production(registry_dir)
 
 
 def _window(model: LoadedModel, seed: int, shift: tuple[str, ...] = ()) -> Window:

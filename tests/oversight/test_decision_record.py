@@ -7,8 +7,8 @@ import uuid
 
 from app.config import AdminSettings, OversightSettings
 from app.ml.features import LEVELS
-from app.registry.client import ModelRegistry
 from tests.support.factories import valid_items
+from tests.support.models import registry_for
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings
 
@@ -42,11 +42,7 @@ async def test_the_record_holds_input_output_model_explanation_reviews_and_feedb
         response = await client.get(f"/v1/predictions/{pid}/record")
         assert response.status_code == 200, response.text
         record = response.json()
-        registry = ModelRegistry(tracking_uri=settings.tracking_uri,
-                                 registry_uri=settings.registry_uri,
-                                 artifact_root=settings.artifact_root,
-                                 cache_dir=settings.model_cache_dir)
-        version = registry.resolve(settings.model.name, settings.model.alias)
+        version = registry_for(settings).resolve(settings.model.name, settings.model.alias)
 
     assert record["prediction_id"] == pid and record["request_id"] == "req-record-1"
     assert record["protocol"] == "v1" and record["subject_pseudonymized"] is True
