@@ -17,6 +17,7 @@ from app.config.access import AdminSettings, SecuritySettings, parse_admin_token
 from app.config.base import DEV_PLACEHOLDER_SECRET
 from app.config.durations import Duration, InvalidDuration, parse_duration
 from app.config.explanations import ExplanationSettings
+from app.config.improvement import ChallengerSettings, RetrainSettings
 from app.config.lifecycle import LifecycleSettings, TrainingSettings
 from app.config.monitoring import (
     DRIFT_METHODS,
@@ -43,6 +44,7 @@ __all__ = [
     "NUMERIC_ONLY_DRIFT_METHODS",
     "AdminSettings",
     "BatchSettings",
+    "ChallengerSettings",
     "DriftSettings",
     "Duration",
     "ExplanationSettings",
@@ -56,6 +58,7 @@ __all__ = [
     "PredictionSettings",
     "PrivacySettings",
     "RetentionSettings",
+    "RetrainSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
@@ -116,6 +119,8 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     explain: ExplanationSettings = Field(default_factory=ExplanationSettings)
     oversight: OversightSettings = Field(default_factory=OversightSettings)
+    challenger: ChallengerSettings = Field(default_factory=ChallengerSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
 
     @field_validator("data_dir")
     @classmethod

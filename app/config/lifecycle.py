@@ -36,4 +36,17 @@ class LifecycleSettings(BaseSettings):
     retry_failed_s: float = Field(
         default=60.0, gt=0, description="Wait before reloading a version that failed"
     )
+    min_shadow_feedback_rows: int = Field(
+        default=0, ge=0,
+        description="Live evidence: fewest rows the candidate shadow-scored (or answered as canary) "
+        "that have feedback before the policy lets it through; 0 asks for none",
+    )
+    challenger_not_worse: bool = Field(
+        default=False,
+        description="Live evidence: on those rows the candidate's accuracy and macro-F1 must not "
+        "be below Production's (by more than FS_LIFECYCLE_CHALLENGER_TOLERANCE)",
+    )
+    challenger_tolerance: float = Field(
+        default=0.0, ge=0, le=1, description="How far below Production the candidate may be on live rows",
+    )
     keep_versions: int = Field(default=5, ge=1, description="Versions kept unarchived by 'models archive'")

@@ -131,6 +131,53 @@ class PredictionReview(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
+class ShadowPrediction(Base):
+    """The challenger's answer to a prediction Production answered (never returned to the caller).
+    Keyed by the prediction it shadows; no foreign key, like feedback (the prediction may still be
+    in the spool)."""
+
+    __tablename__ = "shadow_prediction"
+
+    prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(50))  # the challenger's
+    champion_version: Mapped[str] = mapped_column(String(50))  # the version that answered
+    level: Mapped[str] = mapped_column(String(10))
+    probabilities: Mapped[dict[str, float]] = mapped_column(JsonDoc)
+    score: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)  # the challenger's call, shared by its rows
+
+    __table_args__ = (
+        Index("ix_shadow_prediction_model_version_created_at", "model_name", "model_version",
+              "created_at"),
+    )
+
+
+class RetrainingProposal(Base):
+    """A candidate trained by ``retrain`` (by hand or on drift), waiting for a person to approve
+    (promotion through the policy) or reject it."""
+
+    __tablename__ = "retraining_proposal"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(50))  # the candidate
+    base_version: Mapped[str | None] = mapped_column(String(50))  # Production when proposed
+    run_id: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(20))  # "manual" or "drift"
+    status: Mapped[str] = mapped_column(String(20))  # "open", "approved", "rejected", "refused"
+    window_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # rows, feedback rows, weights
+    metrics: Mapped[dict[str, float]] = mapped_column(JsonDoc)
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # e.g. the drift report that triggered it
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+
+
 class ModelSuspension(Base):
     """The stop switch's current state per model; every change is also audited in
     ``model_promotion`` (actions ``suspend`` and ``resume``)."""

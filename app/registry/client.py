@@ -217,6 +217,24 @@ class ModelRegistry:
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` (no error when it is not set)."""
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """Alias -> version of the registered model, from one read."""
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise ModelNotFound(f"no registered model {name!r}") from exc
+            raise RegistryUnavailable("the model registry could not be read") from exc
+        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
     def set_legacy_stage(self, name: str, version: str, stage: str = LEGACY_STAGE) -> None:
         """Move the deprecated stage too (for consumers that still read stages)."""
         with warnings.catch_warnings():

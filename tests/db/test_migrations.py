@@ -42,12 +42,12 @@ async def test_a_database_behind_the_code_is_named_at_start(registry_dir, tmp_pa
     await upgrade(url, "0001")
     engine = create_engine(url)
     try:
-        assert await pending_revisions(engine) == ["0002", "0003"]
+        assert await pending_revisions(engine) == ["0002", "0003", "0004"]
         app = create_app(make_settings(registry_dir, database_url=url))
         with CapturedLogs() as logs:
             async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
                 pass
-        assert any("lacks 2 migration(s) (0002, 0003)" in line and "future-skills db upgrade" in line
+        assert any("lacks 3 migration(s) (0002, 0003, 0004)" in line and "future-skills db upgrade" in line
                    for line in logs.lines), logs.lines
         await upgrade(url)
         assert await pending_revisions(engine) == []
