@@ -172,6 +172,35 @@ class ServiceMetrics:
             ["model"], registry=r, multiprocess_mode="livemax",
         )
 
+        # The improvement loop (docs/improvement-loop.md).
+        self.challenger_info = Gauge(
+            "fs_challenger_info", "1 for the challenger version this worker shadow-scores with",
+            ["model_name", "model_version"], registry=r, multiprocess_mode="livemax",
+        )
+        self.challenger_loads = Counter(
+            "fs_challenger_loads", "Attempts to load a new challenger version, by outcome",
+            ["outcome"], registry=r,
+        )
+        self.shadow_rows = Counter(
+            "fs_shadow_rows",
+            "Rows shadow-scored by the challenger and stored (outcome stored), or dropped "
+            "(queue_full, failed, database)",
+            ["outcome"], registry=r,
+        )
+        self.shadow_queue_rows = Gauge(
+            "fs_shadow_queue_rows", "Rows waiting to be shadow-scored", registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.shadow_latency = Histogram(
+            "fs_shadow_latency_seconds", "Time of one challenger call over a batch of shadow rows",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.canary_predictions = Counter(
+            "fs_canary_predictions", "Predictions answered by the challenger as canary traffic",
+            ["model_name", "model_version"], registry=r,
+        )
+        self._challenger = LabelledSeries(self.challenger_info, retired_value=0)
+
         # Monitoring: the latest periodic drift check and the latest feedback accuracy.
         self.drift_score = Gauge(
             "fs_drift_score", "Drift score of each feature in the latest check (p-value or distance)",
@@ -236,3 +265,6 @@ class ServiceMetrics:
         self._serving.replace({(name, version, semver or ""): 1})
         if predictor is not None:
             self._predictor.replace({(name, version, predictor): 1})
+
+    def set_challenger(self, name: str, version: str | None) -> None:
+        self._challenger.replace({(name, version): 1} if version is not None else {})

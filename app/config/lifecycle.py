@@ -38,7 +38,7 @@ class LifecycleSettings(BaseSettings):
     )
     min_shadow_feedback_rows: int = Field(
         default=0, ge=0,
-        description="Live evidence: fewest rows the candidate shadow-scored (or answered as canary) "
+        description="Live evidence: fewest rows the candidate shadow-scored next to Production "
         "that have feedback before the policy lets it through; 0 asks for none",
     )
     challenger_not_worse: bool = Field(

@@ -34,10 +34,11 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     """Multi-row insert where rows whose primary key already exists are skipped (replay-safe)."""
     if not rows:
         return
+    key = list(table.primary_key.columns)
     if is_postgres(conn):
-        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=key)
     else:
-        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=key)
     await conn.execute(stmt, rows)
 
 

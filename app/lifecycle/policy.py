@@ -51,6 +51,24 @@ class PolicyDecision:
         return asdict(self)
 
 
+@dataclass
+class Scored:
+    """Accuracy and macro-F1 of one model on live rows with feedback."""
+
+    accuracy: float
+    f1_macro: float
+
+
+@dataclass
+class LiveEvidence:
+    """Production (the champion) and the candidate on the same rows: those the candidate scored
+    in Production's shadow that have feedback (``app.monitoring.challenger``)."""
+
+    rows_with_feedback: int
+    champion: Scored | None
+    candidate: Scored | None
+
+
 def _predicts_sample(model: LoadedModel) -> str | None:
     """None when the model predicts its reference sample sensibly, else what went wrong."""
     sample = model.reference if model.reference is not None else generate(SAMPLE_ROWS, seed=0)
@@ -74,18 +92,24 @@ class PromotionPolicy:
         return load_from_path(candidate, model_path or self.registry.download(candidate))
 
     def evaluate(self, candidate: VersionRef, production: VersionRef | None,
-                 model_path: Path | None = None) -> PolicyDecision:
+                 model_path: Path | None = None, live: LiveEvidence | None = None
+                 ) -> PolicyDecision:
         """Load the candidate, then ``judge`` it."""
         try:
             loaded: LoadedModel | Exception = self.load(candidate, model_path)
         except Exception as exc:  # judged: the "loads" check fails with its type
             loaded = exc
-        return self.judge(candidate, production, loaded)
+        return self.judge(candidate, production, loaded, live)
+
+    @property
+    def wants_live_evidence(self) -> bool:
+        s = self.settings
+        return s.min_shadow_feedback_rows > 0 or s.challenger_not_worse
 
     def judge(self, candidate: VersionRef, production: VersionRef | None,
-              loaded: LoadedModel | Exception) -> PolicyDecision:
+              loaded: LoadedModel | Exception, live: LiveEvidence | None = None) -> PolicyDecision:
         """The verdict on a candidate loaded by the caller (``loaded``: the model, or what its
-        loading raised)."""
+        loading raised); ``live``: its shadow evidence, checked when the settings ask for it."""
         s = self.settings
         decision = PolicyDecision(candidate.version, production.version if production else None,
                                   promote=False, reason="", metric=s.metric)
@@ -115,7 +139,35 @@ class PromotionPolicy:
                                                  "; set FS_LIFECYCLE_ALLOW_MAJOR to allow it"))
         checks.append(Check("signature", compatible, detail))
         checks.append(self._metric_check(decision, record, prod_record))
+        if self.wants_live_evidence and production is not None:
+            checks.extend(self._live_checks(live))
         return self._finish(decision)
+
+    def _live_checks(self, live: LiveEvidence | None) -> list[Check]:
+        """Minimums on live traffic: enough shadow-scored rows with feedback, and (optionally)
+        the candidate not worse than Production on them."""
+        s = self.settings
+        rows = live.rows_with_feedback if live is not None else 0
+        checks = []
+        if s.min_shadow_feedback_rows:
+            checks.append(Check(
+                "live_rows", rows >= s.min_shadow_feedback_rows,
+                f"{rows} shadow-scored rows with feedback (FS_LIFECYCLE_MIN_SHADOW_FEEDBACK_ROWS "
+                f"asks for {s.min_shadow_feedback_rows})"))
+        if s.challenger_not_worse:
+            if live is None or live.champion is None or live.candidate is None:
+                checks.append(Check("live_not_worse", False,
+                                    "no shadow-scored rows with feedback to compare on"))
+            else:
+                mine, theirs, slack = live.candidate, live.champion, s.challenger_tolerance
+                passed = (mine.accuracy >= theirs.accuracy - slack
+                          and mine.f1_macro >= theirs.f1_macro - slack)
+                checks.append(Check(
+                    "live_not_worse", passed,
+                    f"on {rows} live rows: accuracy {mine.accuracy:.4f} vs Production "
+                    f"{theirs.accuracy:.4f}, macro-F1 {mine.f1_macro:.4f} vs {theirs.f1_macro:.4f} "
+                    f"(tolerance {slack:g})"))
+        return checks
 
     def _metric_check(
         self, decision: PolicyDecision, record: VersionRecord, prod: VersionRecord | None

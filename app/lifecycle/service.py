@@ -35,7 +35,7 @@ from app.lifecycle.history import (
     history_of,
     rollback_target,
 )
-from app.lifecycle.policy import PolicyDecision, PromotionPolicy
+from app.lifecycle.policy import LiveEvidence, PolicyDecision, PromotionPolicy
 from app.metrics import ServiceMetrics
 from app.registry.client import ModelRegistry, VersionRef
 from app.serving.loaded_model import LoadedModel
@@ -47,6 +47,12 @@ __all__ = [  # the history helpers were defined here; kept importable from here
     "HISTORY_MAX", "HISTORY_TAG", "LifecycleService", "MoveResult", "ServingSlot", "after_promotion",
     "after_rollback", "describe", "history_of", "rollback_target",
 ]
+
+
+class LiveEvidenceSource(Protocol):
+    """Where the policy's live evidence comes from (``app.monitoring.challenger``)."""
+
+    async def evidence(self, model_name: str, candidate: str, champion: str) -> LiveEvidence: ...
 
 
 class ServingSlot(Protocol):
@@ -92,6 +98,7 @@ class LifecycleService:
         settings: LifecycleSettings,
         metrics: ServiceMetrics | None = None,
         slot: ServingSlot | None = None,
+        evidence: LiveEvidenceSource | None = None,
     ) -> None:
         """``slot``: this worker's serving hand-off, which serves ``model.name`` (None in the CLI
         and training: nothing is served there)."""
@@ -101,6 +108,7 @@ class LifecycleService:
         self.model = model
         self.settings = settings
         self.slot = slot
+        self.evidence = evidence
         self.policy = PromotionPolicy(registry=registry, settings=settings)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -132,7 +140,8 @@ class LifecycleService:
         """The policy's verdict on ``version`` against the current Production (no change made)."""
         candidate = await asyncio.to_thread(self.registry.get_version, name, version)
         prod = await self.production(name)
-        return await asyncio.to_thread(self.policy.evaluate, candidate, prod)
+        live = await self._live_evidence(name, version, prod.version if prod else None)
+        return await asyncio.to_thread(self.policy.evaluate, candidate, prod, None, live)
 
     async def promote(
         self, name: str, version: str, *, actor: str, reason: str | None, force: bool = False,
@@ -150,7 +159,8 @@ class LifecycleService:
         checked: LoadedModel | None = None
         if not force:
             loaded = await self._load(candidate)
-            decision = await asyncio.to_thread(self.policy.judge, candidate, prod, loaded)
+            live = await self._live_evidence(name, version, from_version)
+            decision = await asyncio.to_thread(self.policy.judge, candidate, prod, loaded, live)
             if not decision.promote:
                 await self._audit(name, actor, action, from_version, version, reason, "refused",
                                   decision.reason)
@@ -160,6 +170,12 @@ class LifecycleService:
                          "forced: policy skipped" if decision is None else decision.reason)
         reload = await self._install(checked) if checked is not None else await self._serve(candidate)
         return MoveResult(name, action, from_version, version, decision, reload=reload)
+
+    async def _live_evidence(self, name: str, version: str,
+                             champion: str | None) -> LiveEvidence | None:
+        if not self.policy.wants_live_evidence or self.evidence is None or champion is None:
+            return None
+        return await self.evidence.evidence(name, version, champion)
 
     async def adopt_first(self, name: str, version: str, *, actor: str, reason: str,
                           detail: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from mlflow.exceptions import MlflowException
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import bucket_index, json_number
@@ -155,8 +155,7 @@ class EstimationService:
     async def cells(self, window: TimeWindow, key: ColumnElement[Any], model_name: str,
                     model_version: str | None) -> tuple[dict[Any, Cells], list[str]]:
         p = Prediction.__table__
-        dialect = self._engine.dialect.name
-        grid = [func.round(json_number(p.c.probabilities, level, dialect) * GRID) for level in LEVELS]
+        grid = self.grid(p.c.probabilities)
         key = key.label("k")
         stmt = (
             select(key, p.c.model_version, p.c.level, *grid, func.count())
@@ -166,6 +165,23 @@ class EstimationService:
         )
         if model_version is not None:
             stmt = stmt.where(p.c.model_version == model_version)
+        return await self.cells_of(stmt, model_name)
+
+    def grid(self, probabilities: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+        """Each level's probability (a JSON column of this database) rounded to the grid."""
+        dialect = self._engine.dialect.name
+        return [func.round(json_number(probabilities, level, dialect) * GRID) for level in LEVELS]
+
+    async def estimate_of(self, stmt: Select[Any], model_name: str
+                          ) -> tuple[Estimate | None, list[str]]:
+        """The overall estimate of the rows ``stmt`` counts (its columns as ``cells_of`` reads)."""
+        cells, uncalibrated = await self.cells_of(stmt, model_name)
+        _, overall, _ = await asyncio.to_thread(_estimates, cells, uncalibrated)
+        return overall, uncalibrated
+
+    async def cells_of(self, stmt: Select[Any], model_name: str
+                       ) -> tuple[dict[Any, Cells], list[str]]:
+        """Cells from ``stmt``'s rows: (key, version, predicted level, *grid, count)."""
         async with read_only(self._engine, "predictions cannot be read right now") as conn:
             rows = (await conn.execute(stmt)).all()
         by_version: dict[str, list[Any]] = {}

@@ -1,5 +1,6 @@
 """Retention: delete predictions older than a cut-off, with everything attached to them (feedback,
-reviews, explanations); never records younger than the minimum retention unless forced.
+reviews, explanations, the challenger's shadow answers); never records younger than the minimum
+retention unless forced.
 
 The minimum (``FS_RETENTION_MIN_AGE``, six months by default) keeps decisions traceable for as long
 as they may be questioned: a mistyped ``--older-than 9d`` must not wipe the record of last week's
@@ -17,12 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import parse_duration
 from app.db.session import read_only, unit_of_work
-from app.db.tables import Prediction, PredictionExplanation, PredictionFeedback, PredictionReview
+from app.db.tables import (
+    Prediction,
+    PredictionExplanation,
+    PredictionFeedback,
+    PredictionReview,
+    ShadowPrediction,
+)
 from app.errors import Conflict
 
 _UNAVAILABLE = "the prediction database is unavailable; retry shortly"
 # What hangs off a prediction by its id (no foreign keys: records may arrive from the spool later).
-ATTACHED: tuple[Any, ...] = (PredictionFeedback, PredictionReview, PredictionExplanation)
+ATTACHED: tuple[Any, ...] = (PredictionFeedback, PredictionReview, PredictionExplanation,
+                             ShadowPrediction)
 
 
 class RetentionRefused(Conflict):
@@ -39,6 +47,7 @@ class Removed:
     prediction_feedback: int = 0
     prediction_review: int = 0
     prediction_explanation: int = 0
+    shadow_prediction: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))

@@ -8,6 +8,7 @@ turn its request into validated rows (``decode``) and which model it addresses (
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections import Counter
@@ -29,6 +30,7 @@ from app.serving.admission import Admission
 from app.serving.batching import MicroBatcher
 from app.serving.loaded_model import LoadedModel, score_of
 from app.serving.model_slot import ModelSlot
+from app.serving.shadow import ShadowScorer
 
 Row = dict[str, Any]
 # Sets, not the schema's tuples: every request looks each categorical value up.
@@ -58,6 +60,7 @@ class PredictionResult:
 class PredictionOutcome:
     model: LoadedModel
     results: list[PredictionResult]
+    canary: bool = False  # answered by the challenger as canary traffic, not by Production
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class PredictionService:
         subject_key: bytes,
         batcher: MicroBatcher | None = None,
         review_threshold: float = 0.0,
+        shadow: ShadowScorer | None = None,
+        canary_percent: float = 0.0,
     ) -> None:
         self.slot = slot
         self.log = prediction_log
@@ -90,6 +95,10 @@ class PredictionService:
         self.batcher = batcher
         # A predicted level whose probability is below this is flagged for review; 0 flags none.
         self.review_threshold = review_threshold
+        # The challenger scores what Production answered, in the shadow (None: never).
+        self.shadow = shadow
+        # Share of default-addressed predictions the challenger answers (sticky per subject).
+        self.canary_percent = canary_percent
 
     async def start(self) -> None:
         if self.batcher is not None:
@@ -132,8 +141,13 @@ class PredictionService:
         ``decode`` runs blocking parsing in a thread itself; it may read the request body, so a
         slow upload counts against the deadline as it always has.
         """
+        subject_hash = hash_subject(self._subject_key, subject_id)
         # One reference for the whole request, even if another version is installed meanwhile.
-        model = select(self.slot) if select is not None else self.slot.require()
+        canary = False
+        if select is not None:  # the protocol addresses a model itself (/v2): no canary
+            model = select(self.slot)
+        else:
+            model, canary = self._route(subject_hash)
         if (suspension := self.slot.suspension) is not None:  # the stop switch: nothing predicted
             self.metrics.rejected.labels("suspended", protocol).inc()
             raise suspension.error(model.name)
@@ -152,10 +166,22 @@ class PredictionService:
         # Past the deadline's reach: a prediction made is always logged, never half answered.
         latency_ms = (time.perf_counter() - started) * 1000.0
         outcome = await self._log(
-            model, decoded.rows, proba, latency_ms, request_id, protocol,
-            hash_subject(self._subject_key, subject_id),
+            model, decoded.rows, proba, latency_ms, request_id, protocol, subject_hash, canary
         )
         return decoded, outcome
+
+    def _route(self, subject_hash: str | None) -> tuple[LoadedModel, bool]:
+        """Production, or the challenger for the canary's share: a subject's pseudonym always
+        falls in the same share (sticky); a request without a subject is drawn at random."""
+        model = self.slot.require()
+        challenger = self.slot.challenger
+        if self.canary_percent <= 0 or challenger is None or challenger.version == model.version:
+            return model, False
+        # 48 bits of the HMAC are uniform in [0, 1) and fixed per subject.
+        draw = int(subject_hash[:12], 16) / float(1 << 48) if subject_hash else random.random()
+        if draw * 100.0 < self.canary_percent:
+            return challenger, True
+        return model, False
 
     def _check_size(self, rows: list[Row]) -> None:
         if len(rows) > self.max_items:
@@ -166,7 +192,7 @@ class PredictionService:
 
     async def _log(
         self, model: LoadedModel, rows: list[Row], proba: npt.NDArray[np.float64], latency_ms: float,
-        request_id: str | None, protocol: str, subject_hash: str | None,
+        request_id: str | None, protocol: str, subject_hash: str | None, canary: bool = False,
     ) -> PredictionOutcome:
         scores = score_of(proba)
         now = datetime.now(UTC)
@@ -198,7 +224,11 @@ class PredictionService:
         if n_flagged := flagged.count(True):
             self.metrics.predictions_flagged.labels(model.name, model.version).inc(n_flagged)
         await self.log.record(records)
-        return PredictionOutcome(model, results)
+        if canary:
+            self.metrics.canary_predictions.labels(model.name, model.version).inc(len(rows))
+        elif self.shadow is not None:  # answered and logged: now the challenger may score it
+            self.shadow.offer(model, ids, rows)
+        return PredictionOutcome(model, results, canary)
 
     async def _admitted(
         self, model: LoadedModel, rows: list[Row], protocol: str

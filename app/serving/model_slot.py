@@ -73,6 +73,9 @@ class ModelSlot:
         self._compiling: asyncio.Task[None] | None = None
         # The stop switch: not None refuses every prediction (one attribute read per request).
         self.suspension: Suspension | None = None
+        # The version the registry's challenger alias names, loaded and checked beside Production
+        # (``app.serving.challenger``); shadow scoring and canary traffic read it.
+        self.challenger: LoadedModel | None = None
 
     @property
     def current(self) -> LoadedModel | None:

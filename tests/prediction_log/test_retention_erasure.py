@@ -143,7 +143,7 @@ async def test_erase_subject_removes_exactly_that_subject_and_audits_without_the
     [erasure] = await _erasures(db_url)
     assert (erasure["actor"], erasure["subject_hash"]) == ("dpo", hashed)
     assert erasure["removed"] == {"prediction": 3, "prediction_feedback": 3, "prediction_review": 3,
-                                  "prediction_explanation": 3}
+                                  "prediction_explanation": 3, "shadow_prediction": 0}
     assert RAW_ID not in repr(erasure)
 
     # A record of the subject made before the erasure, still in a replica's spool, is dropped

@@ -11,7 +11,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.api.admin_auth import require_client_key
 from app.api.deps import ExplanationsDep
 from app.api.schemas.explanations import ExplanationOut
-from app.api.schemas.predictions import PredictionRequest, error_responses, json_error_responses
+from app.api.schemas.predictions import (
+    PredictionRequest,
+    answered_by,
+    error_responses,
+    json_error_responses,
+)
 from app.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -73,10 +78,8 @@ async def explained_predictions(body: PredictionRequest, request: Request, conta
         rows, request_id=request.scope["state"]["request_id"], protocol="v1", subject_id=body.subject_id,
     )
     documents = await explanations.explain_rows(outcome.model, rows, outcome.results)
-    model = outcome.model
     return Response(orjson.dumps({
-        "model": {"name": model.name, "version": model.version, "semver": model.semver,
-                  "alias": container.settings.model.alias},
+        "model": answered_by(outcome, container.settings),
         "predictions": [
             {"prediction_id": r.prediction_id, "level": r.level, "score": r.score,
              "probabilities": r.probabilities, "needs_review": r.needs_review, "explanation": document}

@@ -19,6 +19,7 @@ from app.api.schemas.predictions import (
     LoggedPrediction,
     PredictionRequest,
     PredictionResponse,
+    answered_by,
     error_responses,
 )
 from app.ml.features import Level
@@ -60,10 +61,8 @@ async def create_predictions(body: PredictionRequest, request: Request) -> Respo
         protocol="v1",
         subject_id=body.subject_id,
     )
-    model = outcome.model
     return Response(orjson.dumps({
-        "model": {"name": model.name, "version": model.version, "semver": model.semver,
-                  "alias": container.settings.model.alias},
+        "model": answered_by(outcome, container.settings),
         "predictions": [
             {"prediction_id": r.prediction_id, "level": r.level, "score": r.score,
              "probabilities": r.probabilities, "needs_review": r.needs_review}

@@ -12,9 +12,11 @@ from pydantic_core import PydanticCustomError
 from app.api.schemas.explanations import ExplanationOut
 from app.api.schemas.reviews import ReviewOut
 from app.api.schemas.suspension import SuspensionOut
+from app.config import Settings
 from app.ml.features import Level
 from app.serving.codecs.hygiene import SAFE_TEXT_PATTERN
 from app.serving.codecs.item import EXAMPLE_ITEM, PredictionItem
+from app.serving.core import PredictionOutcome
 
 
 class PredictionRequest(BaseModel):
@@ -44,6 +46,14 @@ class ModelRefOut(BaseModel):
     version: str
     semver: str | None
     alias: str
+
+
+def answered_by(outcome: PredictionOutcome, settings: Settings) -> dict[str, Any]:
+    """The response's ``model``: the version that answered, and the alias it is served under
+    (the challenger's for canary traffic)."""
+    model = outcome.model
+    alias = settings.challenger.alias if outcome.canary else settings.model.alias
+    return {"name": model.name, "version": model.version, "semver": model.semver, "alias": alias}
 
 
 class PredictionOut(BaseModel):
