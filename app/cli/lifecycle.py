@@ -1,4 +1,5 @@
-"""CLI commands of the model lifecycle: promote, rollback, models list / archive / suspend / resume.
+"""CLI commands of the model lifecycle: promote, rollback, models list / archive / suspend / resume /
+challenger.
 
 ``register(app)`` adds them (and the runs and cleanup commands) to the ``future-skills`` Typer
 app. Promote and rollback go through the container's ``LifecycleService``, the one the admin API
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from app.cli.challenger import challenger
 from app.cli.context import actor, run
 from app.cli.output import fail, out, print_decision, print_wide
 from app.cli.runs import register as register_run_commands
@@ -180,6 +182,9 @@ def models_resume(
         _print_switch(await container.stop_switch.resume(name, actor=actor(), reason=reason))
 
     _moving(settings, work)
+
+
+models_app.command("challenger")(challenger)
 
 
 def register(app: typer.Typer) -> None:

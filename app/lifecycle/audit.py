@@ -18,7 +18,8 @@ from app.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("promote", "rollback", "auto", "reload-failed", "suspend", "resume")
+ACTIONS = ("promote", "rollback", "auto", "reload-failed", "suspend", "resume", "challenger",
+           "challenger-cleared", "reject-proposal")
 
 
 @dataclass(frozen=True)

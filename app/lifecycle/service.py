@@ -99,6 +99,7 @@ class LifecycleService:
         metrics: ServiceMetrics | None = None,
         slot: ServingSlot | None = None,
         evidence: LiveEvidenceSource | None = None,
+        challenger_alias: str = "challenger",
     ) -> None:
         """``slot``: this worker's serving hand-off, which serves ``model.name`` (None in the CLI
         and training: nothing is served there)."""
@@ -109,6 +110,7 @@ class LifecycleService:
         self.settings = settings
         self.slot = slot
         self.evidence = evidence
+        self.challenger_alias = challenger_alias
         self.policy = PromotionPolicy(registry=registry, settings=settings)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -134,6 +136,38 @@ class LifecycleService:
             "previous_production": rollback_target(history_of(tags), prod.version if prod else None),
             "latest_version": refs[-1].version if refs else None, "version_count": len(refs),
         }
+
+    async def challenger(self, name: str) -> str | None:
+        """The version the challenger alias names (None: not set)."""
+        aliases = await asyncio.to_thread(self.registry.aliases, name)
+        return aliases.get(self.challenger_alias)
+
+    # -- the challenger (docs/improvement-loop.md) ---------------------------------------------------
+    async def set_challenger(self, name: str, version: str, *, actor: str,
+                             reason: str | None) -> str | None:
+        """Point the challenger alias at ``version`` (serving workers load it beside Production
+        within one poll interval); audited as ``challenger``. Returns the previous challenger."""
+        await asyncio.to_thread(self.registry.get_version, name, version)  # 404 if unknown
+        prod = await self.production(name)
+        previous = await self.challenger(name)
+        if prod is not None and prod.version == version:
+            await self._audit(name, actor, "challenger", previous, version, reason, "refused",
+                              "the version is Production")
+            raise PromotionRefused(f"version {version} is the Production version, not a challenger")
+        await asyncio.to_thread(self.registry.set_alias, name, self.challenger_alias, version)
+        await self._audit(name, actor, "challenger", previous, version, reason, "success",
+                          f"alias {self.challenger_alias!r} set")
+        return previous
+
+    async def clear_challenger(self, name: str, *, actor: str, reason: str | None) -> str | None:
+        """Remove the challenger alias (shadow scoring and the canary stop); audited as
+        ``challenger-cleared``. Returns the version it named (None: there was none)."""
+        previous = await self.challenger(name)
+        if previous is not None:
+            await asyncio.to_thread(self.registry.delete_alias, name, self.challenger_alias)
+            await self._audit(name, actor, "challenger-cleared", previous, None, reason, "success",
+                              f"alias {self.challenger_alias!r} removed")
+        return previous
 
     # -- moves -----------------------------------------------------------------------------------
     async def evaluate(self, name: str, version: str) -> PolicyDecision:

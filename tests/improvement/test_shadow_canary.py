@@ -4,12 +4,16 @@ the two-version lifecycle registry (v1 Production, v2 the challenger), real Post
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import uuid
 
 import httpx
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from app.cli.main import app as cli_app
 from app.config import ChallengerSettings, LifecycleSettings
 from app.db.engine import create_engine
 from tests.support.factories import valid_items
@@ -114,6 +118,18 @@ async def test_shadow_scoring_comparison_and_live_evidence(lifecycle_dir, pg_url
         champion_right = sum(champion[p] == truth[p] for p in shadowed)
         assert report["champion"]["feedback"]["accuracy"] == pytest.approx(champion_right / 60)
 
+        # The console view reads the same comparison.
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:  # the CLI sets up logging; undone for the rest of the session
+            cli = await asyncio.to_thread(  # its own event loop, in a thread
+                CliRunner().invoke, cli_app, ["models", "challenger", "--json"],
+                env={"FS_DATA_DIR": str(lifecycle_dir), "DATABASE_URL": pg_url})
+        finally:
+            root.handlers, root.level = handlers, level
+        assert cli.exit_code == 0, cli.output
+        assert json.loads(cli.stdout)["agreement_rate"] == report["agreement_rate"]
+
         promoted = await client.post(f"/v1/models/{MODEL}/promote", headers=admin(),
                                      json={"version": "2", "reason": "earned it live"})
         assert promoted.status_code == 200, promoted.text
@@ -131,9 +147,15 @@ async def test_shadow_scoring_comparison_and_live_evidence(lifecycle_dir, pg_url
 async def test_canary_share_is_sticky_per_subject_and_named(lifecycle_dir, pg_url):
     settings = lifecycle_settings(lifecycle_dir, database_url=pg_url,
                                   challenger=ChallengerSettings(canary_percent=20, shadow=False))
-    registry_for(settings).set_alias(MODEL, "challenger", "2")
     running = RunningApp(settings)
     async with running as client:
+        put = await client.put(f"/v1/models/{MODEL}/challenger", headers=admin(),
+                               json={"version": "2", "reason": "canary trial"})
+        assert put.json() == {"name": MODEL, "alias": "challenger", "challenger": "2",
+                              "previous": None}, put.text
+        production = await client.put(f"/v1/models/{MODEL}/challenger", headers=admin(),
+                                      json={"version": "1"})
+        assert production.status_code == 409, production.text
         await _wait_for(lambda: running.container.slot.challenger is not None)
         item = valid_items(1, seed=5)
         subjects = [f"employee-{uuid.uuid4()}" for _ in range(400)]
@@ -149,8 +171,14 @@ async def test_canary_share_is_sticky_per_subject_and_named(lifecycle_dir, pg_ur
         answered = first[versions.index("2")]["predictions"][0]["prediction_id"]
         logged = (await client.get(f"/v1/predictions/{answered}")).json()
         assert logged["model_version"] == "2"
-        # Removing the alias ends the canary.
-        registry_for(settings).delete_alias(MODEL, "challenger")
+        # Removing the alias ends the canary; both changes are audited.
+        cleared = await client.request("DELETE", f"/v1/models/{MODEL}/challenger", headers=admin(),
+                                       json={"reason": "trial over"})
+        assert cleared.json()["previous"] == "2", cleared.text
         await _wait_for(lambda: running.container.slot.challenger is None)
         again = [await _predict(client, item, s) for s in subjects[:50]]
         assert {a["model"]["version"] for a in again} == {"1"}
+        audit = (await client.get(f"/v1/models/{MODEL}/promotions")).json()["promotions"]
+        assert [(a["action"], a["outcome"], a["to_version"]) for a in audit[:3]] == [
+            ("challenger-cleared", "success", None), ("challenger", "refused", "1"),
+            ("challenger", "success", "2")]

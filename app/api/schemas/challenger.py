@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.schemas.models import Reason
 from app.api.schemas.monitoring import Estimated
 
 
@@ -50,3 +53,23 @@ class ComparisonOut(BaseModel):
     canary_predictions: int = Field(description="Predictions the challenger answered as canary")
     uncalibrated_versions: list[str]
     state: ChallengerStateOut
+
+
+class ChallengerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[str, Field(pattern=r"^[0-9]{1,10}$", description="Registry version number")]
+    reason: Reason = None
+
+
+class ChallengerClearRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = None
+
+
+class ChallengerChangeOut(BaseModel):
+    name: str
+    alias: str
+    challenger: str | None = Field(description="The version the alias names now (None: removed)")
+    previous: str | None
