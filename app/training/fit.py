@@ -1,6 +1,11 @@
 """Data -> fit -> held-out evaluation: what training and ``train --dry-run`` share.
 
 Blocking (scikit-learn) and free of any store: nothing here talks to MLflow or the database.
+
+Training data may carry a ``sample_weight`` column (retraining, ``app.training.retrain``): rows
+with a weight are extra rows (logged predictions with feedback), fitted with that weight and
+never held out; rows without one (NaN) are the base data, split as usual and fitted with weight
+1. The held-out evaluation stays on base rows only, so metrics compare with earlier versions'.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from sklearn.metrics import ConfusionMatrixDisplay
@@ -33,6 +39,8 @@ from app.ml.synthetic import generate
 # skops refuses types it does not know; these are the tree internals of our pipeline's models.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
 STAGES = ("data", "fit", "evaluate", "log", "register")
+# The optional weight column of the training data (see the module docstring).
+SAMPLE_WEIGHT = "sample_weight"
 
 Progress = Callable[[str], None]
 
@@ -111,15 +119,23 @@ def fit_and_evaluate(settings: Settings, data: pd.DataFrame | None, rows: int | 
     seed = cfg.seed if seed is None else seed
     progress("data")
     df = data if data is not None else generate(rows or cfg.rows, seed=seed)
-    train, test = split(df, cfg.test_size, seed)
+    base, extra = _base_and_extra(df)
+    base_train, test = split(base, cfg.test_size, seed)
+    train = (pd.concat([base_train, extra[[*FEATURE_NAMES, TARGET]]], ignore_index=True)
+             if len(extra) else base_train)
     x_train, y_train = train[list(FEATURE_NAMES)], train[TARGET]
 
     progress("fit")
     params: dict[str, object] = {"n_estimators": cfg.n_estimators} if cfg.algorithm == "random_forest" else {}
-    model = build_pipeline(cfg.algorithm, params, seed).fit(x_train, y_train)
+    pipeline = build_pipeline(cfg.algorithm, params, seed)
+    fit_params: dict[str, Any] = {}
+    if len(extra):  # weights go to the classifier step only (the transformers take none)
+        weights = np.concatenate([np.ones(len(base_train)), extra[SAMPLE_WEIGHT].to_numpy(float)])
+        fit_params[f"{pipeline.steps[-1][0]}__sample_weight"] = weights
+    model = pipeline.fit(x_train, y_train, **fit_params)
 
     progress("evaluate")
-    metrics = evaluate(model, train, test)
+    metrics = evaluate(model, base_train, test)  # the majority baseline of the base rows
     calibration, calibration_metrics, holdout = calibrate(model, test, seed)
     metrics |= calibration_metrics
     example = x_train.head(5)
@@ -129,10 +145,19 @@ def fit_and_evaluate(settings: Settings, data: pd.DataFrame | None, rows: int | 
     logged_params = {
         "algorithm": cfg.algorithm, "seed": seed, "rows": len(df), "train_rows": len(train),
         "test_rows": len(test), "test_size": cfg.test_size, **params,
+        **({"weighted_rows": len(extra)} if len(extra) else {}),
     }
     reference = train.sample(min(cfg.reference_rows, len(train)), random_state=seed)
-    return FittedModel(model, metrics, logged_params, df, len(train), test, reference, example,
-                       signature, calibration, holdout)
+    return FittedModel(model, metrics, logged_params, df[[*FEATURE_NAMES, TARGET]], len(train),
+                       test, reference, example, signature, calibration, holdout)
+
+
+def _base_and_extra(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The base rows (no weight) and the weighted extra rows (module docstring)."""
+    if SAMPLE_WEIGHT not in df.columns:
+        return df, df.iloc[:0].assign(**{SAMPLE_WEIGHT: 1.0})
+    weighted = df[SAMPLE_WEIGHT].notna()
+    return df.loc[~weighted].drop(columns=[SAMPLE_WEIGHT]), df.loc[weighted]
 
 
 def calibrate(model: Any, test: pd.DataFrame, seed: int
