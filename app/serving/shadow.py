@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 _TABLE: Table = ShadowPrediction.__table__  # type: ignore[assignment]  # a Table, typed FromClause
-# Under load, wait this long for company before a call: fewer, larger challenger calls.
-_GATHER_S = 0.02
+# Wait this long for company before a call (unless a full batch is queued): a steady stream of
+# single-row requests becomes a few calls and inserts a second instead of one per request, which
+# would compete with the requests themselves for the event loop and the GIL.
+GATHER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,8 @@ class ShadowScorer:
             await self._wake.wait()
             self._wake.clear()
             while self._jobs:
-                if self._queued < self.settings.shadow_batch_rows and len(self._jobs) > 1:
-                    await asyncio.sleep(_GATHER_S)
+                if self._queued < self.settings.shadow_batch_rows:
+                    await asyncio.sleep(GATHER_S)
                 batch = self._take()
                 try:
                     await self._score(batch)

@@ -21,8 +21,6 @@ from tests.support.lifecycle import MODEL, admin, lifecycle_settings
 from tests.support.models import registry_for
 from tests.support.running_app import RunningApp
 
-pytestmark = pytest.mark.postgres
-
 
 async def _wait_for(predicate, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
@@ -49,6 +47,7 @@ async def _rows(url: str, sql: str) -> list:
         await engine.dispose()
 
 
+@pytest.mark.postgres
 async def test_shadow_scoring_comparison_and_live_evidence(lifecycle_dir, pg_url):
     settings = lifecycle_settings(
         lifecycle_dir, database_url=pg_url,
@@ -144,6 +143,7 @@ async def test_shadow_scoring_comparison_and_live_evidence(lifecycle_dir, pg_url
         assert len(await _rows(pg_url, "SELECT 1 FROM shadow_prediction")) == before
 
 
+@pytest.mark.postgres
 async def test_canary_share_is_sticky_per_subject_and_named(lifecycle_dir, pg_url):
     settings = lifecycle_settings(lifecycle_dir, database_url=pg_url,
                                   challenger=ChallengerSettings(canary_percent=20, shadow=False))
@@ -182,3 +182,22 @@ async def test_canary_share_is_sticky_per_subject_and_named(lifecycle_dir, pg_ur
         assert [(a["action"], a["outcome"], a["to_version"]) for a in audit[:3]] == [
             ("challenger-cleared", "success", None), ("challenger", "refused", "1"),
             ("challenger", "success", "2")]
+
+
+async def test_a_full_shadow_queue_drops_and_counts_never_delays(lifecycle_dir):
+    """SQLite this time; a queue of 5 rows cannot take a 10-row request: the caller is answered,
+    the rows are counted as dropped, nothing is stored."""
+    settings = lifecycle_settings(lifecycle_dir,
+                                  challenger=ChallengerSettings(shadow_queue_rows=5))
+    registry_for(settings).set_alias(MODEL, "challenger", "2")
+    running = RunningApp(settings)
+    async with running as client:
+        await _wait_for(lambda: running.container.slot.challenger is not None)
+        answer = await _predict(client, valid_items(10, seed=4))
+        assert len(answer["predictions"]) == 10
+        await _predict(client, valid_items(3, seed=5))  # fits: scored and stored
+        await running.container.shadow.wait_idle(10)
+        metrics = (await client.get("/metrics")).text
+        assert 'fs_shadow_rows_total{outcome="queue_full"} 10.0' in metrics
+        assert 'fs_shadow_rows_total{outcome="stored"} 3.0' in metrics
+        assert len(await _rows(settings.db_url, "SELECT 1 FROM shadow_prediction")) == 3
