@@ -110,3 +110,19 @@ class ExplanationUnavailable(Conflict):
     """The version that made a prediction cannot be explained exactly (not a tree ensemble)."""
 
     code = "explanation_unavailable"
+
+
+class ProposalNotFound(NotFound):
+    code = "proposal_not_found"
+
+
+class ProposalDecided(Conflict):
+    """The retraining proposal was already approved or rejected: a decision is taken once."""
+
+    code = "proposal_decided"
+
+
+class NotEnoughFeedback(Conflict):
+    """Retraining needs more logged predictions with feedback than the window holds."""
+
+    code = "not_enough_feedback"
