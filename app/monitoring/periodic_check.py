@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import time
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from mlflow.entities import Metric, Param, RunTag
 
@@ -102,14 +103,23 @@ def log_report(registry: ModelRegistry, result: DriftResult, page: str | None,
 
 
 CHECK_JOB = "drift-check"
+# Called after each periodic check this worker ran, with its result and the dataset-drift verdict
+# of the previous periodic check (None when none is kept): the retraining trigger
+# (``app.training.proposals.ProposalService.on_drift``). Its failures are logged, never fatal.
+DriftFollowUp = Callable[[DriftResult, bool | None], Awaitable[object]]
+# Previous slots looked at for a verdict (a skipped, failed or insufficient-data one has none).
+_PREVIOUS_SLOTS = 10
 
 
 class DriftMonitor:
     def __init__(self, *, drift: DriftService, performance: PerformanceService,
                  registry: ModelRegistry, settings: DriftSettings, health_window: Duration,
                  health_bucket: Duration, claims: SlotClaims, model_name: str,
-                 estimation: EstimationService | None = None) -> None:
-        """``model_name``: the served model, whose accuracy gauge every slot refreshes."""
+                 estimation: EstimationService | None = None,
+                 on_result: DriftFollowUp | None = None) -> None:
+        """``model_name``: the served model, whose accuracy gauge every slot refreshes;
+        ``on_result``: the follow-up of each check this worker runs (``DriftFollowUp``)."""
+        self.on_result = on_result
         self._drift = drift
         self._estimation = estimation
         self._performance = performance
@@ -159,22 +169,38 @@ class DriftMonitor:
         (the others publish its stored result), then the accuracy gauge in every worker."""
         while True:
             slot = await sleep_until_next_slot(self._settings.check_interval_s)
-            try:
-                if await self._claims.claim(CHECK_JOB, slot):
-                    await self._run_claimed(slot)
-                else:
-                    await self._follow(slot)
-            except DatabaseUnavailable as exc:
-                log.warning("drift check skipped: %s", exc.message)
-            except Exception:  # the loop must outlive any one slot
-                log.exception("drift check slot failed")
+            await self.run_slot(slot)
             try:
                 await self.refresh_accuracy(model_name)
             except Exception:
                 log.exception("accuracy refresh failed")
 
-    async def _run_claimed(self, slot: datetime) -> None:
+    async def run_slot(self, slot: datetime) -> None:
+        """One slot: the check if this worker claims it, else the winner's result published;
+        then the follow-up of a check run here. Nothing raised: the loop outlives any slot."""
+        result: DriftResult | None = None
+        try:
+            if await self._claims.claim(CHECK_JOB, slot):
+                result = await self._run_claimed(slot)
+            else:
+                await self._follow(slot)
+        except DatabaseUnavailable as exc:
+            log.warning("drift check skipped: %s", exc.message)
+        except Exception:
+            log.exception("drift check slot failed")
+        if result is None or self.on_result is None:
+            return
+        # After the slot is finished: a long follow-up (a retraining) keeps no follower waiting.
+        try:
+            await self.on_result(result, await self._previous_verdict(slot))
+        except DatabaseUnavailable as exc:
+            log.warning("drift check follow-up skipped: %s", exc.message)
+        except Exception:
+            log.exception("drift check follow-up failed")
+
+    async def _run_claimed(self, slot: datetime) -> DriftResult | None:
         outcome, report_id = "failed", None
+        result: DriftResult | None = None
         try:
             result, _ = await self.check_once(slot)
             outcome, report_id = "ok", result.report_id
@@ -185,6 +211,21 @@ class DriftMonitor:
             log.exception("drift check failed")
         finally:
             await self._claims.finish(CHECK_JOB, slot, outcome, report_id)
+        return result
+
+    async def _previous_verdict(self, slot: datetime) -> bool | None:
+        """The dataset-drift verdict of the latest periodic check before ``slot`` that gave one,
+        looking back a few slots (None when none did: a skipped, failed or insufficient-data
+        check has no verdict, and slot records live a week)."""
+        interval = timedelta(seconds=self._settings.check_interval_s)
+        for back in range(1, _PREVIOUS_SLOTS + 1):
+            record = await self._claims.get(CHECK_JOB, slot - back * interval)
+            if record is None or record.outcome != "ok" or record.report_id is None:
+                continue
+            body = await self._drift.stored(record.report_id)
+            if body is not None and body.get("dataset_drift") is not None:
+                return bool(body["dataset_drift"])
+        return None
 
     async def _follow(self, slot: datetime) -> None:
         """Publish the winner's report here too, so every worker's and replica's gauges agree."""
