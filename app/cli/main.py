@@ -1,6 +1,7 @@
-"""The ``future-skills`` command: serve, data, db, spool here; train/bootstrap (``training``),
-drift (``monitoring``) and the lifecycle commands (``lifecycle``, ``runs``) are registered from
-their modules. Every command's components come from ``app.container.build`` (``context.run``)."""
+"""The ``future-skills`` command: serve, data, db, spool here; train/bootstrap/retrain
+(``training``), drift (``monitoring``), the lifecycle commands (``lifecycle``, ``runs``) and the
+retraining proposals (``proposals``) are registered from their modules. Every command's
+components come from ``app.container.build`` (``context.run``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rich.table import Table
 from app.cli.context import run
 from app.cli.lifecycle import register as register_lifecycle_commands
 from app.cli.monitoring import register as register_monitoring_commands
+from app.cli.proposals import register as register_proposal_commands
 from app.cli.scoring import register as register_scoring_commands
 from app.cli.settings import settings_for_command
 from app.cli.training import register as register_training_commands
@@ -327,6 +329,7 @@ register_training_commands(app)
 register_lifecycle_commands(app)
 register_monitoring_commands(app)
 register_scoring_commands(app)
+register_proposal_commands(app)
 
 
 def main() -> None:

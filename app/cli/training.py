@@ -1,4 +1,5 @@
-"""CLI commands that make model versions: ``train`` (with ``--dry-run``) and ``bootstrap``.
+"""CLI commands that make model versions: ``train`` (with ``--dry-run``), ``bootstrap`` and
+``retrain`` (a candidate filed as a retraining proposal).
 
 ``register(app)`` adds them to the ``future-skills`` Typer app (called from ``app.cli.main``).
 Training gets its components (registry, lifecycle service, engine) from the container.
@@ -17,17 +18,20 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.cli.context import run
+from app.cli.context import actor, run
 from app.cli.lifecycle import apply_policy
-from app.cli.output import console, print_decision
+from app.cli.output import console, fail, out, print_decision
+from app.cli.proposals import proposal_json
 from app.cli.settings import settings_for_command
 from app.container import Container
 from app.db.migrate import upgrade
-from app.errors import ModelNotFound
+from app.errors import DomainError, ModelNotFound
 from app.lifecycle.versioning import CHANGE_TYPES, ChangeType
 from app.training.dry_run import DryRunResult, dry_run
 from app.training.fit import STAGES
 from app.training.fit import Progress as OnStage
+from app.training.retrain import Proposal
+from app.training.retrain import retrain as retrain_candidate
 from app.training.train import TrainingResult, load_data
 from app.training.train import train as train_version
 
@@ -134,6 +138,39 @@ def bootstrap() -> None:
     run(settings, work)
 
 
+def retrain(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the proposal as JSON")] = False,
+) -> None:
+    """Train a candidate on the base data plus the logged predictions with feedback (weighted,
+    FS_RETRAIN_*), register it, point the challenger alias at it and file a retraining proposal
+    for a person to approve or reject (`proposals`). Nothing is promoted."""
+    settings = settings_for_command()
+
+    async def work(container: Container) -> Proposal:
+        await upgrade(settings.db_url)
+        with _progress() as on_stage:
+            return await retrain_candidate(container, actor=actor(), progress=on_stage)
+
+    try:
+        proposal = run(settings, work)
+    except DomainError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(proposal_json(proposal))
+        return
+    Console().print(_metrics_table(
+        f"{proposal.model_name} candidate version {proposal.model_version} (run {proposal.run_id})",
+        proposal.metrics))
+    weights = proposal.data["weights"]
+    out.print(f"trained on {proposal.data['base_rows']} base rows (weight {weights['base']:g}) and "
+              f"{proposal.data['feedback_rows']} predictions with feedback (weight "
+              f"{weights['feedback']:g}) made from {proposal.window_start:%Y-%m-%d %H:%M} to "
+              f"{proposal.window_end:%Y-%m-%d %H:%M} UTC")
+    out.print(f"proposal {proposal.id} is open: alias {settings.challenger.alias} -> version "
+              f"{proposal.model_version}; approve or reject it with `future-skills proposals`")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command()(bootstrap)
+    app.command()(retrain)
