@@ -22,6 +22,7 @@ from app.lifecycle.audit import AuditEntry, PromotionAudit
 from app.lifecycle.service import LifecycleService
 from app.lifecycle.suspension import StopSwitch
 from app.metrics import ServiceMetrics
+from app.monitoring.challenger import ChallengerComparison
 from app.monitoring.drift_service import DriftService
 from app.monitoring.estimation import EstimationService, VersionCalibrations
 from app.monitoring.groups import GroupService
@@ -35,9 +36,12 @@ from app.prediction_log.log import PredictionLog
 from app.registry.client import ModelRegistry
 from app.serving.admission import Admission
 from app.serving.batching import MicroBatcher
+from app.serving.challenger import ChallengerFollower
 from app.serving.core import PredictionService
 from app.serving.model_slot import ModelSlot
 from app.serving.reloader import Reloader
+from app.serving.shadow import ShadowScorer
+from app.training.proposals import ProposalService
 
 
 @dataclass
@@ -55,14 +59,18 @@ class Container:
     records: DecisionRecords
     admission: Admission
     reloader: Reloader
+    challenger: ChallengerFollower
+    shadow: ShadowScorer
     lifecycle: LifecycleService
     drift: DriftService
     performance: PerformanceService
     estimation: EstimationService
+    challenger_comparison: ChallengerComparison
     groups: GroupService
     health: HealthService
     drift_monitor: DriftMonitor
     stop_switch: StopSwitch
+    proposals: ProposalService
     # Set on SIGTERM: readiness answers 503 while in-flight work finishes.
     draining: bool = False
 
@@ -96,11 +104,13 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
                      metrics=metrics, history=1000)
         if batching.enabled else None
     )
+    shadow = ShadowScorer(slot=slot, engine=engine, metrics=metrics, settings=settings.challenger)
     predictions = PredictionService(
         slot=slot, prediction_log=prediction_log, metrics=metrics, admission=admission,
         max_items=settings.predict.max_items, deadline_s=settings.limits.deadline_s, batcher=batcher,
         subject_key=settings.privacy.subject_hmac_key.get_secret_value().encode(),
         review_threshold=settings.oversight.review_confidence_threshold,
+        shadow=shadow, canary_percent=settings.challenger.canary_percent,
     )
     audit = PromotionAudit(engine=engine)
     feedback = FeedbackService(engine=engine, prediction_log=prediction_log)
@@ -115,6 +125,7 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         engine=engine, calibration_of=VersionCalibrations(registry=registry, slot=slot))
     groups = GroupService(engine=engine, estimation=estimation, metrics=metrics,
                           exported=tuple(settings.monitoring.group_gauges))
+    challenger_comparison = ChallengerComparison(engine=engine, estimation=estimation)
     performance = PerformanceService(
         engine=engine, metrics=metrics, trend_tolerance=settings.health.trend_tolerance,
         estimation=estimation,
@@ -127,6 +138,16 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         slot=slot, audit=_ReloadFailures(audit), metrics=metrics, settings=settings.lifecycle,
         interval_s=settings.model.poll_interval_s,
     )
+    lifecycle = LifecycleService(
+        registry=registry, audit=audit, model=settings.model, settings=settings.lifecycle,
+        metrics=metrics,
+        # Serving loads and serves every move's new Production here (through the reloader,
+        # which audits a failed load); a CLI process serves nothing.
+        slot=reloader if serve else None,
+        evidence=challenger_comparison, challenger_alias=settings.challenger.alias,
+    )
+    proposals = ProposalService(engine=engine, registry=registry, lifecycle=lifecycle,
+                                settings=settings)
     return Container(
         settings=settings, metrics=metrics, engine=engine, registry=registry, slot=slot,
         prediction_log=prediction_log, predictions=predictions, admission=admission,
@@ -134,16 +155,18 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         records=DecisionRecords(prediction_log=prediction_log, feedback=feedback, reviews=reviews,
                                 explanations=explanations, registry=registry),
         reloader=reloader,
-        lifecycle=LifecycleService(
-            registry=registry, audit=audit, model=settings.model, settings=settings.lifecycle,
-            metrics=metrics,
-            # Serving loads and serves every move's new Production here (through the reloader,
-            # which audits a failed load); a CLI process serves nothing.
-            slot=reloader if serve else None,
+        challenger=ChallengerFollower(
+            slot=slot, alias=settings.challenger.alias, metrics=metrics,
+            interval_s=settings.model.poll_interval_s,
+            retry_failed_s=settings.lifecycle.retry_failed_s,
         ),
+        shadow=shadow,
+        lifecycle=lifecycle,
+        proposals=proposals,
         drift=drift,
         performance=performance,
         estimation=estimation,
+        challenger_comparison=challenger_comparison,
         groups=groups,
         health=health,
         drift_monitor=DriftMonitor(
@@ -151,6 +174,8 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
             health_window=settings.health.window, health_bucket=settings.health.bucket,
             claims=SlotClaims(engine=engine, worker_id=f"{socket.gethostname()}/{prediction_log.worker}"),
             model_name=settings.model.name, estimation=estimation,
+            # A periodic check that starts a drift episode files a retraining proposal.
+            on_result=proposals.on_drift if settings.retrain.on_drift else None,
         ),
         # Serving follows the switch (and a change made here stops this worker at once); a CLI
         # process only changes it.
@@ -177,6 +202,8 @@ async def build(
         if serve:
             await container.prediction_log.start()
             stack.push_async_callback(container.prediction_log.stop)
+            await container.shadow.start()
+            stack.push_async_callback(container.shadow.stop)
             await container.predictions.start()
             stack.push_async_callback(container.predictions.stop)
             # Before the reloader: the worker must know whether it may serve before it is ready.
@@ -184,6 +211,8 @@ async def build(
             stack.push_async_callback(container.stop_switch.stop)
             await container.reloader.start()
             stack.push_async_callback(container.reloader.stop)
+            await container.challenger.start()
+            stack.push_async_callback(container.challenger.stop)
             await container.explanations.start()
             stack.push_async_callback(container.explanations.stop)
             if settings.drift.check_enabled:

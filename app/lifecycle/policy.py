@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -51,22 +51,29 @@ class PolicyDecision:
         return asdict(self)
 
 
-@dataclass
-class Scored:
+class Scores(Protocol):
     """Accuracy and macro-F1 of one model on live rows with feedback."""
 
-    accuracy: float
-    f1_macro: float
+    @property
+    def accuracy(self) -> float: ...
+
+    @property
+    def f1_macro(self) -> float: ...
 
 
-@dataclass
-class LiveEvidence:
+class LiveEvidence(Protocol):
     """Production (the champion) and the candidate on the same rows: those the candidate scored
-    in Production's shadow that have feedback (``app.monitoring.challenger``)."""
+    in Production's shadow that have feedback (``app.monitoring.challenger`` provides it; the
+    container wires it in, monitoring sits beside lifecycle, not below it)."""
 
-    rows_with_feedback: int
-    champion: Scored | None
-    candidate: Scored | None
+    @property
+    def rows_with_feedback(self) -> int: ...
+
+    @property
+    def champion(self) -> Scores | None: ...
+
+    @property
+    def candidate(self) -> Scores | None: ...
 
 
 def _predicts_sample(model: LoadedModel) -> str | None:

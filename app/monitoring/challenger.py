@@ -18,12 +18,12 @@ import numpy as np
 from sqlalchemy import ColumnElement, Select, desc, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.queries import latest_per_prediction
 from app.db.session import read_only
 from app.db.tables import Prediction, PredictionFeedback, ShadowPrediction
-from app.lifecycle.policy import LiveEvidence, Scored
 from app.ml.features import LEVELS
 from app.monitoring.estimation import EstimationService
-from app.monitoring.performance import Confusion, latest_per_prediction, scores
+from app.monitoring.performance import Confusion, scores
 from app.monitoring.windows import TimeWindow
 
 _UNAVAILABLE = "shadow predictions cannot be read right now"
@@ -51,6 +51,24 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Accuracy and macro-F1 of one model on the rows with feedback."""
+
+    accuracy: float
+    f1_macro: float
+
+
+@dataclass(frozen=True)
+class LiveEvidence:
+    """Champion and candidate on the same shadow-scored rows that have feedback: what the
+    promotion policy's live checks read (``app.lifecycle.policy.LiveEvidence``)."""
+
+    rows_with_feedback: int
+    champion: Scored | None
+    candidate: Scored | None
 
 
 def _matrix() -> Confusion:

@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config.monitoring import GROUP_DIMENSIONS
 from app.db.dialect import json_text
+from app.db.queries import latest_per_prediction
 from app.db.session import read_only
 from app.db.tables import Prediction, PredictionFeedback
 from app.metrics import ServiceMetrics
 from app.ml.features import LEVELS
 from app.monitoring.estimation import Estimate, EstimationService
-from app.monitoring.performance import latest_per_prediction
 from app.monitoring.windows import TimeWindow
 
 GROUP_FIELDS = GROUP_DIMENSIONS

@@ -13,10 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import FromClause, Subquery, and_, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import bucket_index
+from app.db.queries import latest_per_prediction
 from app.db.session import read_only
 from app.db.tables import Prediction, PredictionFeedback, PredictionReview
 from app.errors import InvalidInput
@@ -106,16 +107,6 @@ class PerformanceReport:
 
 
 Confusion = np.ndarray[Any, np.dtype[np.int64]]
-
-
-def latest_per_prediction(table: FromClause, value: str) -> Subquery:
-    """``prediction_id``, ``table.c[value]`` and ``rn`` (1 = the newest row per prediction): the
-    latest feedback (or review) wins, ties broken by id. Join on ``rn == 1``."""
-    return select(
-        table.c.prediction_id, table.c[value],
-        func.row_number().over(partition_by=table.c.prediction_id,
-                               order_by=(table.c.created_at.desc(), table.c.id.desc())).label("rn"),
-    ).subquery()
 
 
 def scores(confusion: Confusion) -> tuple[float, float, dict[str, float | None]]:

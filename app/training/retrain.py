@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import FromClause, Subquery, func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.db.queries import latest_per_prediction
 from app.db.session import read_only, unit_of_work
 from app.db.tables import Prediction, PredictionFeedback, RetrainingProposal
 from app.errors import NotEnoughFeedback
@@ -77,22 +78,11 @@ class FeedbackRows:
     skipped: int  # predictions whose logged features do not fit the schema (none today)
 
 
-def _latest_feedback(table: FromClause) -> Subquery:
-    """The latest feedback per prediction (``rn == 1``), ties broken by id: the same rule as
-    ``app.monitoring.performance.latest_per_prediction``, which training may not import
-    (tests/test_layering.py: training sits beside monitoring, not above it)."""
-    return select(
-        table.c.prediction_id, table.c.actual_level,
-        func.row_number().over(partition_by=table.c.prediction_id,
-                               order_by=(table.c.created_at.desc(), table.c.id.desc())).label("rn"),
-    ).subquery()
-
-
 async def feedback_rows(engine: AsyncEngine, model_name: str, start: datetime,
                         end: datetime) -> FeedbackRows:
     """Predictions of ``model_name`` (any version) made in [start, end) that have feedback."""
     p = Prediction.__table__
-    ranked = _latest_feedback(PredictionFeedback.__table__)
+    ranked = latest_per_prediction(PredictionFeedback.__table__, "actual_level")
     stmt = (
         select(p.c.features, ranked.c.actual_level)
         .join(ranked, ranked.c.prediction_id == p.c.id)

@@ -66,7 +66,7 @@ MLFLOW_COERCING = {"/invocations"}
 RELATED_PARAMETERS = {"/v1/performance", "/v1/drift", "/v1/drift/report.html"}
 # A query duration's pattern is the settings' grammar, which also covers values a window refuses
 # (a bare number, zero, more than 9999 weeks): those get the documented 422 naming `last`.
-DURATION_BOUNDS = {"/v1/performance/groups"}
+DURATION_BOUNDS = {"/v1/performance/groups", "/v1/models/{name}/challenger"}
 # V2 tensors relate to each other: a shape's n must equal the number of values in its data, and
 # every feature's tensor must hold the same n. Schema-valid bodies that break this get the V2
 # protocol's 400 naming the input; tests/serving/test_protocols.py holds the accepted forms.

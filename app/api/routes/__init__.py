@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from app.api.routes import (
+    challenger,
     drift,
     explanations,
     health,
@@ -11,6 +12,7 @@ from app.api.routes import (
     models,
     performance,
     predictions,
+    proposals,
     records,
     reviews,
     v2,
@@ -24,6 +26,8 @@ api_router.include_router(records.router)
 api_router.include_router(mlflow_scoring.router)
 api_router.include_router(v2.router)
 api_router.include_router(models.router)
+api_router.include_router(proposals.router)
+api_router.include_router(challenger.router)
 api_router.include_router(drift.router)
 api_router.include_router(performance.router)
 api_router.include_router(model_health.router)
