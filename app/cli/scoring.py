@@ -65,7 +65,8 @@ def score(
     """Score a file: every input column plus level, score and prob_LOW/MEDIUM/HIGH per row.
 
     The run is recorded in MLflow (experiment future-skills-prediction). On a bad input the
-    command exits 2 naming the column and row, and no output file is left behind.
+    command exits 2 naming the column and row, and no output file is left behind; while the
+    model is suspended (`models suspend`) it exits 2 with the reason and scores nothing.
     """
     for fmt, hint in ((input_format, "--input-format"), (output_format, "--output-format")):
         if fmt is not None and fmt not in FORMATS:
@@ -84,9 +85,13 @@ def score(
     batch_id = new_batch_id()
 
     async def work(container: Container) -> BatchOutcome:
+        # The stop switch holds for files too: a suspended model scores nothing, on any path.
+        await upgrade(settings.db_url)
+        state = await container.stop_switch.state(settings.model.name)
+        if (suspension := state.suspension) is not None:
+            raise suspension.error(settings.model.name)
         sink = None
         if log_predictions:
-            await upgrade(settings.db_url)
             sink = container.prediction_log.sink
             console.print(f"prediction log: rows go in with request_id {batch_id}", soft_wrap=True)
         with _progress("rows" if request.input_format == "parquet" else "bytes") as on_progress:

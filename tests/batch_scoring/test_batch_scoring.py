@@ -183,3 +183,21 @@ def test_a_bad_column_is_named_and_leaves_no_output(settings, rows, tmp_path, ch
     output = score(settings, "--input", str(source), "--output", str(target), code=2)
     assert message in output
     assert _leftovers(tmp_path) == []
+
+
+def test_a_suspended_model_scores_no_file(settings, rows, tmp_path):
+    """The stop switch holds for batch files as for requests: exit 2 with the reason, no output."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    env = {"FS_DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.db_url}
+    try:
+        suspended = CliRunner().invoke(cli_app, ["models", "suspend", settings.model.name,
+                                                 "--reason", "audit of the HR pilot"], env=env)
+    finally:
+        root.handlers, root.level = handlers, level
+    assert suspended.exit_code == 0, suspended.output
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    rows.head(50).to_csv(source, index=False)
+    output = score(settings, "--input", str(source), "--output", str(target), code=2)
+    assert "suspended" in output and "audit of the HR pilot" in output
+    assert not target.exists()
