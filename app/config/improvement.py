@@ -24,7 +24,7 @@ class ChallengerSettings(BaseSettings):
     shadow_queue_rows: int = Field(
         default=20_000, ge=1,
         description="Rows waiting to be shadow-scored per worker; beyond it shadow work is dropped "
-        "and counted (fs_shadow_dropped_rows_total), never the caller's answer delayed",
+        "and counted (fs_shadow_rows_total, outcome queue_full), never the caller's answer delayed",
     )
     shadow_batch_rows: int = Field(
         default=2_000, ge=1, description="Most rows the challenger scores in one call",
