@@ -211,8 +211,10 @@ async def build(
             stack.push_async_callback(container.stop_switch.stop)
             await container.reloader.start()
             stack.push_async_callback(container.reloader.stop)
-            await container.challenger.start()
-            stack.push_async_callback(container.challenger.stop)
+            challenger = settings.challenger
+            if challenger.shadow or challenger.canary_percent > 0:  # else no use for a second model
+                await container.challenger.start()
+                stack.push_async_callback(container.challenger.stop)
             await container.explanations.start()
             stack.push_async_callback(container.explanations.stop)
             if settings.drift.check_enabled:

@@ -5,8 +5,8 @@
 Bootstraps the demo model (version 1, Production) in the data dir unless it is there, trains a
 second version (another seed) and points the registry's ``challenger`` alias at it. Then starts
 the service (one worker, prediction log into a temporary Postgres database, fsync durability)
-alternately with shadow scoring off (``FS_CHALLENGER_SHADOW=false``: the challenger is loaded but
-scores nothing) and on, ``--rounds`` times each so both see the same machine, and drives each
+alternately with shadow scoring off (``FS_CHALLENGER_SHADOW=false``: the challenger is not even
+loaded) and on, ``--rounds`` times each so both see the same machine, and drives each
 with the same load: one client with single-row requests (the latency figure), 8 clients with
 single-row and with 100-row requests (throughput). Prints p50/p95 and requests/s of each, the
 ratios on/off, the shadow rows stored against the predictions logged, the rows dropped, and
@@ -80,7 +80,8 @@ def run_service(data_dir: Path, shadow: bool, args, work: Path) -> dict:
         base = f"http://127.0.0.1:{port}"
         server.start()
         try:
-            _wait_challenger_loaded(base)
+            if shadow:
+                _wait_challenger_loaded(base)
             url = f"{base}/v1/predictions"
             out: dict = {}
             for rows, clients in SHAPES:

@@ -19,7 +19,9 @@ class ChallengerSettings(BaseSettings):
         "Production, every worker loads it and scores each prediction's rows with it in the shadow",
     )
     shadow: bool = Field(
-        default=True, description="Shadow-score with the challenger when the alias is set",
+        default=True,
+        description="Shadow-score with the challenger when the alias is set (with this false and no "
+        "canary the challenger is not loaded at all)",
     )
     shadow_queue_rows: int = Field(
         default=20_000, ge=1,
