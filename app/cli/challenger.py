@@ -14,6 +14,7 @@ from app.cli.output import fail, out, print_wide
 from app.cli.settings import settings_for_command
 from app.config import parse_duration
 from app.container import Container
+from app.db.migrate import upgrade
 from app.errors import DomainError
 from app.ml.features import LEVELS
 from app.monitoring.windows import TimeWindow
@@ -40,6 +41,8 @@ def challenger(
 
     async def work(container: Container) -> dict[str, Any] | str:
         lifecycle = container.lifecycle
+        if set_version is not None or clear:
+            await upgrade(settings.db_url)  # the change writes an audit row
         if set_version is not None:
             previous = await lifecycle.set_challenger(name, set_version, actor=actor(), reason=reason)
             return f"challenger of {name}: version {set_version} (was {previous or 'none'})"

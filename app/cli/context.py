@@ -11,8 +11,11 @@ import getpass
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from app.cli.output import fail
 from app.config import Settings
 from app.container import Container, build
+from app.db.migrate import upgrade
+from app.errors import DomainError
 
 T = TypeVar("T")
 
@@ -33,3 +36,17 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name for this uid (a bare container)
         return "cli"
+
+
+def run_change(settings: Settings, work: Callable[[Container], Awaitable[None]]) -> None:
+    """``work`` on an up-to-date schema (a change writes audit rows); a refused or failed change
+    is one red line and exit 2."""
+
+    async def migrated(container: Container) -> None:
+        await upgrade(settings.db_url)
+        await work(container)
+
+    try:
+        run(settings, migrated)
+    except DomainError as exc:
+        fail(exc)

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from app.cli.challenger import challenger
-from app.cli.context import actor, run
-from app.cli.output import fail, out, print_decision, print_wide
+from app.cli.context import actor, run, run_change
+from app.cli.output import out, print_decision, print_wide
 from app.cli.runs import register as register_run_commands
 from app.cli.settings import settings_for_command
-from app.config import Settings
 from app.container import Container
-from app.db.migrate import upgrade
-from app.errors import DomainError, PromotionRefused
+from app.errors import PromotionRefused
 from app.lifecycle.describe import describe
 from app.lifecycle.suspension import SwitchResult
 from app.registry.housekeeping import Housekeeping
@@ -32,20 +29,6 @@ from app.registry.housekeeping import Housekeeping
 models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
-
-def _moving(settings: Settings, work: Callable[[Container], Awaitable[None]]) -> None:
-    """``work`` with the container, on an up-to-date schema (moves write audit rows); a refused
-    or failed move is one red line and exit 2."""
-
-    async def migrated(container: Container) -> None:
-        await upgrade(settings.db_url)
-        await work(container)
-
-    try:
-        run(settings, migrated)
-    except DomainError as exc:
-        fail(exc)
 
 
 async def apply_policy(container: Container, version: str) -> None:
@@ -83,7 +66,7 @@ def promote(
             print_decision(result.decision)
         out.print(f"version {result.to_version} is now Production (was {result.from_version})")
 
-    _moving(settings, work)
+    run_change(settings, work)
 
 
 def rollback(reason: Annotated[str | None, typer.Option(help="Kept in the audit")] = None) -> None:
@@ -94,7 +77,7 @@ def rollback(reason: Annotated[str | None, typer.Option(help="Kept in the audit"
         result = await container.lifecycle.rollback(settings.model.name, actor=actor(), reason=reason)
         out.print(f"rolled back: version {result.to_version} is Production (was {result.from_version})")
 
-    _moving(settings, work)
+    run_change(settings, work)
 
 
 @models_app.command("list")
@@ -167,7 +150,7 @@ def models_suspend(
     async def work(container: Container) -> None:
         _print_switch(await container.stop_switch.suspend(name, actor=actor(), reason=reason))
 
-    _moving(settings, work)
+    run_change(settings, work)
 
 
 @models_app.command("resume")
@@ -181,7 +164,7 @@ def models_resume(
     async def work(container: Container) -> None:
         _print_switch(await container.stop_switch.resume(name, actor=actor(), reason=reason))
 
-    _moving(settings, work)
+    run_change(settings, work)
 
 
 models_app.command("challenger")(challenger)

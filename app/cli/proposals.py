@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from app.cli.context import actor, run
+from app.cli.context import actor, run, run_change
 from app.cli.output import fail, out, print_decision, print_wide
 from app.cli.settings import settings_for_command
-from app.config import Settings
 from app.container import Container
-from app.db.migrate import upgrade
 from app.errors import DomainError
 from app.training.proposals import STATUSES
 from app.training.retrain import Proposal
@@ -67,20 +64,6 @@ def _parse_id(text: str) -> uuid.UUID:
         raise typer.BadParameter("must be a proposal id (a UUID)", param_hint="PROPOSAL_ID") from None
 
 
-def _deciding(settings: Settings, work: Callable[[Container], Awaitable[None]]) -> None:
-    """``work`` on an up-to-date schema (decisions write audit rows); a refused or failed
-    decision is one red line and exit 2."""
-
-    async def migrated(container: Container) -> None:
-        await upgrade(settings.db_url)
-        await work(container)
-
-    try:
-        run(settings, migrated)
-    except DomainError as exc:
-        fail(exc)
-
-
 @proposals_app.command("list")
 def proposals_list(
     status: Annotated[str | None, typer.Option(help="Only open, approved or rejected")] = None,
@@ -121,7 +104,7 @@ def proposals_approve(proposal_id: ProposalId, reason: Reason = None) -> None:
         out.print(f"proposal {proposal.id} approved: version {move.to_version} is now Production "
                   f"(was {move.from_version})")
 
-    _deciding(settings, work)
+    run_change(settings, work)
 
 
 @proposals_app.command("reject")
@@ -136,7 +119,7 @@ def proposals_reject(proposal_id: ProposalId, reason: Reason = None) -> None:
         out.print(f"proposal {proposal.id} rejected: version {proposal.model_version} stays "
                   "unpromoted")
 
-    _deciding(settings, work)
+    run_change(settings, work)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException, RestException
 
 from app.errors import ModelNotFound, RegistryUnavailable
@@ -197,12 +197,7 @@ class ModelRegistry:
         """The version ``alias`` points at (None: no Production) and the registered model's tags,
         from one read of the registered model; the legacy stage is asked only when the alias
         is unset and ``stage_fallback`` allows it."""
-        try:
-            model = self.client.get_registered_model(name)
-        except MlflowException as exc:
-            if _is_not_found(exc):
-                raise ModelNotFound(f"no registered model {name!r}") from exc
-            raise RegistryUnavailable("the model registry could not be read") from exc
+        model = self._registered(name)
         tags = dict(model.tags or {})
         version = (model.aliases or {}).get(alias)
         if version is not None:
@@ -227,13 +222,8 @@ class ModelRegistry:
 
     def aliases(self, name: str) -> dict[str, str]:
         """Alias -> version of the registered model, from one read."""
-        try:
-            model = self.client.get_registered_model(name)
-        except MlflowException as exc:
-            if _is_not_found(exc):
-                raise ModelNotFound(f"no registered model {name!r}") from exc
-            raise RegistryUnavailable("the model registry could not be read") from exc
-        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+        aliases = self._registered(name).aliases or {}
+        return {alias: str(version) for alias, version in aliases.items()}
 
     def set_legacy_stage(self, name: str, version: str, stage: str = LEGACY_STAGE) -> None:
         """Move the deprecated stage too (for consumers that still read stages)."""
@@ -244,8 +234,12 @@ class ModelRegistry:
             )
 
     def model_tags(self, name: str) -> dict[str, str]:
+        return dict(self._registered(name).tags or {})
+
+    def _registered(self, name: str) -> RegisteredModel:
+        """The registered model, or ModelNotFound / RegistryUnavailable."""
         try:
-            return dict(self.client.get_registered_model(name).tags or {})
+            return self.client.get_registered_model(name)
         except MlflowException as exc:
             if _is_not_found(exc):
                 raise ModelNotFound(f"no registered model {name!r}") from exc
