@@ -39,7 +39,7 @@ READ_DEPS = [Depends(require_client_key)]
 READ = error_responses(401, 403)
 
 
-def _after_move(result: MoveResult) -> MoveOut:
+def move_out(result: MoveResult) -> MoveOut:
     """The move and what this worker serves after it: the lifecycle service already served the
     new Production here (other workers follow within one poll interval)."""
     reload = ReloadOut(**vars(result.reload)) if result.reload is not None else None
@@ -90,7 +90,7 @@ async def promote(
     """Make a version Production if the promotion policy agrees (``force`` skips it). Admin only."""
     result = await lifecycle.promote(name, body.version, actor=admin, reason=body.reason,
                                      force=body.force)
-    return _after_move(result)
+    return move_out(result)
 
 
 @router.post("/{name}/rollback", response_model=MoveOut, responses=ADMIN | BODY,
@@ -100,7 +100,7 @@ async def rollback(
 ) -> MoveOut:
     """Undo the last move: Production goes back to the version before it (repeatable). Admin only."""
     result = await lifecycle.rollback(name, actor=admin, reason=body.reason if body else None)
-    return _after_move(result)
+    return move_out(result)
 
 
 @router.post("/{name}/reload", response_model=ReloadOut, responses=ADMIN, operation_id="reload_model")

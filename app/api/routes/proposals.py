@@ -12,8 +12,7 @@ from app.api.admin_auth import AdminDep
 from app.api.deps import container_of
 from app.api.json_body import JsonBodyRoute
 from app.api.params import ModelName
-from app.api.routes.models import ADMIN, BODY, READ, READ_DEPS
-from app.api.routes.models import _after_move as move_out
+from app.api.routes.models import ADMIN, BODY, READ, READ_DEPS, move_out
 from app.api.schemas.predictions import error_responses
 from app.api.schemas.proposals import (
     ApprovalOut,
