@@ -200,7 +200,10 @@ def _unexplained_failures(load: Load, victim: Replica, killed_at: float, down_at
     POST that reached a replica; one on a reused connection it answers by closing, for the client
     to retry), and reads or feedback through the other replica of predictions still on the
     victim's disk, until it is back and drains."""
-    on_disk = {c.ids[0] for c in load.of("predict") if c.replica == victim.name and c.end <= killed_at}
+    # Answered by the victim and sent before the kill: spooled there before it answered. (Not
+    # "ended before the kill": an answer already written can reach the client just after it.)
+    on_disk = {c.ids[0] for c in load.of("predict")
+               if c.ok and c.ids and c.replica == victim.name and c.start <= killed_at}
     first_of = {read: predict for predict, read, fed in load.chains_done for read in (read, fed)}
     unexplained = []
     for call in load.failed():
