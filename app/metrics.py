@@ -184,7 +184,7 @@ class ServiceMetrics:
         self.shadow_rows = Counter(
             "fs_shadow_rows",
             "Rows shadow-scored by the challenger and stored (outcome stored), or dropped "
-            "(queue_full, failed, database)",
+            "(queue_full, failed, database, shutdown)",
             ["outcome"], registry=r,
         )
         self.shadow_queue_rows = Gauge(

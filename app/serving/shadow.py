@@ -83,7 +83,7 @@ class ShadowScorer:
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
         if self._queued:
-            self.metrics.shadow_rows.labels("queue_full").inc(self._queued)
+            self.metrics.shadow_rows.labels("shutdown").inc(self._queued)
             log.warning("shadow scoring: %d rows not scored at shutdown", self._queued)
         self._jobs.clear()
         self._set_queued(0)
