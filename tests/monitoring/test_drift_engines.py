@@ -128,3 +128,14 @@ def test_unseen_categories_and_prediction_drift_are_reported():
     assert result.to_dict()["unseen_categories"]["by_feature"]["skill"] == {"count": 100, "rate": 0.1}
     assert result.prediction_drift.drifted and result.prediction_drift.method == "jensenshannon"
     assert result.prediction_distribution["current"] == {"HIGH": 1.0}
+
+
+def test_wasserstein_is_scipys_on_ties_constants_and_continuous_samples():
+    rng = np.random.default_rng(3)
+    cases = [(rng.normal(size=40), rng.normal(0.5, 2.0, size=300)),
+             (rng.integers(0, 4, 30).astype(float), rng.integers(0, 6, 200).astype(float)),
+             (np.round(rng.normal(size=50), 1), np.round(rng.normal(size=500), 1)),
+             (np.ones(5), np.ones(9)), (np.array([0.0]), np.array([2.0, 2.0]))]
+    for u, v in cases:
+        assert stats.wasserstein_1d(u, v) == pytest.approx(sps.wasserstein_distance(u, v),
+                                                           rel=1e-12, abs=1e-15)
