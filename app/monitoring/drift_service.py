@@ -166,7 +166,7 @@ class DriftService:
         s = self.settings
         reference = await self.reference()
         window = await read_window(self._engine, reference.model_name, reference.model_version,
-                                   span.start, span.end, s.max_current_rows)
+                                   span.start, span.end, s.max_current_rows, s.read_connections)
         if window.rows == 0:
             raise NoDataInWindow(
                 f"no predictions of version {reference.model_version} between "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -262,29 +263,39 @@ def test_cli_drift_writes_html_and_logs(big_registry, tmp_path):
     assert empty.returncode != 0
 
 
-async def test_sqlite_window_is_sampled_down_to_the_cap(tmp_path):
+async def test_a_window_is_read_whole_or_sampled_down_to_the_cap(db_url):
+    """On Postgres the window is read as time slices side by side: together exactly its rows."""
     from datetime import timedelta
 
-    from app.monitoring.window_reader import read_window
+    from app.monitoring.window_reader import read_window, time_slices
 
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'predictions.db'}"
-    await upgrade(db_url)
     frame = generate(2000, seed=26)
     made_at = now() - timedelta(minutes=1)
-    await insert_predictions(db_url, prediction_rows(frame, frame["future_need_level"], made_at))
+    rows = prediction_rows(frame, frame["future_need_level"], made_at)
+    for i, row in enumerate(rows):  # spread over the hour, so that every slice holds some
+        row["created_at"] = made_at - timedelta(seconds=1.7 * i)
+    await insert_predictions(db_url, rows)
     old = generate(100, seed=27)  # outside the window
     await insert_predictions(db_url, prediction_rows(old, old["future_need_level"],
                                                      made_at - timedelta(days=2)))
+    start, end = made_at - timedelta(hours=1), now()
+    slices = time_slices(start, end, 3)
+    assert len(slices) == 3 and slices[0][0] == start and slices[-1][1] == end
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(slices))
+    assert time_slices(start, start + timedelta(microseconds=2), 3) == [
+        (start, start + timedelta(microseconds=1)),
+        (start + timedelta(microseconds=1), start + timedelta(microseconds=2))]
     engine = create_engine(db_url)
     try:
-        full = await read_window(engine, "future-skills-model", "1", made_at - timedelta(hours=1),
-                                 now(), max_rows=5000)
+        full = await read_window(engine, "future-skills-model", "1", start, end, max_rows=5000,
+                                 connections=3)
         assert full.rows == 2000 and not full.sampled and full.note() is None
         assert sorted(full.table.column("trend_score").to_pylist()) == sorted(frame["trend_score"])
-        sample = await read_window(engine, "future-skills-model", "1",
-                                   made_at - timedelta(hours=1), now(), max_rows=500)
+        sample = await read_window(engine, "future-skills-model", "1", start, end, max_rows=500,
+                                   connections=3)
         assert sample.sampled and sample.rows_in_window == 2000
         assert 350 < sample.rows <= 500 and "sample" in sample.note()
+        assert set(sample.table.column("trend_score").to_pylist()) <= set(frame["trend_score"])
     finally:
         await engine.dispose()
 
