@@ -8,10 +8,7 @@ pipeline of a fitted ``ColumnTransformer`` (one-hot encoders, scalers, passthrou
 
 from __future__ import annotations
 
-import functools
 import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,18 +19,13 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from app.cpu import cores, cpu_pool
 from app.errors import ExplanationUnavailable
 from app.explanations import treeshap
 from app.ml.features import LEVELS
 from app.serving.loaded_model import LoadedModel, to_frame
 
 Floats = npt.NDArray[np.float64]
-
-
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    """The kernel's threads, one per core, shared by every engine of the process."""
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="fs-treeshap")
 
 
 def _tree_ranges(sizes: list[int], parts: int) -> list[tuple[int, int]]:
@@ -135,7 +127,7 @@ class ExplanationEngine:
         value /= len(trees)
         self.value = np.ascontiguousarray(value)
         self.max_depth = max(int(t.max_depth) for t in trees)
-        self.ranges = _tree_ranges(sizes, os.cpu_count() or 1)
+        self.ranges = _tree_ranges(sizes, cores())
         leaf = self.left < 0
         root_of = np.repeat(self.roots, sizes)
         # Base value: each leaf's value weighted by its share of its tree's root cover.
@@ -175,7 +167,7 @@ class ExplanationEngine:
         if len(self.ranges) == 1:
             run(self.ranges[0])
         else:
-            list(_pool().map(run, self.ranges))
+            list(cpu_pool().map(run, self.ranges))
         columns = per_tree.sum(axis=1)  # the same order on any schedule
         features = np.einsum("rjc,jg->rgc", columns, self._grouping)
         proba = self._forest_proba(x64)

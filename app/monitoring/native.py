@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from app.cpu import cpu_pool
 from app.ml.features import CATEGORICAL, FEATURE_NAMES, NUMERIC
 from app.monitoring import drift_tests as stats
 from app.monitoring.data import ColumnSet, Reference, Window
@@ -24,13 +22,6 @@ from app.monitoring.result import (
 COUNTED_NUMERIC_MAX = 20
 # Share of each predicted level, on the reference and in the current window.
 Shares = dict[str, dict[str, float]]
-
-
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    """Threads for the per-feature tests, one per core: their time is numpy's sorts and scans of
-    the window's columns, which release the GIL, so the features run side by side."""
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="fs-drift")
 
 
 def _numeric_score(method: str, ref: np.ndarray, cur: np.ndarray) -> float:
@@ -131,7 +122,8 @@ def run_native(
     started = time.perf_counter()
     methods, thresholds = methods or {}, thresholds or {}
     current = current or ColumnSet.from_arrow(window.table, reference.vocabulary)
-    features = list(_pool().map(
+    # Side by side: a feature's time is numpy's sorts and scans, which release the GIL.
+    features = list(cpu_pool().map(
         lambda name: feature_drift(name, reference.columns, current, reference.rows,
                                    methods.get(name), thresholds.get(name)),
         FEATURE_NAMES,

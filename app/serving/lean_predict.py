@@ -16,9 +16,6 @@ forest's order, so the floats do not change.
 from __future__ import annotations
 
 import copy
-import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +25,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
+from app.cpu import cores, cpu_pool
 from app.ml.features import CATEGORICAL
 
 if TYPE_CHECKING:
@@ -36,12 +34,6 @@ if TYPE_CHECKING:
     from app.serving.fast_transform import FastTransform
 
 LARGE_CHUNK_MIN_ROWS = 512
-
-
-@functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """The threads of large calls, shared by every model of the process (made on first use)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="fs-forest")
 
 
 class Unsupported(Exception):
@@ -87,7 +79,7 @@ class LeanPredictor:
         self.classes = list(classifier.classes_)
         self.fast: FastTransform | None = None
         self.large_rows = large_rows
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or cores()
 
     @property
     def sums_trees(self) -> bool:
@@ -128,7 +120,7 @@ class LeanPredictor:
         chunks = min(self.threads, len(x) // LARGE_CHUNK_MIN_ROWS)
         if len(x) <= self.large_rows or chunks < 2:
             return self._sum_trees(x)
-        return np.vstack(list(_pool(self.threads).map(self._sum_trees, np.array_split(x, chunks))))
+        return np.vstack(list(cpu_pool(self.threads).map(self._sum_trees, np.array_split(x, chunks))))
 
     def _sum_trees(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         assert self._trees is not None
