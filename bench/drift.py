@@ -101,8 +101,13 @@ async def copy_predictions(dsn: str, rows: int) -> float:
     features = frame.to_json(orient="records", lines=True).splitlines()
     now = datetime.now(UTC)
     offsets = np.random.default_rng(1).uniform(60, 12 * 3600, rows)
-    # Probabilities spread as a forest's are (the confidence section reads them), not constant.
-    spread = np.random.default_rng(2).dirichlet([2.0, 2.0, 2.0], rows).round(2)
+    # Probabilities spread as a forest's are (the confidence section reads them), not constant,
+    # with the largest on the logged level, as the service logs them.
+    ranked = -np.sort(-np.random.default_rng(2).dirichlet([2.0, 2.0, 2.0], rows).round(2), axis=1)
+    level_at = np.array([("LOW", "MEDIUM", "HIGH").index(level) for level in levels])
+    spread = np.empty_like(ranked)
+    for rank in range(3):
+        spread[np.arange(rows), (level_at + rank) % 3] = ranked[:, rank]
     probabilities = [json.dumps(dict(zip(("LOW", "MEDIUM", "HIGH"), map(float, p), strict=True)))
                      for p in spread]
     records = (

@@ -20,6 +20,8 @@ from scipy.spatial import distance
 SMALL_REFERENCE_MAX = 1000
 # A numeric column with at most this many distinct values is tested like a categorical one.
 FEW_VALUES_MAX = 5
+# scipy's ks_2samp tests exactly up to this sample size (its MAX_AUTO_N).
+_KS_EXACT_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -65,29 +67,82 @@ def default_method(kind: str, reference_rows: int, distinct_values: int) -> str:
 # -- numeric columns (arrays of values) -----------------------------------------------------------
 
 def ks_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
-    return float(stats.ks_2samp(reference, current).pvalue)
+    """``scipy.stats.ks_2samp(...).pvalue`` (two-sided, method "auto"), the same value.
+
+    Samples scipy tests exactly are passed to it. Beyond those it uses Smirnov's asymptotic
+    distribution of the statistic, and the statistic is found here without scipy's two searches
+    of the merged samples: see ``ks_statistic``.
+    """
+    if max(len(reference), len(current)) <= _KS_EXACT_MAX:
+        return float(stats.ks_2samp(reference, current).pvalue)
+    m, n = sorted([float(len(reference)), float(len(current))], reverse=True)
+    p = stats.kstwo.sf(ks_statistic(reference, current), np.round(m * n / (m + n)))
+    return float(np.clip(p, 0.0, 1.0))
+
+
+def ks_statistic(u: np.ndarray, v: np.ndarray) -> float:
+    """The largest gap between the two samples' CDFs, over every value of both (as scipy).
+
+    Both CDFs are steps, so with the smaller sample's CDF constant (c) between two of its
+    distinct values, the gap at the larger sample's values in between is largest at the first or
+    the last of them: a few searches per distinct value of the smaller sample, after one sort of
+    the larger, instead of two searches for each of the million values.
+    """
+    if len(u) > len(v):
+        u, v = v, u
+    values, counts = np.unique(u, return_counts=True)
+    v = np.sort(v)
+    m, n = len(u), len(v)
+    c = np.cumsum(counts) / m  # u's CDF from each distinct value on
+    first = np.searchsorted(v, values, side="left")  # v's values from each distinct u value on
+    upto = np.append(first[1:], n)  # ... and before the next one
+    gaps = [np.abs(c - np.searchsorted(v, values, side="right") / n)]  # at u's values
+    if first[0] > 0:  # v's values before u's first: u's CDF is 0 there
+        gaps.append(np.array([first[0] / n]))
+    inside = upto > first
+    low = np.searchsorted(v, v[first[inside]], side="right") / n  # v's CDF at the first
+    gaps += [np.abs(c[inside] - low), np.abs(c[inside] - upto[inside] / n)]  # ... and the last
+    return float(max(float(g.max()) for g in gaps if len(g)))
 
 
 def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> float:
     """Exact first Wasserstein distance of two samples: the area between their CDFs.
 
-    Same value as ``scipy.stats.wasserstein_distance`` (same breakpoints, same sum), about 4x
-    faster on 1M rows against a few thousand: each sample is sorted once and the two sorted runs
-    are merged by index arithmetic, so both CDFs come from one cumulative count instead of
-    searches. u's values go before equal values of v, so the last element of every run of equal
-    values carries both CDFs at that value (the other elements of a run have width zero).
+    The value of ``scipy.stats.wasserstein_distance`` (to ~1e-12 relative on 1M rows), about 4x
+    faster on 1M rows against a few thousand: no merged array of both samples is built. The
+    smaller sample's CDF is a constant c on each interval between its sorted values; on such an
+    interval [a, b) the larger sample's CDF F is below c left of one point x (the value at which
+    its count reaches c, found by index arithmetic) and at or above it from x on, so the area
+    is c(x - a) - (A(x) - A(a)) + (A(b) - A(x)) - c(b - x), where A is the integral of F, read
+    off one prefix sum of the sorted larger sample. Values are shifted to start at 0 first, so
+    the prefix sums stay small.
     """
-    u, v = np.sort(u), np.sort(v)
+    if len(u) > len(v):
+        u, v = v, u
+    u, v = np.sort(u), np.sort(v)  # copies: shifted in place below
     m, n = len(u), len(v)
-    at = np.searchsorted(v, u, side="left") + np.arange(m)  # u's places in the merged run
-    from_u = np.zeros(m + n, dtype=bool)
-    from_u[at] = True
-    merged = np.empty(m + n)
-    merged[at] = u
-    merged[~from_u] = v
-    u_count = np.cumsum(from_u[:-1])
-    v_count = np.arange(1, m + n) - u_count
-    return float(np.dot(np.abs(u_count / m - v_count / n), np.diff(merged)))
+    low = min(u[0], v[0])
+    u -= low
+    v -= low
+    top = max(u[-1], v[-1])
+    prefix = np.empty(n + 1)
+    prefix[0] = 0.0
+    np.cumsum(v, out=prefix[1:])
+
+    def area(x: np.ndarray) -> np.ndarray:  # A(x): the integral of v's CDF from 0 to x
+        count = np.searchsorted(v, x, side="right")
+        result: np.ndarray = (count * x - prefix[count]) / n
+        return result
+
+    steps = np.arange(m + 1)  # u's CDF is steps / m on [left, right)
+    left, right = np.concatenate(([0.0], u)), np.concatenate((u, [top]))
+    reach = (steps * n + m - 1) // m  # ceil(n * c): v's CDF reaches c at its reach-th value
+    cross = np.clip(np.where(reach > 0, v[np.maximum(reach - 1, 0)], 0.0), left, right)
+    c = steps / m
+    a_left, a_cross, a_right = area(left), area(cross), area(right)
+    below = c * (cross - left) - (a_cross - a_left)
+    above = (a_right - a_cross) - c * (right - cross)
+    return float(np.sum(below + above))
 
 
 def wasserstein_normed(reference: np.ndarray, current: np.ndarray) -> float:

@@ -130,12 +130,29 @@ def test_unseen_categories_and_prediction_drift_are_reported():
     assert result.prediction_distribution["current"] == {"HIGH": 1.0}
 
 
+def test_ks_is_scipys_beyond_its_exact_sizes_on_ties_and_continuous_samples():
+    rng = np.random.default_rng(4)
+    cases = [(rng.beta(5, 2, 500).round(2), rng.beta(5, 2.4, 20_000).round(2)),
+             (rng.uniform(size=12_000), rng.uniform(0.01, 1.0, size=15_000)),
+             (rng.integers(1, 11, 30_000).astype(float), rng.integers(0, 4, 300).astype(float)),
+             (rng.normal(size=11_000), np.array([0.0])), (np.ones(20_000), np.ones(3))]
+    for u, v in cases:
+        expected = sps.ks_2samp(u, v)
+        assert stats.ks_statistic(u, v) == expected.statistic
+        assert stats.ks_pvalue(u, v) == expected.pvalue
+    small = (rng.normal(size=40), rng.normal(0.5, size=300))  # scipy's exact test: passed to it
+    assert stats.ks_pvalue(*small) == sps.ks_2samp(*small).pvalue
+
+
 def test_wasserstein_is_scipys_on_ties_constants_and_continuous_samples():
     rng = np.random.default_rng(3)
     cases = [(rng.normal(size=40), rng.normal(0.5, 2.0, size=300)),
              (rng.integers(0, 4, 30).astype(float), rng.integers(0, 6, 200).astype(float)),
              (np.round(rng.normal(size=50), 1), np.round(rng.normal(size=500), 1)),
-             (np.ones(5), np.ones(9)), (np.array([0.0]), np.array([2.0, 2.0]))]
+             (np.ones(5), np.ones(9)), (np.array([0.0]), np.array([2.0, 2.0])),
+             (rng.normal(size=300), rng.normal(size=40)),  # the larger sample first
+             (rng.normal(90, 20, 2000).round(2), rng.normal(95, 25, 50_000).round(2)),
+             (rng.normal(1e6, 1, 500), rng.normal(1e6, 2, 5000))]  # far from zero
     for u, v in cases:
         assert stats.wasserstein_1d(u, v) == pytest.approx(sps.wasserstein_distance(u, v),
                                                            rel=1e-12, abs=1e-15)
