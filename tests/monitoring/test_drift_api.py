@@ -18,7 +18,7 @@ from app.config import DriftSettings, Duration, SpoolSettings, TrainingSettings
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.tables import DriftReport, ScheduledRun
-from app.ml.features import FEATURE_NAMES
+from app.ml.features import FEATURE_NAMES, LEVELS
 from app.ml.synthetic import generate
 from app.monitoring.windows import TimeWindow
 from tests.support.monitoring import insert_predictions, now, prediction_rows, wait_logged
@@ -272,8 +272,13 @@ async def test_a_window_is_read_whole_or_sampled_down_to_the_cap(db_url):
     frame = generate(2000, seed=26)
     made_at = now() - timedelta(minutes=1)
     rows = prediction_rows(frame, frame["future_need_level"], made_at)
+    confidences = []
     for i, row in enumerate(rows):  # spread over the hour, so that every slice holds some
         row["created_at"] = made_at - timedelta(seconds=1.7 * i)
+        top = 0.4 + (i % 50) / 100  # the largest probability on the logged level, as served
+        rest = round((1 - top) / 2, 4)
+        row["probabilities"] = {level: (top if level == row["level"] else rest) for level in LEVELS}
+        confidences.append(top)
     await insert_predictions(db_url, rows)
     old = generate(100, seed=27)  # outside the window
     await insert_predictions(db_url, prediction_rows(old, old["future_need_level"],
@@ -291,6 +296,7 @@ async def test_a_window_is_read_whole_or_sampled_down_to_the_cap(db_url):
                                  connections=3)
         assert full.rows == 2000 and not full.sampled and full.note() is None
         assert sorted(full.table.column("trend_score").to_pylist()) == sorted(frame["trend_score"])
+        assert sorted(full.confidence().tolist()) == sorted(confidences)
         sample = await read_window(engine, "future-skills-model", "1", start, end, max_rows=500,
                                    connections=3)
         assert sample.sampled and sample.rows_in_window == 2000
