@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 
 # command:Debian package, for every program a test runs that pip does not provide.
-DEBIAN_TOOLS="prometheus:prometheus promtool:prometheus haproxy:haproxy"
+DEBIAN_TOOLS="prometheus:prometheus promtool:prometheus haproxy:haproxy chromium:chromium"
 # haproxy lives in /usr/sbin, which a non-root user's PATH may lack (the tests look there too).
 PATH="$PATH:/usr/sbin:/sbin"
 missing=""
