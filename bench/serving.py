@@ -194,7 +194,12 @@ def measure(server: Server, url: str, make_body, args, labels_of=None) -> dict:
     print(f"[{server.label}] starting ...", flush=True)
     server.start()
     try:
+        # Idle means settled: work a server starts in the background once ready (ours builds
+        # the compiled forest and warms the explanation engine) is done and in its RSS.
+        settled = wait_idle(server.proc.pid, window=1.0, timeout=120)
         idle = rss_by_process(server.proc.pid)
+        print(f"[{server.label}] " + ("still busy 120 s after ready" if settled is None
+                                       else f"settled {settled:.1f} s after ready"), flush=True)
         answer, size = post(url, make_body(sample_rows(100)))
         out = {"cold_start_s": server.cold_start_s, "rss_idle": idle, "response_bytes_100": size,
                "labels": labels_of(answer) if labels_of else None, "answer": answer}

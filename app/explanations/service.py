@@ -24,6 +24,7 @@ from app.config.explanations import ExplanationSettings
 from app.errors import DatabaseUnavailable, ExplanationUnavailable, ModelNotFound, PredictionNotFound
 from app.explanations import document as documents
 from app.explanations.store import ExplanationStore
+from app.memory import return_freed_memory
 from app.ml.features import FEATURE_NAMES
 from app.prediction_log.log import PredictionLog
 from app.registry.client import ModelRegistry
@@ -36,6 +37,13 @@ if TYPE_CHECKING:  # numba is imported with the engine, on first use (see _engin
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+
+
+def _build(module: Any, model: LoadedModel) -> ExplanationEngine:
+    """A version's engine (blocking); loading numba and the kernel frees much of what it took."""
+    engine: ExplanationEngine = module.ExplanationEngine(model)
+    return_freed_memory()
+    return engine
 
 
 class ExplanationService:
@@ -113,7 +121,7 @@ class ExplanationService:
                 return cached
             module = self._engine_module()
             try:
-                built: ExplanationEngine = await asyncio.to_thread(module.ExplanationEngine, model)
+                built: ExplanationEngine = await asyncio.to_thread(_build, module, model)
             finally:
                 self._building.pop(key, None)
             log.info("explanations: engine of %s version %s built (%.1f MB)",

@@ -12,7 +12,6 @@ feature transform is ``fast_transform``'s, and its float32 matrix is the session
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pickle
@@ -25,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from app.memory import return_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class OnnxForest:
         except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
             raise CompileFailed(f"the compiled model cannot be opened: {type(exc).__name__}") from exc
         self._input = self._session.get_inputs()[0].name
-        _return_freed_memory()
+        # Opening parsed the whole graph and freed most of it again (~150 MB here).
+        return_freed_memory()
 
     def predict_proba(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Probabilities in the classifier's ``classes_`` order, each row summing to 1 in float64
@@ -102,15 +104,6 @@ class OnnxForest:
         result = np.asarray(proba, dtype=np.float64)
         result /= result.sum(axis=1, keepdims=True)
         return result
-
-
-def _return_freed_memory() -> None:
-    """Opening a session parses the whole graph and frees most of it again (~150 MB here); glibc
-    keeps freed memory in the process unless asked to give it back."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def open_compiled(classifier: Any, n_features: int, target: Path,
