@@ -15,12 +15,14 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.admin_auth import document_client_key
 from app.api.errors import install_error_handlers
+from app.api.hot_routes import HotRoutes, HotTable
 from app.api.http_metrics import HttpMetrics
 from app.api.middleware import EdgeMiddleware
-from app.api.routes import api_router
+from app.api.routes import LEAN_HANDLERS, ROUTERS
 from app.api.routes.docs import install_docs
 from app.api.server import mark_worker_dead
 from app.config import Settings
@@ -31,6 +33,23 @@ from app.errors import DatabaseUnavailable
 from app.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+
+
+class ServiceApp(FastAPI):
+    """FastAPI behind the service's own ASGI chain (``chain``: the edge, CORS if configured, the
+    prediction routes' lean handlers), which ends in FastAPI's own middleware stack and router
+    (``framework``). Lifespan events go straight to FastAPI."""
+
+    chain: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.chain is None or scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+        else:
+            await self.chain(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def _drain_on_sigterm(container: Container) -> None:
@@ -91,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             mark_worker_dead()  # after the prediction log's last flush, which counts in metrics
 
     docs = settings.security.docs_enabled
-    app = FastAPI(
+    app = ServiceApp(
         openapi_url="/openapi.json" if docs else None,
         docs_url=None,  # served with local assets by install_docs
         redoc_url=None,
@@ -108,20 +127,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_docs(app)
     install_error_handlers(app)
     document_client_key(app, required=bool(settings.security.api_keys))
-    app.include_router(api_router)
+    for router in ROUTERS:
+        app.include_router(router)
+    limits = settings.limits
+    # The service's own ASGI chain, ahead of FastAPI's: ids, limits, headers and metrics apply to
+    # every answer (CORS's too); the prediction routes are answered without FastAPI's stack.
+    chain: ASGIApp = app.framework
+    if settings.server.hot_routes:
+        table = HotTable((route for router in ROUTERS for route in router.routes), LEAN_HANDLERS)
+        chain = HotRoutes(chain, table=table, fastapi_app=app)
     if settings.security.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
+        chain = CORSMiddleware(
+            chain,
             allow_origins=settings.security.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    # Added last = outermost: ids, limits, headers and metrics apply to every answer, CORS's too.
-    limits = settings.limits
-    app.add_middleware(EdgeMiddleware, metrics=HttpMetrics(metrics.registry), max_bytes=limits.max_body_bytes,
-                       linger_s=limits.linger_s, linger_max_bytes=limits.linger_max_bytes)
+    app.chain = EdgeMiddleware(chain, metrics=HttpMetrics(metrics.registry), max_bytes=limits.max_body_bytes,
+                               linger_s=limits.linger_s, linger_max_bytes=limits.linger_max_bytes)
     return app
 
 

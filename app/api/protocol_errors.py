@@ -108,20 +108,33 @@ def _v2_response(exc: Exception) -> Response:
     return v2_error(_message(exc), status)
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def translating(translate: Callable[[Exception], Response], *, keyed: bool = False
+                ) -> Callable[[Handler], Handler]:
+    """Wraps a handler so that every failure answers in the protocol's shape; ``keyed`` checks
+    the client key first, before parameters are validated, as a dependency would."""
+    def wrap(handler: Handler) -> Handler:
+        async def translated(request: Request) -> Response:
+            try:
+                if keyed:
+                    check_client_key(request)
+                return await handler(request)
+            except Exception as exc:  # every failure answers in this protocol's shape
+                return translate(exc)
+
+        return translated
+
+    return wrap
+
+
 def _translating(translate: Callable[[Exception], Response], *, keyed: bool = False) -> type[APIRoute]:
+    wrap = translating(translate, keyed=keyed)
+
     class TranslatingRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
-
-            async def translated(request: Request) -> Response:
-                try:
-                    if keyed:  # before parameters are validated, as a dependency would be
-                        check_client_key(request)
-                    return await handler(request)
-                except Exception as exc:  # every failure answers in this protocol's shape
-                    return translate(exc)
-
-            return translated
+        def get_route_handler(self) -> Handler:
+            return wrap(super().get_route_handler())
 
     return TranslatingRoute
 
@@ -129,7 +142,10 @@ def _translating(translate: Callable[[Exception], Response], *, keyed: bool = Fa
 MlflowRoute = _translating(_mlflow_response)
 V2Route = _translating(_v2_response)
 # Prediction routes: the client key is checked by the route, not by a dependency resolved per
-# request (``CLIENT_KEY_SECURITY`` documents it).
+# request (``CLIENT_KEY_SECURITY`` documents it). The lean handlers of app.api.hot_routes wrap
+# their endpoints the same way.
+mlflow_keyed = translating(_mlflow_response, keyed=True)
+v2_keyed = translating(_v2_response, keyed=True)
 MlflowKeyedRoute = _translating(_mlflow_response, keyed=True)
 V2KeyedRoute = _translating(_v2_response, keyed=True)
 

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from app.api.hot_routes import LeanHandler
 from app.api.routes import (
     challenger,
     drift,
@@ -18,17 +19,28 @@ from app.api.routes import (
     v2,
 )
 
-api_router = APIRouter()
-api_router.include_router(health.router)
-api_router.include_router(predictions.router)
-api_router.include_router(explanations.router)
-api_router.include_router(records.router)
-api_router.include_router(mlflow_scoring.router)
-api_router.include_router(v2.router)
-api_router.include_router(models.router)
-api_router.include_router(proposals.router)
-api_router.include_router(challenger.router)
-api_router.include_router(drift.router)
-api_router.include_router(performance.router)
-api_router.include_router(model_health.router)
-api_router.include_router(reviews.router)
+# Included into the app one by one, in this order (it is the OpenAPI document's): FastAPI matches
+# an included router's routes through one more layer per level of nesting, on every request.
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    predictions.router,
+    explanations.router,
+    records.router,
+    mlflow_scoring.router,
+    v2.router,
+    models.router,
+    proposals.router,
+    challenger.router,
+    drift.router,
+    performance.router,
+    model_health.router,
+    reviews.router,
+)
+
+# The prediction routes' lean handlers, by operation id (app.api.hot_routes).
+LEAN_HANDLERS: dict[str, LeanHandler] = {
+    "create_predictions": predictions.create_predictions_lean,
+    "mlflow_invocations": mlflow_scoring.invocations_lean,
+    "v2_infer": v2.infer_lean,
+    "v2_version_infer": v2.infer_lean,
+}

@@ -11,7 +11,13 @@ from mlflow.version import VERSION as MLFLOW_VERSION
 
 from app.api.admin_auth import CLIENT_KEY_SECURITY
 from app.api.deps import SlotDep, container_of
-from app.api.protocol_errors import MlflowKeyedRoute, MlflowRoute, documented, mlflow_error
+from app.api.protocol_errors import (
+    MlflowKeyedRoute,
+    MlflowRoute,
+    documented,
+    mlflow_error,
+    mlflow_keyed,
+)
 from app.serving.codecs.mlflow_scoring import ParsedInvocation, parse_invocation
 from app.serving.codecs.schemas import (
     MLFLOW_ERROR_SCHEMA,
@@ -72,6 +78,9 @@ async def invocations(request: Request) -> Response:
     return Response(orjson.dumps({"predictions": [r.level for r in outcome.results]}),
                     media_type="application/json")
 
+
+# The lean handler (app.api.hot_routes): the route's key check and error translation, no router.
+invocations_lean = mlflow_keyed(invocations)
 
 # The client key is checked by the route class (MlflowKeyedRoute): no dependency per request.
 router.add_api_route(

@@ -7,9 +7,10 @@ import uuid
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.api.admin_auth import CLIENT_KEY_SECURITY, require_client_key
+from app.api.admin_auth import CLIENT_KEY_SECURITY, check_client_key, require_client_key
 from app.api.deps import FeedbackDep, PredictionsDep, ReviewsDep, container_of
-from app.api.json_body import JsonBodyRoute, KeyedJsonRoute
+from app.api.hot_routes import Fallback
+from app.api.json_body import JsonBodyRoute, KeyedJsonRoute, is_json
 from app.api.routes.explanations import explained_predictions
 from app.api.routes.reviews import review_out
 from app.api.schemas.predictions import (
@@ -22,6 +23,7 @@ from app.api.schemas.predictions import (
     answered_by,
     error_responses,
 )
+from app.errors import DomainError
 from app.ml.features import Level
 
 router = APIRouter(
@@ -69,6 +71,21 @@ async def create_predictions(body: PredictionRequest, request: Request) -> Respo
             for r in outcome.results
         ],
     }), media_type="application/json")
+
+
+async def create_predictions_lean(request: Request) -> Response:
+    """``create_predictions`` for app.api.hot_routes. A request its route would refuse (not JSON,
+    a client key missing or wrong, a body that does not validate) falls back to the route, which
+    answers its own error; nothing has been predicted or counted by then."""
+    body = await request.body()
+    if not is_json(request.headers.get("content-type")):
+        raise Fallback
+    try:
+        check_client_key(request)
+        parsed = PredictionRequest.model_validate(orjson.loads(body))
+    except (DomainError, ValueError):  # pydantic's and orjson's errors are ValueErrors
+        raise Fallback from None
+    return await create_predictions(parsed, request)
 
 
 router.add_api_route(

@@ -7,11 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
 
 from app.api.admin_auth import CLIENT_KEY_SECURITY
 from app.api.deps import SlotDep, container_of
+from app.api.hot_routes import Fallback
 from app.api.params import ModelName, VersionPath
-from app.api.protocol_errors import V2KeyedRoute, V2Route, documented, v2_error
+from app.api.protocol_errors import V2KeyedRoute, V2Route, documented, v2_error, v2_keyed
 from app.serving.codecs import v2
 from app.serving.codecs.errors import ProtocolInputError
 from app.serving.codecs.schemas import V2_ERROR_SCHEMA, infer_request_body, infer_response_schema
@@ -122,6 +124,26 @@ async def infer(name: ModelName, request: Request) -> Response:
 
 async def version_infer(name: ModelName, version: VersionPath, request: Request) -> Response:
     return await _infer(request, name, version)
+
+
+_NAME = TypeAdapter(ModelName)
+_VERSION = TypeAdapter(VersionPath)
+
+
+async def infer_lean(request: Request) -> Response:
+    """Both infer routes for app.api.hot_routes: a path parameter the route would refuse falls
+    back to it (its 400); the rest is the route's key check, translation and ``_infer``."""
+    params = request.path_params
+    try:
+        name = _NAME.validate_python(params["name"])
+        version = _VERSION.validate_python(params["version"]) if "version" in params else None
+    except ValidationError:
+        raise Fallback from None
+
+    async def infer_one(request: Request) -> Response:
+        return await _infer(request, name, version)
+
+    return await v2_keyed(infer_one)(request)
 
 
 # The client key is checked by the route class (V2KeyedRoute): no dependency per request.
