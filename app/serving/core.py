@@ -202,7 +202,8 @@ class PredictionService:
         levels = model.levels_of(proba)
         ids = new_ids(len(rows))
         # The predicted level's probability is the row's largest: one comparison for all rows.
-        flagged = (proba.max(axis=1) < self.review_threshold).tolist()
+        flagged = ((proba.max(axis=1) < self.review_threshold).tolist() if self.review_threshold > 0
+                   else [False] * len(rows))
         for row, p, score, level, prediction_id, needs_review in zip(
             rows, proba.tolist(), scores.tolist(), levels, ids, flagged, strict=True
         ):

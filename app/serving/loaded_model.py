@@ -123,9 +123,14 @@ class LoadedModel:
 
     def levels_of(self, proba: npt.NDArray[np.float64]) -> list[str]:
         """Predicted level per row, ties broken as the pipeline's ``predict`` (pyfunc) breaks them."""
-        classes = list(self.pipeline.classes_)
-        in_class_order = proba[:, [LEVELS.index(c) for c in classes]]
-        return [classes[i] for i in in_class_order.argmax(axis=1)]
+        classes, columns = self._class_columns
+        return [classes[i] for i in proba[:, columns].argmax(axis=1).tolist()]
+
+    @functools.cached_property
+    def _class_columns(self) -> tuple[list[str], list[int]]:
+        """``classes_`` as text, and the LEVELS-order columns that give ``classes_`` order."""
+        classes = [str(c) for c in self.pipeline.classes_]
+        return classes, [LEVELS.index(c) for c in classes]
 
     def _in_level_order(self, proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         order = self._level_order
@@ -276,9 +281,11 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+_SCORE_WEIGHTS = np.array([SCORE_WEIGHTS[level] for level in LEVELS])
+
+
 def score_of(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    weights = np.array([SCORE_WEIGHTS[level] for level in LEVELS])
-    scores: npt.NDArray[np.float64] = 100.0 * proba @ weights
+    scores: npt.NDArray[np.float64] = 100.0 * proba @ _SCORE_WEIGHTS
     return scores
 
 
