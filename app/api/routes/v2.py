@@ -130,20 +130,25 @@ _NAME = TypeAdapter(ModelName)
 _VERSION = TypeAdapter(VersionPath)
 
 
+async def _infer_checked(request: Request) -> Response:
+    params = request.path_params  # checked by infer_lean
+    return await _infer(request, params["name"], params.get("version"))
+
+
+_infer_keyed = v2_keyed(_infer_checked)
+
+
 async def infer_lean(request: Request) -> Response:
     """Both infer routes for app.api.hot_routes: a path parameter the route would refuse falls
     back to it (its 400); the rest is the route's key check, translation and ``_infer``."""
     params = request.path_params
     try:
-        name = _NAME.validate_python(params["name"])
-        version = _VERSION.validate_python(params["version"]) if "version" in params else None
+        _NAME.validate_python(params["name"])
+        if "version" in params:
+            _VERSION.validate_python(params["version"])
     except ValidationError:
         raise Fallback from None
-
-    async def infer_one(request: Request) -> Response:
-        return await _infer(request, name, version)
-
-    return await v2_keyed(infer_one)(request)
+    return await _infer_keyed(request)
 
 
 # The client key is checked by the route class (V2KeyedRoute): no dependency per request.
