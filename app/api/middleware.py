@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -83,7 +83,7 @@ class EdgeMiddleware:
             elif key == b"expect":
                 expects_continue = value.lower() == b"100-continue"
         text_id = supplied.decode("latin-1")
-        request_id = text_id if text_id and _SAFE_ID.fullmatch(text_id) else uuid.uuid4().hex
+        request_id = text_id if text_id and _SAFE_ID.fullmatch(text_id) else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         id_header = (_REQUEST_ID, request_id.encode())
@@ -159,6 +159,16 @@ class EdgeMiddleware:
         if not body.done:  # the server resets the connection: the client may miss the answer
             log.info("lingering close gave up after discarding %d bytes", discarded)
             body.done = True
+
+
+def _new_request_id() -> str:
+    """What ``uuid.uuid4().hex`` gives, without building a UUID object (a few per cent of a
+    single-row request's event-loop time)."""
+    return f"{int.from_bytes(os.urandom(16)) & _V4_CLEAR | _V4_SET:032x}"
+
+
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def _add_headers(headers: list[tuple[bytes, bytes]], content_type: bytes) -> None:

@@ -46,6 +46,7 @@ def new_ids(count: int) -> list[uuid.UUID]:
 
 
 _LOW_62 = 2**62 - 1
+_UNKNOWN = uuid.SafeUUID.unknown  # an enum member's lookup through its class is slow on 3.11
 
 
 def _uuid(value: int) -> uuid.UUID:
@@ -53,5 +54,5 @@ def _uuid(value: int) -> uuid.UUID:
     # (CPython 3.12+ has the same shortcut as UUID._from_int).
     made = object.__new__(uuid.UUID)
     object.__setattr__(made, "int", value)
-    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    object.__setattr__(made, "is_safe", _UNKNOWN)
     return made
