@@ -36,11 +36,13 @@ from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.tables import Prediction
 from app.ml.synthetic import generate
+from app.prediction_log.ingest import LogSink
 from app.prediction_log.log import PredictionRecord
+from app.prediction_log.records import PREDICTION, encode
 from app.serving.core import PredictionService
 
 
-def _rows(n: int, items: list[dict]) -> list[dict]:
+def _records(n: int, items: list[dict]) -> list[PredictionRecord]:
     now = datetime.now(UTC)
     return [
         PredictionRecord(
@@ -48,9 +50,19 @@ def _rows(n: int, items: list[dict]) -> list[dict]:
             features=items[i % len(items)], level="HIGH",
             probabilities={"LOW": 0.1, "MEDIUM": 0.3, "HIGH": 0.6}, score=75.0, latency_ms=6.0,
             request_id=uuid.uuid4().hex, protocol="v1", subject_hash=None,
-        ).as_row()
+        )
         for i in range(n)
     ]
+
+
+def _writer(engine, method: str, records: list[PredictionRecord], batch: int):
+    """Batch ``i`` written as the drainer writes it: COPY takes the spool lines, INSERT the rows."""
+    if method == "copy":
+        sink = LogSink(engine=engine, method=method)
+        lines = [encode(r) for r in records]
+        return lambda i: sink.write(PREDICTION, lines[i : i + batch])
+    rows = [r.as_row() for r in records]
+    return lambda i: ingest_ignoring_duplicates(engine, Prediction.__table__, rows[i : i + batch], method)
 
 
 async def bench_ingestion(admin_dsn: str, total: int, batch: int) -> None:
@@ -66,14 +78,14 @@ async def bench_ingestion(admin_dsn: str, total: int, batch: int) -> None:
         print(f"\n== Postgres ingestion: {total} rows in batches of {batch} ==")
         print(f"{'method':<8} {'new rows/s':>12} {'replay rows/s':>14}")
         for method in ("copy", "insert", "copy", "insert"):  # twice each: the first warms up
-            rows = _rows(total, items)
+            write = _writer(engine, method, _records(total, items), batch)
             started = time.perf_counter()
             for i in range(0, total, batch):
-                await ingest_ignoring_duplicates(engine, Prediction.__table__, rows[i : i + batch], method)
+                await write(i)
             fresh = total / (time.perf_counter() - started)
             started = time.perf_counter()
             for i in range(0, total, batch):
-                await ingest_ignoring_duplicates(engine, Prediction.__table__, rows[i : i + batch], method)
+                await write(i)
             replay = total / (time.perf_counter() - started)
             print(f"{method:<8} {fresh:>12,.0f} {replay:>14,.0f}")
         await engine.dispose()
@@ -184,7 +196,7 @@ async def bench_durability(work: Path, requests: int) -> None:
             async with build(settings.model_copy(update={"spool": spool})) as container:
                 log = container.prediction_log
                 await log.start()
-                recs = [PredictionRecord(**r) for r in _rows(2000, items)]
+                recs = _records(2000, items)
                 micro: list[float] = []
 
                 async def one(chunk, log=log, micro=micro):

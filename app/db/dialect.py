@@ -4,11 +4,12 @@ buckets, transaction-scoped locks, and which driver errors mean "the database re
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import JSON, ColumnElement, Float, Integer, Table, cast, extract, func, text
+from sqlalchemy import ColumnElement, Float, Integer, Table, cast, extract, func, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,37 +43,44 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     await conn.execute(stmt, rows)
 
 
-async def copy_ignoring_duplicates(engine: AsyncEngine, table: Table, rows: list[Row]) -> None:
-    """Postgres only: COPY (binary) into a session temp table, then one INSERT ... SELECT that
-    skips rows whose primary key exists. COPY cannot skip conflicts itself, hence the staging table.
+async def copy_lines_ignoring_duplicates(
+    engine: AsyncEngine, table: Table, lines: Sequence[bytes]
+) -> None:
+    """Postgres only: records given as JSON lines (one object per line, newline-terminated, keys
+    named like the columns) written in one transaction, skipping rows whose primary key exists.
 
-    Runs in its own asyncpg transaction on a pooled connection; the staging table lives as long as
-    the connection and is emptied at each commit.
+    The lines are COPYed as they are into a one-column ``jsonb`` session temp table (emptied at
+    each commit), and one INSERT ... SELECT turns each into a row of the table
+    (``jsonb_populate_record``) ON CONFLICT DO NOTHING; COPY cannot skip conflicts itself, hence
+    the staging table. No tuple is built or encoded in Python: the prediction log's drainer hands
+    its spool lines straight over (building binary COPY tuples was most of its share of the event
+    loop). Keys that are not columns are ignored; a column a line lacks takes its server
+    default, else NULL.
     """
-    if not rows:
+    if not lines:
         return
-    columns = [c.name for c in table.columns]
-    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    records = [
-        tuple(
-            orjson.dumps(row[c]).decode() if c in json_columns and row.get(c) is not None else row.get(c)
-            for c in columns
-        )
-        for row in rows
-    ]
-    stage = f"_stage_{table.name}"
-    column_list = ", ".join(f'"{c}"' for c in columns)
+    stage = f"_stage_lines_{table.name}"
+    column_list = ", ".join(f'"{c.name}"' for c in table.columns)
+    values = ", ".join(
+        f'COALESCE(r."{c.name}", {c.server_default.arg})'  # type: ignore[attr-defined]
+        if c.server_default is not None else f'r."{c.name}"'
+        for c in table.columns
+    )
+    # COPY's text format: a backslash escapes, so JSON's own backslashes are doubled. JSON has
+    # no raw tab, carriage return or newline inside a value, so nothing else needs escaping.
+    data = b"".join(lines).replace(b"\\", b"\\\\")
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None  # asyncpg's connection under SQLAlchemy's adapter
         async with raw.transaction():
             await raw.execute(
-                f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
+                f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (line jsonb) ON COMMIT DELETE ROWS'
             )
-            await raw.copy_records_to_table(stage, records=records, columns=columns)
+            # A memoryview: asyncpg would take bytes for a file name.
+            await raw.copy_to_table(stage, source=memoryview(data), format="text")
             await raw.execute(
-                f'INSERT INTO "{table.name}" ({column_list}) SELECT {column_list} FROM "{stage}" '
-                "ON CONFLICT DO NOTHING"
+                f'INSERT INTO "{table.name}" ({column_list}) SELECT {values} FROM "{stage}", '
+                f'jsonb_populate_record(NULL::"{table.name}", line) AS r ON CONFLICT DO NOTHING'
             )
 
 
@@ -85,7 +93,8 @@ async def ingest_ignoring_duplicates(
     Driver errors are raised as they are: the caller tells a refusal from an outage by them.
     """
     if is_postgres(engine) and method == "copy":
-        await copy_ignoring_duplicates(engine, table, rows)
+        lines = [orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows]
+        await copy_lines_ignoring_duplicates(engine, table, lines)
         return
     async with engine.begin() as conn:
         await insert_ignoring_duplicates(conn, table, rows)
