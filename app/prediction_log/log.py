@@ -33,7 +33,14 @@ from app.prediction_log.ids import created_at
 from app.prediction_log.ingest import LogSink
 from app.prediction_log.peers import PeerReader, PeerRecords, Row
 from app.prediction_log.pending import PendingBuffer
-from app.prediction_log.records import FEEDBACK, FeedbackRecord, PredictionRecord, decode, encode
+from app.prediction_log.records import (
+    FEEDBACK,
+    FeedbackRecord,
+    PredictionRecord,
+    decode,
+    encode,
+    encode_row,
+)
 from app.prediction_log.segments import Segment, SpoolFiles
 from app.prediction_log.writer import SpoolWriteError, SpoolWriter
 
@@ -119,10 +126,15 @@ class PredictionLog:
 
     async def record(self, records: list[PredictionRecord]) -> None:
         """Spool ``records``; returns once they are durable per the setting (before the response)."""
-        lines = [encode(r) for r in records]
+        await self.record_rows([r.as_row() for r in records])
+
+    async def record_rows(self, rows: list[Row]) -> None:
+        """``record`` for records given as their rows (``PredictionRecord.as_row()``), which the
+        request path builds directly."""
+        lines = list(map(encode_row, rows))
         spooled, segment = await self._spool(lines)
         if spooled:
-            self.buffer.add([r.id for r in records], lines, segment, rows=[r.as_row() for r in records])
+            self.buffer.add([row["id"] for row in rows], lines, segment, rows=rows)
             self._added(segment, len(lines))
 
     async def record_feedback(self, record: FeedbackRecord) -> None:

@@ -12,6 +12,7 @@ import hmac
 from app.config import LimitsSettings, Settings
 from app.container import build
 from app.db.migrate import upgrade
+from app.prediction_log.records import PredictionRecord, encode
 from tests.serving.test_protocols import MODEL, v2_body
 from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
@@ -47,6 +48,12 @@ async def test_the_core_stores_the_subject_as_its_hmac(settings: Settings) -> No
         try:
             await container.slot.load_production()
             outcome = await container.predictions.predict(valid_items(1), subject_id="employee-42")
+            # The core builds each record's row itself: it is a whole PredictionRecord's row,
+            # and its spool line is the record's own encoding, byte for byte. (Still pending:
+            # the drainer cannot have run since the record was added.)
+            pending = container.prediction_log.buffer.get(outcome.results[0].prediction_id)
+            assert pending is not None and pending.row is not None
+            assert pending.line == encode(PredictionRecord(**pending.row))
             anonymous = await container.predictions.predict(valid_items(1))
             logged = await container.predictions.get(outcome.results[0].prediction_id)
             unnamed = await container.predictions.get(anonymous.results[0].prediction_id)
