@@ -203,12 +203,12 @@ class PredictionService:
         # a frozen record per row, then its row, cost a 100-row request ~3 us a row.
         records: list[Row] = []
         name, version = model.name, model.version
-        # Plain Python floats once (tolist), not numpy scalars converted one by one.
         levels = model.levels_of(proba)
         ids = new_ids(len(rows))
         # The predicted level's probability is the row's largest: one comparison for all rows.
         flagged = ((proba.max(axis=1) < self.review_threshold).tolist() if self.review_threshold > 0
                    else [False] * len(rows))
+        # Plain Python floats once (tolist), not numpy scalars converted one by one.
         for row, p, score, level, prediction_id, needs_review in zip(
             rows, proba.tolist(), scores.tolist(), levels, ids, flagged, strict=True
         ):
@@ -220,7 +220,7 @@ class PredictionService:
                 "latency_ms": latency_ms, "request_id": request_id, "protocol": protocol,
                 "subject_hash": subject_hash, "needs_review": needs_review,
             })
-        for level, count in Counter(r.level for r in results).items():  # one inc per level, not per row
+        for level, count in Counter(levels).items():  # one inc per level, not per row
             self.metrics.predictions.labels(model.name, model.version, level, protocol).inc(count)
         self.metrics.prediction_latency.labels(protocol).observe(latency_ms / 1000.0)
         if n_flagged := flagged.count(True):
