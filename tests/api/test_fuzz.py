@@ -92,7 +92,7 @@ def _exemptions(case) -> list:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms(case):
     case.call_and_validate(excluded_checks=_exemptions(case))
 
