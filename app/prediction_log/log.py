@@ -33,14 +33,7 @@ from app.prediction_log.ids import created_at
 from app.prediction_log.ingest import LogSink
 from app.prediction_log.peers import PeerReader, PeerRecords, Row
 from app.prediction_log.pending import PendingBuffer
-from app.prediction_log.records import (
-    FEEDBACK,
-    FeedbackRecord,
-    PredictionRecord,
-    decode,
-    encode,
-    encode_row,
-)
+from app.prediction_log.records import FEEDBACK, FeedbackRecord, PredictionRecord, decode, encode
 from app.prediction_log.segments import Segment, SpoolFiles
 from app.prediction_log.writer import SpoolWriteError, SpoolWriter
 
@@ -131,7 +124,7 @@ class PredictionLog:
     async def record_rows(self, rows: list[Row]) -> None:
         """``record`` for records given as their rows (``PredictionRecord.as_row()``), which the
         request path builds directly."""
-        lines = list(map(encode_row, rows))
+        lines = list(map(encode, rows))
         spooled, segment = await self._spool(lines)
         if spooled:
             self.buffer.add([row["id"] for row in rows], lines, segment, rows=rows)

@@ -6,7 +6,6 @@ Two kinds share the spool: predictions (the line has no ``kind``, as it always h
 
 from __future__ import annotations
 
-import functools
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -55,13 +54,10 @@ class FeedbackRecord:
 _FIELDS = fields(PredictionRecord)
 
 
-def encode(record: PredictionRecord | FeedbackRecord) -> bytes:
-    """One spool line (newline included); orjson writes dataclasses, UUIDs and aware datetimes."""
+def encode(record: PredictionRecord | FeedbackRecord | dict[str, Any]) -> bytes:
+    """One spool line (newline included); orjson writes dataclasses, UUIDs and aware datetimes.
+    A record's row (``as_row()``, keys in field order) gives the same bytes as the record."""
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-
-
-# The same line from a record's row (keys in field order, so the bytes are the same).
-encode_row = functools.partial(orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def decode_entry(line: bytes) -> tuple[str, dict[str, Any]]:
