@@ -8,6 +8,10 @@ that one worker of a host converts while the others wait and then read its file;
 the cache only opens it. A model directory outside the model cache (a training dry run) is not
 compiled at all: the conversion would be thrown away. Only the classifier is converted: the
 feature transform is ``fast_transform``'s, and its float32 matrix is the session's input.
+
+The cached file is in ONNX Runtime's own format (``.ort``), which the child writes from the ONNX
+graph: a session opened from it keeps ~27 MiB for the demo forest where one opened from the
+``.onnx`` file keeps ~100 MiB (the ONNX graph's attribute lists stay alive with the session).
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ def compiled_file(model_dir: Path) -> Path | None:
     ``model_dir`` is not inside the model cache (nothing is written then)."""
     for directory in (model_dir, *list(model_dir.parents)[:2]):
         if (directory / CACHE_MARKER).exists():
-            name = f"forest-skl2onnx{version('skl2onnx')}-ml{ML_OPSET}.onnx"
+            name = (f"forest-skl2onnx{version('skl2onnx')}-ml{ML_OPSET}"
+                    f"-ort{version('onnxruntime')}.ort")
             return directory / COMPILED_DIR / name
     return None
 
@@ -124,11 +129,14 @@ def open_compiled(classifier: Any, n_features: int, target: Path,
         started = time.perf_counter()
         convert(classifier, n_features, target, timeout_s)
         took = time.perf_counter() - started
+        for stale in target.parent.glob("forest-*"):  # made by another converter or format
+            if stale != target:
+                stale.unlink(missing_ok=True)
     return OnnxForest(target), f"converted in {took:.1f}s, cached {target}"
 
 
 def _convert_main(target: str, n_features: int) -> None:
-    """The child: the pickled classifier on stdin -> an ONNX file at ``target``."""
+    """The child: the pickled classifier on stdin -> an ONNX Runtime (``.ort``) file at ``target``."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -142,7 +150,18 @@ def _convert_main(target: str, n_features: int) -> None:
         options={id(classifier): {"zipmap": False}},
         target_opset={"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET},
     )
-    Path(target).write_bytes(onx.SerializeToString())
+    import onnxruntime as ort
+
+    # Saving needs a session of the graph; basic optimisations only, so that the file holds no
+    # layout tuned to this machine's CPU (the trees' kernel has none to tune anyway).
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = target
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    options.log_severity_level = 3
+    ort.InferenceSession(onx.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    if not Path(target).is_file():
+        raise SystemExit("ONNX Runtime wrote no .ort file")
 
 
 if __name__ == "__main__":

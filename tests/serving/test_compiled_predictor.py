@@ -14,7 +14,7 @@ from app.ml.features import FEATURE_NAMES
 from app.ml.pipeline import build_pipeline
 from app.ml.synthetic import generate
 from app.registry.client import ModelRegistry, VersionRef
-from app.serving.compiled import COMPILED_DIR
+from app.serving.compiled import COMPILED_DIR, compiled_file
 from app.serving.fast_transform import FastTransform
 from app.serving.loaded_model import LoadedModel, PredictorOptions, load_from_path, to_frame
 from tests.serving.test_batching import varied_rows
@@ -108,14 +108,20 @@ def test_compiled_file_is_cached_reused_and_replaced_when_unreadable(
     version: tuple[VersionRef, Path], private_copy: Path, caplog
 ):
     ref = version[0]
+    target = compiled_file(private_copy)
+    assert target is not None and target.suffix == ".ort"
+    target.parent.mkdir(parents=True)
+    stale = target.with_name("forest-skl2onnx1.0-ml3.onnx")  # an older converter's file
+    stale.write_bytes(b"an earlier format")
     # Not cached yet: the load serves lean and defers the conversion, which then switches it.
     first = load_from_path(ref, private_copy, PredictorOptions())
     assert first.predictor == "lean" and first.pending_compile is not None
     assert "background" in first.predictor_note
     assert first.compile_pending()
+    assert not stale.exists()
     assert first.predictor == "onnx"
     assert "converted in" in first.predictor_note
-    (compiled,) = (p for p in private_copy.parent.rglob("*.onnx") if COMPILED_DIR in p.parts)
+    (compiled,) = (p for p in private_copy.parent.rglob("*.ort") if COMPILED_DIR in p.parts)
     written = compiled.stat().st_mtime_ns
 
     second = load_from_path(ref, private_copy, PredictorOptions())  # cached: onnx at once
@@ -157,7 +163,7 @@ def test_a_model_outside_the_cache_is_not_compiled(version: tuple[VersionRef, Pa
     model = load_from_path(ref, outside, PredictorOptions())
     assert model.predictor == "lean" and "not in the model cache" in model.predictor_note
     assert not model.compile_pending()
-    assert not list(tmp_path.rglob("*.onnx"))
+    assert not list(tmp_path.rglob("*.ort"))
 
 
 def test_no_reference_sample_means_no_compiled_path(version: tuple[VersionRef, Path], model: LoadedModel):
