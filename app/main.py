@@ -30,6 +30,7 @@ from app.container import Container, build
 from app.db.migrate import pending_revisions
 from app.db.session import unavailable_as
 from app.errors import DatabaseUnavailable
+from app.memory import configure_serving_memory
 from app.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_serving_memory()
         try:
             async with build(settings, serve=True, metrics=metrics) as container:
                 app.state.container = container
