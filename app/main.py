@@ -5,6 +5,10 @@ Run with ``uvicorn --factory app.main:create_app_from_env`` or ``future-skills s
 
 from __future__ import annotations
 
+import app.import_order as _import_order  # noqa: F401  # before any other: see its docstring
+
+# isort: split
+
 import asyncio
 import contextlib
 import logging

@@ -5,6 +5,10 @@ components come from ``app.container.build`` (``context.run``)."""
 
 from __future__ import annotations
 
+import app.import_order as _import_order  # noqa: F401  # before any other: see its docstring
+
+# isort: split
+
 import os
 import sys
 from datetime import timedelta
