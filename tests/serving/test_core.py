@@ -13,6 +13,7 @@ from app.config import LimitsSettings, Settings
 from app.container import build
 from app.db.migrate import upgrade
 from app.prediction_log.records import PredictionRecord, encode
+from app.serving.codecs.item import PredictionItem, item_rows
 from tests.serving.test_protocols import MODEL, v2_body
 from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
@@ -63,3 +64,14 @@ async def test_the_core_stores_the_subject_as_its_hmac(settings: Settings) -> No
     key = settings.privacy.subject_hmac_key.get_secret_value().encode()
     assert logged["subject_hash"] == hmac.new(key, b"employee-42", hashlib.sha256).hexdigest()
     assert unnamed["subject_hash"] is None
+
+
+def test_item_rows_are_what_model_dump_gives() -> None:
+    # The prediction routes read validated items from __dict__: that holds only while the item
+    # model stays flat and plain (no aliases, serializers or nested models).
+    items = [PredictionItem.model_validate(row) for row in valid_items(5)]
+    rows = item_rows(items)
+    assert rows == [item.model_dump() for item in items]
+    assert [list(row) for row in rows] == [list(item.model_dump()) for item in items]  # field order
+    rows[0]["skill"] = "changed"
+    assert items[0].skill != "changed"  # copies: the core may not alter the request's items

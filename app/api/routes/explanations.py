@@ -18,6 +18,7 @@ from app.api.schemas.predictions import (
     json_error_responses,
 )
 from app.errors import InvalidInput
+from app.serving.codecs.item import item_rows
 
 if TYPE_CHECKING:
     from app.container import Container
@@ -71,7 +72,7 @@ async def explained_predictions(body: PredictionRequest, request: Request, conta
             f"too many items with explain: at most {limit} per request (FS_EXPLAIN_MAX_ITEMS)",
             [{"field": "items", "type": "too_long", "message": f"at most {limit} items with explain"}],
         )
-    rows = [item.model_dump() for item in body.items]
+    rows = item_rows(body.items)
     # A version that cannot be explained is refused before anything is predicted.
     await explanations.engine_for(container.slot.require())
     outcome = await container.predictions.predict(

@@ -25,6 +25,7 @@ from app.api.schemas.predictions import (
 )
 from app.errors import DomainError
 from app.ml.features import Level
+from app.serving.codecs.item import item_rows
 
 router = APIRouter(
     prefix="/v1/predictions",
@@ -58,7 +59,7 @@ async def create_predictions(body: PredictionRequest, request: Request) -> Respo
     if body.explain:
         return await explained_predictions(body, request, container)
     outcome = await container.predictions.predict(
-        [item.model_dump() for item in body.items],
+        item_rows(body.items),
         request_id=request.scope["state"]["request_id"],
         protocol="v1",
         subject_id=body.subject_id,

@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.ml.features import FEATURE_NAMES
 from app.serving.codecs.errors import ProtocolInputError
 from app.serving.codecs.hygiene import error_message
-from app.serving.codecs.item import PredictionItem
+from app.serving.codecs.item import PredictionItem, item_rows
 
 _ITEMS = TypeAdapter(list[PredictionItem])
 
@@ -50,4 +50,4 @@ def validate_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "BAD_REQUEST",
             details,
         ) from None
-    return [item.model_dump() for item in items]
+    return item_rows(items)
