@@ -83,8 +83,10 @@ async def create_predictions_lean(request: Request) -> Response:
         raise Fallback
     try:
         check_client_key(request)
-        parsed = PredictionRequest.model_validate(orjson.loads(body))
-    except (DomainError, ValueError):  # pydantic's and orjson's errors are ValueErrors
+        # Parsed and validated in one pass (100 items: 376 us against orjson + model_validate's
+        # 503 us); a body this refuses goes to the route, which answers as it always has.
+        parsed = PredictionRequest.model_validate_json(body)
+    except (DomainError, ValueError):  # pydantic's errors are ValueErrors
         raise Fallback from None
     return await create_predictions(parsed, request)
 
