@@ -13,7 +13,8 @@ APP = Path(__file__).resolve().parents[1] / "app"
 
 # app.ml (the feature schema, data, pipeline) is the floor: it imports nothing of the app, so the
 # settings may check feature names against it.
-LEAVES = {"app.config", "app.errors", "app.metrics", "app.logs", "app.ml", "app.cpu", "app.memory"}
+LEAVES = {"app.config", "app.errors", "app.metrics", "app.logs", "app.ml", "app.cpu", "app.memory",
+          "app.import_order"}
 BASE = {"app.db"}
 STORES = {"app.prediction_log", "app.registry"}
 # What the HTTP app and the composition root put together.
@@ -27,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "app.errors": set(),
     "app.cpu": set(),
     "app.memory": set(),
+    "app.import_order": set(),
     "app.logs": {"app.config"},
     "app.metrics": {"app.config"},
     "app.db": LEAVES,
