@@ -7,10 +7,10 @@ import asyncio
 from logging.config import fileConfig
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from app.config import Settings
+from app.db.engine import create_engine
 from app.db.tables import Base
 
 config = context.config
@@ -38,7 +38,8 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url())
+    # The service's own factory: a SQLite file is switched to WAL here, before any worker opens it.
+    engine = create_engine(_url())
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync)
     await engine.dispose()

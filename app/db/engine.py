@@ -26,7 +26,13 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode")
             if str(cursor.fetchone()[0]).lower() != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                except Exception as exc:  # the driver's OperationalError, adapted or not
+                    # Connections opened together all see the old mode; one switch wins and the
+                    # rest are refused. The mode is the file's, so the loser has it too.
+                    if "locked" not in str(exc).lower():
+                        raise
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 

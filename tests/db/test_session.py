@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db.dialect import lock_until_commit
 from app.db.engine import create_engine
+from app.db.migrate import upgrade
 from app.db.session import read_only, unit_of_work
 from app.db.tables import ScheduledRun
 from app.errors import DatabaseUnavailable
@@ -85,3 +87,35 @@ async def test_lock_until_commit_serialises_transactions_on_one_key(pg_url: str)
         await asyncio.wait_for(waiting, 5)  # released at commit
     finally:
         await engine.dispose()
+
+
+async def test_sqlite_files_opened_together_all_end_up_in_wal(tmp_path) -> None:
+    """Connections that open a rollback-journal file at once race to switch it to WAL: one wins,
+    none fails (the losers were refused with 'database is locked' before)."""
+    for attempt in range(20):
+        path = tmp_path / f"race-{attempt}.db"
+        setup = sqlite3.connect(path)
+        setup.execute("CREATE TABLE scheduled_probe (x INTEGER)")
+        setup.commit()
+        setup.close()
+        engines = [create_engine(f"sqlite+aiosqlite:///{path}") for _ in range(6)]
+        try:
+            async def write(engine) -> None:
+                async with unit_of_work(engine, "down") as conn:
+                    await conn.exec_driver_sql("INSERT INTO scheduled_probe VALUES (1)")
+
+            await asyncio.gather(*(write(engine) for engine in engines))
+            async with read_only(engines[0], "down") as conn:
+                mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                rows = (await conn.exec_driver_sql("SELECT count(*) FROM scheduled_probe")).scalar()
+            assert (str(mode).lower(), rows) == ("wal", 6)
+        finally:
+            for engine in engines:
+                await engine.dispose()
+
+
+async def test_migrating_a_new_sqlite_file_leaves_it_in_wal(tmp_path) -> None:
+    path = tmp_path / "fresh.db"
+    await upgrade(f"sqlite+aiosqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
