@@ -41,7 +41,7 @@ class Unsupported(Exception):
 
 
 class LeanPredictor:
-    def __init__(self, pipeline: object, *, large_rows: int = 256, threads: int = 0) -> None:
+    def __init__(self, pipeline: object, *, large_rows: int = 1024, threads: int = 0) -> None:
         if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
             raise Unsupported("not a two-step Pipeline")
         preprocess, classifier = pipeline.steps[0][1], pipeline.steps[1][1]

@@ -46,7 +46,7 @@ class PredictorOptions:
 
     predictor: Predictor = "onnx"
     parity_tolerance: float = 1e-5
-    large_batch_rows: int = 256
+    large_batch_rows: int = 1024
     large_batch_threads: int = 0
     compile_timeout_s: float = 300.0
 
