@@ -42,6 +42,7 @@ from app.serving.core import PredictionService
 from app.serving.model_slot import ModelSlot
 from app.serving.reloader import Reloader
 from app.serving.shadow import ShadowScorer
+from app.serving.siblings import SiblingWorkers
 from app.training.proposals import ProposalService
 
 
@@ -94,7 +95,8 @@ def _construct(settings: Settings, metrics: ServiceMetrics, *, serve: bool) -> C
         tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
         artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir,
     )
-    slot = ModelSlot(registry=registry, settings=settings.model, metrics=metrics)
+    slot = ModelSlot(registry=registry, settings=settings.model, metrics=metrics,
+                     siblings=SiblingWorkers.from_environment(settings.data_dir / "workers"))
     prediction_log = PredictionLog(
         engine=engine, settings=settings.spool, metrics=metrics, directory=settings.spool_dir
     )
@@ -214,6 +216,7 @@ async def build(
         # Pushed first, so it runs last: nothing may touch the database after the pool is gone.
         stack.push_async_callback(container.engine.dispose)
         if serve:
+            stack.callback(container.slot.siblings.forget)  # runs after the service has stopped
             await container.prediction_log.start()
             stack.push_async_callback(container.prediction_log.stop)
             await container.shadow.start()

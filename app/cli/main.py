@@ -304,6 +304,7 @@ def serve(
     import uvicorn
 
     from app.api.server import NoDelayHttpProtocol, prepare_multiprocess_dir
+    from app.serving.siblings import WORKER_COUNT_ENV
 
     settings = settings_for_command()
     workers = workers or settings.server.workers
@@ -314,6 +315,8 @@ def serve(
     # drained, so that re-raise lands in a no-op handler and the process exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    # The workers inherit it: each is ready only once all of them serve a model (app.serving.siblings).
+    os.environ[WORKER_COUNT_ENV] = str(workers)
     uvicorn.run(
         "app.main:create_app_from_env",
         factory=True,

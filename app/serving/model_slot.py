@@ -10,12 +10,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from app.config import ModelSettings
 from app.errors import DomainError, ModelNotReady, ModelSuspended
 from app.metrics import ServiceMetrics
 from app.registry.client import ModelRegistry, VersionRef
 from app.serving.loaded_model import LoadedModel, PredictorOptions, load_from_path
+from app.serving.siblings import SiblingWorkers
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,15 @@ class ModelSlot:
     """The one serving model of this worker; ``install`` is the only way a version gets in."""
 
     def __init__(
-        self, *, registry: ModelRegistry, settings: ModelSettings, metrics: ServiceMetrics
+        self, *, registry: ModelRegistry, settings: ModelSettings, metrics: ServiceMetrics,
+        siblings: SiblingWorkers | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
+        # The other workers of this server: readiness waits until each serves a model too.
+        self.siblings = siblings or SiblingWorkers(Path("."), expected=1)
+        self._marked: asyncio.Task[None] | None = None
         self._current: LoadedModel | None = None
         self._lock = asyncio.Lock()
         self._compiling: asyncio.Task[None] | None = None
@@ -80,6 +86,12 @@ class ModelSlot:
     @property
     def current(self) -> LoadedModel | None:
         return self._current
+
+    async def serving_everywhere(self) -> bool:
+        """This worker serves a model, and so does every other worker of this server."""
+        if self._current is None:
+            return False
+        return self.siblings.expected <= 1 or await asyncio.to_thread(self.siblings.all_ready)
 
     def require(self) -> LoadedModel:
         model = self._current
@@ -108,6 +120,9 @@ class ModelSlot:
         The caller hands over a version already loaded and checked (``load`` did both)."""
         previous, self._current = self._current, model
         self.metrics.set_serving(model.name, model.version, model.semver, model.predictor)
+        if previous is None and self.siblings.expected > 1:
+            self._marked = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.siblings.mark_ready), name="mark-worker-ready")
         log.info(
             "serving %s version %s%s, predictor %s",
             model.name, model.version, f" (was {previous.version})" if previous else "", model.predictor,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
+import subprocess
+import sys
 
 import mlflow.pyfunc
 import mlflow.sklearn
@@ -12,6 +16,7 @@ import pytest
 from app.ml.features import LEVELS
 from app.registry.client import ModelRegistry
 from app.serving.loaded_model import PredictorOptions
+from app.serving.siblings import WORKER_COUNT_ENV
 from tests.support.factories import valid_items
 from tests.support.running_app import RunningApp
 from tests.support.settings import make_settings
@@ -130,3 +135,33 @@ async def test_openapi_page_documents_the_api(client):
     item = schema["components"]["schemas"]["PredictionItem"]
     assert item["properties"]["trend_score"]["maximum"] == 1
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_not_ready_until_every_worker_of_the_server_serves(settings, monkeypatch):
+    """Started by `serve --workers 2` (the count it hands its workers): this worker's model alone
+    is not ready, since the other worker would answer 503 until it has loaded one too."""
+    monkeypatch.setenv(WORKER_COUNT_ENV, "2")
+    running = RunningApp(settings, wait=False)
+    async with running as client:
+        slot = running.container.slot
+        markers = slot.siblings.directory
+        for _ in range(600):  # this worker's model is installed (and marked) in the background
+            if slot.current is not None and slot.siblings.ready_count() == 1:
+                break
+            await asyncio.sleep(0.1)
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 503 and ready.headers["retry-after"]
+        assert ready.json()["error"] == {"code": "model_not_ready",
+                                         "message": "1 of 2 workers have loaded the model"}
+        assert (await client.get("/v2/health/ready")).status_code == 503
+        assert (await client.post("/v1/predictions", json={"items": valid_items(1)})).status_code == 200
+        sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:  # a live worker of the same server has loaded its model
+            (markers / f"{sibling.pid}.ready").write_text(str(os.getppid()))
+            assert (await client.get("/health/ready")).json()["status"] == "ready"
+            assert (await client.get("/v2/health/ready")).status_code == 200
+        finally:
+            sibling.kill()
+            sibling.wait()
+        assert (await client.get("/health/ready")).status_code == 503  # it died: not ready again
+    assert not (markers / f"{os.getpid()}.ready").exists()  # forgotten at shutdown

@@ -79,6 +79,11 @@ def _monitoring_run_slots(registry_dir: Path, since_ms: int) -> list[str]:
     return [run.data.tags["slot"] for run in runs]
 
 
+async def _post(base: str, item: dict) -> int:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        return (await client.post("/v1/predictions", json={"items": [item]})).status_code
+
+
 async def _one_request(base: str, item: dict) -> None:
     # A fresh connection per request, so the kernel can hand it to either worker.
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -109,11 +114,13 @@ async def test_two_workers_share_one_metrics_scrape(registry_dir, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http_ready(base, proc)
-        # Ready on one worker is not ready on both: wait until each reports its model.
-        wait_until(lambda: len(serving_versions(base)) == 2, 90, "both workers serving", proc)
+        # Ready means every worker serves a model: the first burst gets no 503 from one still loading.
+        assert len(serving_versions(base)) == 2
+        burst = await asyncio.gather(*(_post(base, item) for item in valid_items(20, seed=3)))
+        assert burst == [200] * 20
         assert not (multiproc_dir / "counter_4242.db").exists(), "stale metric files were kept"
         items = valid_items(10, seed=5)
-        sent = 0
+        sent = len(burst)
         # Rounds of concurrent requests until both workers have answered some (bounded).
         for _ in range(40):
             await asyncio.gather(*(_one_request(base, item) for item in items))

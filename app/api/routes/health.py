@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -33,13 +34,19 @@ async def live() -> dict[str, str]:
 async def ready(
     slot: SlotDep, settings: SettingsDep, reloader: ReloaderDep, draining: DrainingDep
 ) -> JSONResponse:
-    """Ready once a model is loaded; names the serving version. No connection details."""
+    """Ready once a model is loaded, by every worker of this server; names the serving version.
+    No connection details."""
     model = slot.current
     if draining:
         body = error_body("shutting_down", "the service is shutting down")
         return JSONResponse(body, 503)
     if model is None:
         body = error_body("model_not_ready", "no model is loaded yet")
+        return JSONResponse(body, 503, headers={"Retry-After": "5"})
+    if not await slot.serving_everywhere():  # a sibling worker would answer 503 meanwhile
+        siblings = slot.siblings
+        body = error_body("model_not_ready", f"{await asyncio.to_thread(siblings.ready_count)} of "
+                          f"{siblings.expected} workers have loaded the model")
         return JSONResponse(body, 503, headers={"Retry-After": "5"})
     if slot.suspension is not None and not slot.suspension.confirmed:  # the stop switch is unknown
         return JSONResponse(error_body("model_not_ready", slot.suspension.reason), 503,

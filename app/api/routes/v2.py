@@ -44,8 +44,8 @@ async def live() -> dict[str, Any]:
 
 @router.get("/health/ready", operation_id="v2_ready", responses={503: ERRORS[503]})
 async def ready(slot: SlotDep) -> JSONResponse:
-    """200 once a model is loaded and usable, else 503."""
-    if slot.current is None:
+    """200 once a model is loaded and usable, by every worker of this server, else 503."""
+    if not await slot.serving_everywhere():  # this worker, or another of the server, is loading
         return v2_error("the model is not loaded yet", 503)
     return JSONResponse({"ready": True})
 
