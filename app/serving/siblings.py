@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Set by ``future-skills serve`` for its workers (app.api.server): how many it started.
+# Set by ``future-skills serve`` (app.cli.main) for its workers: how many it started.
 WORKER_COUNT_ENV = "FS_SERVE_WORKER_COUNT"
 _SUFFIX = ".ready"
 
@@ -82,8 +82,9 @@ class SiblingWorkers:
                 pid, parent = int(path.name.removesuffix(_SUFFIX)), path.read_text().strip()
             except (OSError, ValueError):
                 continue
-            if _alive(pid) and parent == server:
+            alive = _alive(pid)
+            if alive and parent == server:
                 live.append(path)
-            elif prune and not _alive(pid):
+            elif prune and not alive:
                 path.unlink(missing_ok=True)
         return live

@@ -43,11 +43,13 @@ async def ready(
     if model is None:
         body = error_body("model_not_ready", "no model is loaded yet")
         return JSONResponse(body, 503, headers={"Retry-After": "5"})
-    if not await slot.serving_everywhere():  # a sibling worker would answer 503 meanwhile
-        siblings = slot.siblings
-        body = error_body("model_not_ready", f"{await asyncio.to_thread(siblings.ready_count)} of "
-                          f"{siblings.expected} workers have loaded the model")
-        return JSONResponse(body, 503, headers={"Retry-After": "5"})
+    siblings = slot.siblings
+    if siblings.expected > 1:  # a sibling worker still loading would answer 503 meanwhile
+        ready_workers = await asyncio.to_thread(siblings.ready_count)
+        if ready_workers < siblings.expected:
+            body = error_body("model_not_ready",
+                              f"{ready_workers} of {siblings.expected} workers have loaded the model")
+            return JSONResponse(body, 503, headers={"Retry-After": "5"})
     if slot.suspension is not None and not slot.suspension.confirmed:  # the stop switch is unknown
         return JSONResponse(error_body("model_not_ready", slot.suspension.reason), 503,
                             headers={"Retry-After": "5"})
