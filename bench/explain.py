@@ -60,7 +60,7 @@ def main() -> None:
         asyncio.run(_train(settings))
         ref = registry.resolve(settings.model.name, settings.model.alias)
     model = load_from_path(ref, registry.download(ref))
-    forest = model.pipeline.steps[1][1]
+    forest = model.fitted().steps[1][1]
     trees = [e.tree_ for e in forest.estimators_]
     print(f"model {ref.name} version {ref.version}: {len(trees)} trees, "
           f"{np.mean([t.n_leaves for t in trees]):.0f} leaves and depth {max(t.max_depth for t in trees)} "

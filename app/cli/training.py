@@ -119,7 +119,9 @@ def train(
 
 
 def bootstrap() -> None:
-    """Migrate the database, create the experiments, and train a first model if none is Production."""
+    """Migrate the database, create the experiments, train a first model if none is Production,
+    and prepare the Production version in this host's model cache (its compiled forest and
+    serving bundle), so that the service starts from it."""
     settings = settings_for_command()
 
     async def work(container: Container) -> None:
@@ -134,6 +136,8 @@ def bootstrap() -> None:
             with _progress() as on_stage:
                 result = await train_version(container, progress=on_stage)
             _print_result(result)
+        prepared = await container.slot.prepare_cache()
+        console.print(f"model cache: version {prepared.version} ready, predictor {prepared.predictor}")
 
     run(settings, work)
 

@@ -17,6 +17,13 @@ class TrainingSettings(BaseSettings):
     n_estimators: int = Field(default=100, ge=1, description="Trees of the forest")
     test_size: float = Field(default=0.2, gt=0, lt=1, description="Held-out share for evaluation")
     reference_rows: int = Field(default=5_000, ge=10, description="Rows of training data kept for drift")
+    compile_forest: bool = Field(
+        default=True,
+        description="Log the compiled forest and its serving bundle with each new version (a "
+        "conversion of seconds at training, the .ort file's size more per version), so that a "
+        "worker on any host serves it without scikit-learn from its first start "
+        "(docs/predictors.md); off, each host converts on its first load",
+    )
 
 
 class LifecycleSettings(BaseSettings):

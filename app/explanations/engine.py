@@ -82,7 +82,7 @@ class ExplanationEngine:
     method = "tree_path_dependent"
 
     def __init__(self, model: LoadedModel) -> None:
-        pipeline = model.pipeline
+        pipeline = model.fitted()  # read now if the version serves from its bundle
         if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
             raise ExplanationUnavailable(
                 "explanations need a pipeline of a column transformer and a random forest"
@@ -142,7 +142,9 @@ class ExplanationEngine:
 
     def matrix(self, rows: list[dict[str, Any]]) -> npt.NDArray[np.float32]:
         """The model matrix of validated rows, as the version's serving path builds it."""
-        lean = self.model.lean
+        fast, lean = self.model.fast, self.model.lean
+        if fast is not None:
+            return fast.transform_rows(rows)
         if lean is not None:
             return np.ascontiguousarray(lean.transform(rows), dtype=np.float32)
         dense = self.preprocess.transform(to_frame(rows))

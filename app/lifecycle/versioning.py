@@ -124,7 +124,7 @@ def read_record(registry: ModelRegistry, ref: VersionRef) -> VersionRecord | Non
         return None
     params = dict(run.data.params)
     signature = model.signature
-    pipeline: Any = model.pipeline  # a fitted scikit-learn Pipeline (typed object in LoadedModel)
+    pipeline: Any = model.fitted()  # a fitted scikit-learn Pipeline (untyped)
     return VersionRecord(
         run_id=ref.run_id,
         metrics={k: v for k, v in run.data.metrics.items() if 0.0 <= v <= 1.0},

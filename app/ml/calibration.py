@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.isotonic import IsotonicRegression
 
 FloatArray = npt.NDArray[np.float64]
 CALIBRATION_FILE = "calibration.json"
@@ -65,6 +64,8 @@ class Calibration:
 
 def fit_calibration(proba: FloatArray, y: npt.ArrayLike, classes: tuple[str, ...]) -> Calibration:
     """One isotonic map per class on held-out rows (``proba`` columns in ``classes`` order)."""
+    from sklearn.isotonic import IsotonicRegression  # training only: serving applies the knots
+
     labels = np.asarray(y)
     maps = []
     for i, level in enumerate(classes):

@@ -1,4 +1,5 @@
-"""Held-out evaluation of a classifier and of the two baselines it must beat."""
+"""Held-out evaluation of a classifier and of the two baselines it must beat (scikit-learn is
+imported by the functions that use it: see ``app.ml.pipeline``)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-from sklearn.model_selection import train_test_split
 
 from app.ml.features import LEVELS, TARGET
 
 
 def split(df: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified split so every class is in both parts in its proportion."""
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[TARGET])
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
@@ -33,6 +34,8 @@ def majority_baseline(train: pd.DataFrame, n: int) -> np.ndarray:
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, prefix: str = "") -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
     metrics = {
         f"{prefix}accuracy": accuracy_score(y_true, y_pred),
         f"{prefix}f1_macro": f1_score(y_true, y_pred, average="macro", labels=list(LEVELS)),

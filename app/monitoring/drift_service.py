@@ -103,8 +103,12 @@ def _sample_rows(window: Window, n: int) -> list[dict[str, Any]]:
 
 
 def training_vocabulary(model: LoadedModel) -> dict[str, set[str]] | None:
-    """Categories the fitted one-hot encoder knows, i.e. those seen in training."""
-    pipeline: Any = model.pipeline  # sklearn: untyped
+    """Categories the fitted one-hot encoder knows, i.e. those seen in training (blocking when
+    the version serves from its bundle without a fast transform: never the case, see
+    ``LoadedModel.serve_bundle``)."""
+    if model.fast is not None:
+        return model.fast.vocabulary()
+    pipeline: Any = model.fitted()  # sklearn: untyped
     try:
         encoder = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
         return {name: set(map(str, cats))

@@ -45,14 +45,17 @@ class CompileFailed(Exception):
     """The forest could not be converted or its compiled file not opened."""
 
 
+def compiled_name() -> str:
+    """The compiled file's name: the converter's and the runtime's versions, which made it."""
+    return f"forest-skl2onnx{version('skl2onnx')}-ml{ML_OPSET}-ort{version('onnxruntime')}.ort"
+
+
 def compiled_file(model_dir: Path) -> Path | None:
     """Where the compiled forest of the cached version at ``model_dir`` lives; None when
     ``model_dir`` is not inside the model cache (nothing is written then)."""
     for directory in (model_dir, *list(model_dir.parents)[:2]):
         if (directory / CACHE_MARKER).exists():
-            name = (f"forest-skl2onnx{version('skl2onnx')}-ml{ML_OPSET}"
-                    f"-ort{version('onnxruntime')}.ort")
-            return directory / COMPILED_DIR / name
+            return directory / COMPILED_DIR / compiled_name()
     return None
 
 
@@ -132,6 +135,8 @@ def open_compiled(classifier: Any, n_features: int, target: Path,
         for stale in target.parent.glob("forest-*"):  # made by another converter or format
             if stale != target:
                 stale.unlink(missing_ok=True)
+        for bundle in target.parent.glob("bundle-*"):  # checked with a file that is gone
+            bundle.unlink(missing_ok=True)
     return OnnxForest(target), f"converted in {took:.1f}s, cached {target}"
 
 

@@ -7,6 +7,11 @@ does). Rows or a frame are written into one float32 matrix, the dtype the forest
 in. Unknown categories give an all-zero block when the encoder ignores them and raise when it
 does not, as scikit-learn does. ``LoadedModel`` checks the result against the fitted transform on
 the reference sample before using it.
+
+The parameters also travel as plain data (``to_dict`` / ``from_dict``: category lists, float64
+means and scales, which JSON keeps exactly), so that a worker serving a version's compiled bundle
+(``app.serving.bundle``) builds this transform without unpickling the pipeline or importing
+scikit-learn, which ``FastTransform.of`` alone needs.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-from app.serving.lean_predict import Unsupported
 
 Matrix = npt.NDArray[np.float32]
 SMALL_ROWS = 16  # up to this many rows, one row at a time in plain Python
+FORMAT = 1  # of ``to_dict``
+
+
+class Unsupported(Exception):
+    """The pipeline has a shape the lean path or the fast transform does not handle."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,30 @@ def _encoder_part(encoder: Any, columns: list[str], offset: int) -> tuple[list[_
     return parts, offset
 
 
+def _floats(values: Any) -> npt.NDArray[np.float64] | None:
+    return None if values is None else np.asarray(values, dtype=np.float64)
+
+
 class FastTransform:
-    def __init__(self, preprocess: object) -> None:
+    def __init__(self, categorical: list[_Categorical], numeric: list[_Numeric], width: int) -> None:
+        self._categorical = categorical
+        self._numeric = numeric
+        self.width = width
+        self._affine_floats = [
+            (None if b.mean is None else b.mean.tolist(), None if b.scale is None else b.scale.tolist())
+            for b in self._numeric
+        ]
+
+    @classmethod
+    def of(cls, preprocess: object) -> FastTransform:
+        """The transform of a fitted ``ColumnTransformer``; ``Unsupported`` for any other shape."""
+        from sklearn.compose import ColumnTransformer
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
         if not isinstance(preprocess, ColumnTransformer):
             raise Unsupported("first step is not a ColumnTransformer")
-        self._categorical: list[_Categorical] = []
-        self._numeric: list[_Numeric] = []
+        categorical: list[_Categorical] = []
+        numeric: list[_Numeric] = []
         width = 0
         for name, transformer, columns in preprocess.transformers_:
             if transformer == "drop" or (name == "remainder" and len(columns) == 0):
@@ -74,20 +98,56 @@ class FastTransform:
             columns = list(columns)
             if isinstance(transformer, OneHotEncoder):
                 parts, width = _encoder_part(transformer, columns, width)
-                self._categorical += parts
+                categorical += parts
             elif isinstance(transformer, StandardScaler) or transformer == "passthrough":
                 scaler = transformer if isinstance(transformer, StandardScaler) else None
                 mean = scaler.mean_ if scaler is not None and scaler.with_mean else None
                 scale = scaler.scale_ if scaler is not None and scaler.with_std else None
-                self._numeric.append(_Numeric(columns, width, mean, scale))
+                numeric.append(_Numeric(columns, width, _floats(mean), _floats(scale)))
                 width += len(columns)
             else:
                 raise Unsupported(f"transformer {type(transformer).__name__}")
-        self.width = width
-        self._affine_floats = [
-            (None if b.mean is None else b.mean.tolist(), None if b.scale is None else b.scale.tolist())
-            for b in self._numeric
-        ]
+        return cls(categorical, numeric, width)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as JSON-ready data (``from_dict`` gives back an equal transform)."""
+        return {
+            "format": FORMAT, "width": self.width,
+            "categorical": [{"name": p.name, "offset": p.offset, "ignore_unknown": p.ignore_unknown,
+                             "categories": sorted(p.lookup, key=p.lookup.__getitem__)}
+                            for p in self._categorical],
+            "numeric": [{"names": b.names, "start": b.start,
+                         "mean": None if b.mean is None else b.mean.tolist(),
+                         "scale": None if b.scale is None else b.scale.tolist()}
+                        for b in self._numeric],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> FastTransform:
+        """The transform ``to_dict`` wrote; ``ValueError`` for anything else."""
+        try:
+            if doc["format"] != FORMAT:
+                raise ValueError(f"unknown fast transform format {doc['format']!r}")
+            categorical = [
+                _Categorical(str(p["name"]), int(p["offset"]),
+                             {str(c): int(p["offset"]) + i for i, c in enumerate(p["categories"])},
+                             bool(p["ignore_unknown"]))
+                for p in doc["categorical"]
+            ]
+            numeric = [_Numeric([str(n) for n in b["names"]], int(b["start"]), _floats(b["mean"]),
+                                _floats(b["scale"])) for b in doc["numeric"]]
+            width = int(doc["width"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed fast transform: {type(exc).__name__} {exc}") from exc
+        columns = sorted([*(c for p in categorical for c in p.lookup.values()),
+                          *(b.start + j for b in numeric for j in range(len(b.names)))])
+        if columns != list(range(width)):
+            raise ValueError("malformed fast transform: its columns do not cover the matrix")
+        return cls(categorical, numeric, width)
+
+    def vocabulary(self) -> dict[str, set[str]]:
+        """The categories each categorical feature was fitted with."""
+        return {p.name: set(p.lookup) for p in self._categorical}
 
     def transform_rows(self, rows: Sequence[dict[str, Any]]) -> Matrix:
         """Validated row dicts -> the model matrix (float32, C order)."""

@@ -27,17 +27,13 @@ from sklearn.pipeline import Pipeline
 
 from app.cpu import cores, cpu_pool
 from app.ml.features import CATEGORICAL
+from app.serving.fast_transform import FastTransform, Unsupported
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from app.serving.fast_transform import FastTransform
-
+__all__ = ["LeanPredictor", "Unsupported"]
 LARGE_CHUNK_MIN_ROWS = 512
-
-
-class Unsupported(Exception):
-    """The pipeline has a shape the lean path does not handle; use the pipeline itself."""
 
 
 class LeanPredictor:

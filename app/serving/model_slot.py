@@ -143,6 +143,16 @@ class ModelSlot:
         if switched and self._current is model:
             self.metrics.set_serving(model.name, model.version, model.semver, model.predictor)
 
+    async def prepare_cache(self) -> LoadedModel:
+        """Download the Production version into the model cache and build its compiled forest
+        and serving bundle now, as a serving worker would in the background on its first start,
+        so that the workers of this host start from the bundle (app.serving.bundle). Nothing is
+        installed."""
+        model = await self.load(await self.resolve())
+        if model.pending_compile is not None:
+            await asyncio.to_thread(model.compile_pending)
+        return model
+
     async def load_production(self) -> LoadedModel:
         """Resolve the Production version and serve it (no-op when it is already served)."""
         async with self._lock:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
-from sklearn.metrics import ConfusionMatrixDisplay
 
 from app.config import Settings
 from app.lifecycle.versioning import VersionRecord, hyperparameters_of, signature_fingerprint
@@ -35,10 +34,11 @@ from app.ml.evaluation import evaluate, split
 from app.ml.features import FEATURE_NAMES, LEVELS, TARGET
 from app.ml.pipeline import build_pipeline
 from app.ml.synthetic import generate
+from app.serving.loaded_model import PredictorOptions, compile_for_logging
 
 # skops refuses types it does not know; these are the tree internals of our pipeline's models.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
-STAGES = ("data", "fit", "evaluate", "log", "register")
+STAGES = ("data", "fit", "evaluate", "log", "compile", "register")
 # The optional weight column of the training data (see the module docstring).
 SAMPLE_WEIGHT = "sample_weight"
 
@@ -92,6 +92,7 @@ class FittedModel:
         """The held-out confusion matrix. A bare ``Figure`` (no pyplot): no GUI backend is
         chosen and no global figure registry is touched, so training runs headless anywhere."""
         from matplotlib.figure import Figure
+        from sklearn.metrics import ConfusionMatrixDisplay
 
         fig = Figure(figsize=(5, 4))
         ax = fig.subplots()
@@ -183,12 +184,17 @@ def calibrate(model: Any, test: pd.DataFrame, seed: int
     }, check_half
 
 
-def model_format(fitted: FittedModel, reference_path: Path) -> dict[str, Any]:
+def model_format(fitted: FittedModel, reference_path: Path,
+                 compile_with: PredictorOptions | None = None) -> dict[str, Any]:
     """How the model is stored, logged or saved alike: skops, signature, input example, and as
     extra files the reference sample (written to ``reference_path``), the calibration maps and
-    the held-out rows they were judged on (beside it), so every copy of the version has them."""
+    the held-out rows they were judged on (beside it), so every copy of the version has them;
+    with ``compile_with``, also the compiled forest and its serving bundle (built beside it)."""
     fitted.reference.to_parquet(reference_path, index=False)
     extra_files = [str(reference_path)]
+    if compile_with is not None:
+        extra_files += [str(p) for p in compile_for_logging(
+            fitted.model, reference_path, reference_path.parent, compile_with)]
     if fitted.calibration is not None:
         calibration_path = reference_path.with_name(CALIBRATION_FILE)
         calibration_path.write_text(json.dumps(fitted.calibration.to_dict()))

@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -32,7 +32,7 @@ from app.lifecycle.service import LifecycleService
 from app.lifecycle.versioning import ChangeType, assign_semver
 from app.ml.features import TARGET
 from app.registry.client import ModelRegistry
-from app.serving.loaded_model import REFERENCE_FILE
+from app.serving.loaded_model import REFERENCE_FILE, PredictorOptions
 from app.training.fit import (
     STAGES,
     FittedModel,
@@ -113,8 +113,11 @@ def register_version(
     progress("log")
     name = settings.model.name
     with _mlflow_uris(settings.tracking_uri, settings.registry_uri):
+        # Compiled whatever path this process serves by: each serving worker decides for itself.
+        compile_with = (replace(PredictorOptions.of(settings.model), predictor="onnx")
+                        if settings.training.compile_forest else None)
         run_id, version = _log_and_register(fitted, name, experiment_ids[TRAINING_EXPERIMENT],
-                                            extra_tags, progress)
+                                            extra_tags, progress, compile_with)
     for key, value in fitted.metrics.items():
         if not key.startswith("baseline"):
             registry.client.set_model_version_tag(name, version, f"metric.{key}", f"{value:.6f}")
@@ -128,9 +131,11 @@ def register_version(
 
 
 def _log_and_register(fitted: FittedModel, name: str, experiment_id: str,
-                      extra_tags: dict[str, str] | None, progress: Progress) -> tuple[str, str]:
-    """One MLflow run with params, metrics, figures, the reference sample and the model, which
-    is registered as a new version of ``name``. Returns (run id, version)."""
+                      extra_tags: dict[str, str] | None, progress: Progress,
+                      compile_with: PredictorOptions | None) -> tuple[str, str]:
+    """One MLflow run with params, metrics, figures, the reference sample and the model (with
+    its compiled forest and serving bundle when ``compile_with``), which is registered as a new
+    version of ``name``. Returns (run id, version)."""
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(fitted.params)
         mlflow.log_metrics(fitted.metrics)
@@ -147,7 +152,9 @@ def _log_and_register(fitted: FittedModel, name: str, experiment_id: str,
         )
         with tempfile.TemporaryDirectory() as tmp:
             reference_path = Path(tmp) / REFERENCE_FILE
-            stored_as = model_format(fitted, reference_path)
+            if compile_with is not None:
+                progress("compile")
+            stored_as = model_format(fitted, reference_path, compile_with)
             mlflow.log_artifact(str(reference_path), artifact_path="reference")
             progress("register")
             info = mlflow.sklearn.log_model(fitted.model, name="model", registered_model_name=name,

@@ -43,7 +43,7 @@ def rows(model: LoadedModel) -> list[dict]:
 
 def test_equal_to_shap_per_column_and_additive(model, engine, rows) -> None:
     x, explained = engine.explain_rows(rows)
-    forest = model.pipeline.steps[1][1]
+    forest = model.fitted().steps[1][1]
     reference = shap.TreeExplainer(forest, feature_perturbation="tree_path_dependent")
     order = [list(forest.classes_).index(level) for level in LEVELS]
     expected = np.asarray(reference.shap_values(x))[..., order]  # rows x columns x classes
@@ -51,7 +51,7 @@ def test_equal_to_shap_per_column_and_additive(model, engine, rows) -> None:
     assert np.abs(explained.columns - expected).max() <= 1e-6
     assert np.abs(explained.base - np.asarray(reference.expected_value)[order]).max() <= 1e-6
     # Additive against the pipeline itself (float64), per class.
-    proba = model.pipeline.predict_proba(to_frame(rows))[:, order]
+    proba = model.fitted().predict_proba(to_frame(rows))[:, order]
     assert np.abs(explained.base + explained.columns.sum(axis=1) - proba).max() <= 1e-6
     assert np.abs(explained.base + explained.features.sum(axis=1) - proba).max() <= 1e-6
 

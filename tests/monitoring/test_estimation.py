@@ -38,11 +38,11 @@ def _window(model: LoadedModel, seed: int, shift: tuple[str, ...] = ()) -> tuple
 
 def test_the_version_carries_calibration_fitted_on_held_out_rows(production):
     calibration = production.calibration
-    assert calibration is not None and calibration.classes == tuple(production.pipeline.classes_)
+    assert calibration is not None and calibration.classes == tuple(production.fitted().classes_)
     assert Calibration.from_dict(calibration.to_dict()) == calibration
     # Judged on fresh rows: calibrated confidence is closer to the share that is right.
     df = generate(3000, seed=11)
-    raw = production.pipeline.predict_proba(df[list(FEATURE_NAMES)])
+    raw = production.fitted().predict_proba(df[list(FEATURE_NAMES)])
     calibrated = calibration.apply(raw)
     assert np.allclose(calibrated.sum(axis=1), 1.0)
     classes = calibration.classes

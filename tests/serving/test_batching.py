@@ -60,14 +60,14 @@ def test_lean_path_is_identical_to_pyfunc_and_pipeline(model: LoadedModel, model
     rows = varied_rows(300, seed=11)
     frame = to_frame(rows)
     proba = model.predict_rows(rows)
-    expected = model._in_level_order(model.pipeline.predict_proba(frame))  # sklearn's own, LEVELS order
+    expected = model._in_level_order(model.fitted().predict_proba(frame))  # sklearn's own, LEVELS order
     assert np.array_equal(proba, expected)
     assert np.array_equal(model.predict_proba(frame), expected)
     pyfunc_labels = mlflow.pyfunc.load_model(str(model_path)).predict(frame[list(FEATURE_NAMES)])
     assert model.levels_of(proba) == list(pyfunc_labels)
     # Single rows too (the hot case for batching-off single-row traffic).
     for row in rows[:20]:
-        single = model._in_level_order(model.pipeline.predict_proba(to_frame([row])))
+        single = model._in_level_order(model.fitted().predict_proba(to_frame([row])))
         assert np.array_equal(model.predict_rows([row]), single)
 
 

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from app.config import TrainingSettings
 from app.ml.features import FEATURE_NAMES
 from app.ml.pipeline import build_pipeline
 from app.ml.synthetic import generate
 from app.registry.client import ModelRegistry, VersionRef
-from app.serving.compiled import COMPILED_DIR, compiled_file
+from app.serving.bundle import manifest_file
+from app.serving.compiled import COMPILED_DIR, compiled_file, compiled_name
 from app.serving.fast_transform import FastTransform
 from app.serving.loaded_model import LoadedModel, PredictorOptions, load_from_path, to_frame
+from app.training.train import register_version
 from tests.serving.test_batching import varied_rows
 from tests.support.running_app import RunningApp
-from tests.support.settings import make_settings
+from tests.support.settings import TEST_TRAINING, make_settings
 
 TOLERANCE = PredictorOptions().parity_tolerance
 
@@ -51,7 +58,7 @@ def private_copy(version: tuple[VersionRef, Path], tmp_path: Path) -> Path:
 
 
 def pipeline_proba(model: LoadedModel, frame) -> np.ndarray:
-    return model._in_level_order(model.pipeline.predict_proba(frame))
+    return model._in_level_order(model.fitted().predict_proba(frame))
 
 
 def assert_parity(model: LoadedModel, proba: np.ndarray, expected: np.ndarray) -> None:
@@ -72,12 +79,16 @@ def test_onnx_path_matches_the_pipeline_on_rows_and_frames(model: LoadedModel):
 
 
 def test_fast_transform_equals_the_fitted_transform(model: LoadedModel):
-    preprocess = model.pipeline.steps[0][1]
-    fast = FastTransform(preprocess)
+    preprocess = model.fitted().steps[0][1]
+    fitted = FastTransform.of(preprocess)
+    # As a serving bundle carries it: through JSON and back, the same transform.
+    carried = FastTransform.from_dict(json.loads(json.dumps(fitted.to_dict())))
     rows = varied_rows(400, seed=5)  # unknown categories and bound values mixed in
     expected = preprocess.transform(to_frame(rows)).toarray().astype(np.float32)
-    assert np.array_equal(fast.transform_rows(rows), expected)
-    assert np.array_equal(fast.transform_frame(to_frame(rows)), expected)
+    for fast in (fitted, carried):
+        assert np.array_equal(fast.transform_rows(rows), expected)
+        assert np.array_equal(fast.transform_frame(to_frame(rows)), expected)
+    fast = carried
     # Small calls take a plain-Python path: the same values.
     assert np.array_equal(np.vstack([fast.transform_rows(rows[i:i + 3]) for i in range(0, 60, 3)]),
                           expected[:60])
@@ -92,7 +103,9 @@ def test_fast_transform_refuses_unknown_categories_when_the_encoder_does():
     with pytest.raises(ValueError):
         preprocess.transform(to_frame([row]))
     with pytest.raises(ValueError):
-        FastTransform(preprocess).transform_rows([row])
+        FastTransform.of(preprocess).transform_rows([row])
+    with pytest.raises(ValueError):
+        FastTransform.from_dict(FastTransform.of(preprocess).to_dict()).transform_rows([row])
 
 
 def test_large_batches_are_the_pipeline_exactly(model: LoadedModel):
@@ -124,9 +137,10 @@ def test_compiled_file_is_cached_reused_and_replaced_when_unreadable(
     (compiled,) = (p for p in private_copy.parent.rglob("*.ort") if COMPILED_DIR in p.parts)
     written = compiled.stat().st_mtime_ns
 
-    second = load_from_path(ref, private_copy, PredictorOptions())  # cached: onnx at once
-    assert second.predictor == "onnx" and second.pending_compile is None
-    assert "converted" not in second.predictor_note and "cached" in second.predictor_note
+    # Cached, with the serving bundle the first load wrote: onnx at once, the pipeline not read.
+    second = load_from_path(ref, private_copy, PredictorOptions())
+    assert second.predictor == "onnx" and second.pending_compile is None and second.from_bundle
+    assert "the serving bundle in the model cache" in second.predictor_note
     assert compiled.stat().st_mtime_ns == written
 
     compiled.write_bytes(b"not an onnx model")
@@ -136,6 +150,100 @@ def test_compiled_file_is_cached_reused_and_replaced_when_unreadable(
     assert third.predictor == "onnx" and "converted in" in third.predictor_note
     rows = varied_rows(50, seed=3)
     assert np.array_equal(third.predict_rows(rows), second.predict_rows(rows))
+
+
+def test_a_cached_version_serves_from_its_bundle_and_reads_the_trees_only_when_needed(
+    version: tuple[VersionRef, Path], model: LoadedModel
+):
+    ref, model_dir = version
+    compiled = compiled_file(model_dir)
+    assert compiled is not None and manifest_file(compiled).exists()  # written by the first load
+    again = load_from_path(ref, model_dir, PredictorOptions())
+    assert again.predictor == "onnx" and again.from_bundle, again.predictor_note
+    rows = varied_rows(200, seed=5)
+    expected = pipeline_proba(model, to_frame(rows))
+    assert_parity(again, again.predict_rows(rows), expected)
+    assert again.levels_of(again.predict_rows(rows[:1])) == model.levels_of(expected[:1])
+    assert again.from_bundle  # calls the compiled forest takes never read the pipeline
+    big = varied_rows(1500, seed=6)  # over large_batch_rows: the trees, read now, exactly
+    assert np.array_equal(again.predict_rows(big), pipeline_proba(model, to_frame(big)))
+    assert not again.from_bundle and again.predictor == "onnx"
+
+
+def test_a_bundle_that_does_not_reproduce_the_pipeline_is_not_used(
+    version: tuple[VersionRef, Path], model: LoadedModel, private_copy: Path, caplog
+):
+    ref, model_dir = version
+    compiled = compiled_file(model_dir)
+    assert compiled is not None and model.predictor == "onnx"
+    shutil.copytree(compiled.parent, compiled_file(private_copy).parent)  # no conversion here
+    manifest = manifest_file(compiled_file(private_copy))
+    doc = json.loads(manifest.read_text())
+    doc["expected"][0] = [1.0, 0.0, 0.0] if doc["expected"][0][0] < 0.5 else [0.0, 1.0, 0.0]
+    manifest.write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, logger="app.serving.loaded_model"):
+        loaded = load_from_path(ref, private_copy, PredictorOptions())
+    assert "serving bundle not used: reference rows" in caplog.text
+    # The long way: the pipeline read and checked against, which writes the bundle anew.
+    assert loaded.predictor == "onnx" and not loaded.from_bundle
+    assert json.loads(manifest.read_text())["expected"][0] != doc["expected"][0]
+
+    sample = private_copy / "extra_files" / "reference.parquet"  # now not the sample checked on
+    pd.read_parquet(sample).iloc[1:].to_parquet(sample)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="app.serving.bundle"):
+        assert load_from_path(ref, private_copy, PredictorOptions()) is not None
+    assert "made with other files" in caplog.text
+
+
+def test_a_version_logged_with_its_compiled_forest_serves_from_its_artifacts(tmp_path: Path):
+    small = {"rows": 2000, "n_estimators": 20, "compile_forest": True}
+    training = TrainingSettings(**(TEST_TRAINING | small))
+    settings = make_settings(tmp_path, training=training)
+    settings.ensure_dirs()
+    registry = ModelRegistry(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
+                             artifact_root=settings.artifact_root, cache_dir=settings.model_cache_dir)
+    result = register_version(settings, registry)
+    ref = registry.get_version(settings.model.name, result.version)
+    path = registry.download(ref)
+    logged = path / "extra_files" / compiled_name()
+    assert logged.exists() and manifest_file(logged).exists()
+    model = load_from_path(ref, path, PredictorOptions())
+    assert model.from_bundle and "the version's artifacts" in model.predictor_note, model.predictor_note
+    cached = compiled_file(path)
+    assert cached is not None and not cached.exists()  # nothing converted on this host
+    rows = varied_rows(100, seed=12)
+    assert_parity(model, model.predict_rows(rows), pipeline_proba(model, to_frame(rows)))
+
+
+def test_a_worker_serving_from_the_bundle_imports_no_scikit_learn(
+    registry_dir: Path, model: LoadedModel
+):
+    """What a serving worker imports (app.main), then a version loaded from its bundle and used."""
+    script = f"""
+import json, sys
+from pathlib import Path
+import app.main
+from app.ml.features import FEATURE_NAMES
+from app.ml.synthetic import generate
+from app.registry.client import ModelRegistry
+from app.serving.loaded_model import PredictorOptions, load_from_path
+from app.config import TrainingSettings
+from app.training.train import register_version
+from tests.support.settings import TEST_TRAINING, make_settings
+s = make_settings(Path({str(registry_dir)!r}))
+registry = ModelRegistry(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri,
+                         artifact_root=s.artifact_root, cache_dir=s.model_cache_dir)
+ref = registry.resolve(s.model.name, "production")
+model = load_from_path(ref, registry.download(ref), PredictorOptions())
+proba = model.predict_rows(generate(100, seed=9, with_label=False)[list(FEATURE_NAMES)].to_dict("records"))
+print(json.dumps({{"bundle": model.from_bundle, "sklearn": sorted(m for m in sys.modules
+                  if m.split(".")[0] in ("sklearn", "skops"))[:5], "rows": len(proba)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"bundle": True, "sklearn": [], "rows": 100}
 
 
 def test_a_failed_parity_check_falls_back_to_lean(version: tuple[VersionRef, Path], model: LoadedModel,
@@ -167,7 +275,7 @@ def test_a_model_outside_the_cache_is_not_compiled(version: tuple[VersionRef, Pa
 
 
 def test_no_reference_sample_means_no_compiled_path(version: tuple[VersionRef, Path], model: LoadedModel):
-    bare = LoadedModel(ref=model.ref, pipeline=model.pipeline, signature=None, reference=None)
+    bare = LoadedModel(ref=model.ref, pipeline=model.fitted(), signature=None, reference=None)
     bare.enable_predictor(PredictorOptions(), version[1])
     assert bare.predictor == "lean" and "no reference sample" in bare.predictor_note
 

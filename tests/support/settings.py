@@ -8,7 +8,9 @@ from typing import Any
 from app.config import ExplanationSettings, ModelSettings, Settings, TrainingSettings
 
 # Small but real: the tests need a trained forest, not the full 20k-row demo model.
-TEST_TRAINING = {"rows": 4000, "n_estimators": 40, "reference_rows": 1000}
+# No compiled forest logged with test versions (seconds per training): each host converts on
+# first load, the path most tests exercise; tests/serving/test_compiled_predictor.py logs one.
+TEST_TRAINING = {"rows": 4000, "n_estimators": 40, "reference_rows": 1000, "compile_forest": False}
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
