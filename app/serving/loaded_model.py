@@ -500,7 +500,8 @@ def compile_for_logging(pipeline: Any, reference_file: Path, directory: Path,
                         options: PredictorOptions) -> list[Path]:
     """Training: the compiled forest and serving bundle to log with a new version, built into
     ``directory`` and checked against ``pipeline`` as a serving load would (blocking, seconds);
-    empty, with a warning, when the version gets no compiled path."""
+    empty when the version gets no compiled path (a forest that fails its check has been
+    warned about; another classifier has none)."""
     ref = VersionRef(name="new version", version="(training)", run_id=None, source=str(directory))
     model = LoadedModel(ref=ref, pipeline=pipeline, signature=None,
                         reference=pd.read_parquet(reference_file), reference_file=reference_file)
@@ -508,6 +509,6 @@ def compile_for_logging(pipeline: Any, reference_file: Path, directory: Path,
     model.enable_predictor(options, target=target)
     model.compile_pending()
     if model.onnx is None or not manifest_file(target).exists():
-        log.warning("the new version is logged without a compiled forest: %s", model.predictor_note)
+        log.info("the new version is logged without a compiled forest: %s", model.predictor_note)
         return []
     return [target, manifest_file(target)]
