@@ -102,7 +102,7 @@ def read_bundle(compiled: Path, reference: Path) -> Bundle | None:
             expected=_floats(doc["expected"]),
             probes=None if doc["probes"] is None else _floats(doc["probes"]),
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # not our JSON
         log.warning("ignoring the serving bundle %s: %s", target, exc)
         return None
     if bundle.expected.ndim != 2 or bundle.expected.shape[1] != len(bundle.classes):
